@@ -1,0 +1,157 @@
+"""Small helpers shared by the layers: dtype casting, parameter creation, tuples.
+
+These mirror ``lasagne.utils``: :func:`floatX`, :func:`create_param`, :func:`unique`,
+:func:`as_tuple` and :func:`one_hot`.
+"""
+import numbers
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Variable
+
+__all__ = ["floatX", "shared_empty", "as_pytensor_expression", "one_hot", "unique",
+           "as_tuple", "compute_norms", "create_param"]
+
+
+def floatX(arr):
+    """Cast ``arr`` to a NumPy array of dtype ``pytensor.config.floatX``."""
+    return np.asarray(arr, dtype=pytensor.config.floatX)
+
+
+def shared_empty(dim=2, dtype=None):
+    """A shared variable of ``dim`` dimensions, all of size 0."""
+    dtype = pytensor.config.floatX if dtype is None else dtype
+    return pytensor.shared(np.zeros((0,) * dim, dtype=dtype))
+
+
+def as_pytensor_expression(input):
+    """Wrap ``input`` as a symbolic expression (variables are returned unchanged)."""
+    if isinstance(input, Variable):
+        return input
+    try:
+        return pt.constant(input)
+    except Exception as exc:
+        raise TypeError(f"Input of type {type(input)} is not a PyTensor expression") from exc
+
+
+def one_hot(x, m=None):
+    """One-hot encode integer tensor ``x`` into ``m`` classes (default ``max(x) + 1``).
+
+    Returns a tensor with one more axis than ``x`` whose last axis has size ``m``.
+    """
+    x = pt.as_tensor_variable(x)
+    if m is None:
+        m = pt.cast(pt.max(x) + 1, "int64")
+    return pt.eq(x[..., None], pt.arange(m)).astype(pytensor.config.floatX)
+
+
+def unique(l):
+    """Items of ``l`` without repeats, in order of first occurrence."""
+    seen, out = set(), []
+    for item in l:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
+def as_tuple(x, N, t=None):
+    """Coerce ``x`` into a tuple of length ``N`` (repeating a scalar), optionally type-checked.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is a sequence of another length, or an element is not of type ``t``.
+    """
+    try:
+        X = tuple(x)
+    except TypeError:
+        X = (x,) * N
+    if len(X) != N:
+        raise ValueError(f"expected a single value or an iterable of length {N}, got {x!r}")
+    if t is not None and not all(isinstance(v, t) for v in X):
+        names = t.__name__ if isinstance(t, type) else " or ".join(c.__name__ for c in t)
+        raise TypeError(f"expected a single value or an iterable of {names}, got {x!r}")
+    return X
+
+
+def compute_norms(array, norm_axes=None):
+    """Euclidean norms of a NumPy or symbolic ``array`` over ``norm_axes``.
+
+    By default the norm is over all axes but the first for arrays of 3 or more dimensions, the
+    first axis (input units) for matrices, and the only axis for vectors.
+    """
+    ndim = array.ndim
+    if norm_axes is None:
+        if ndim == 1:
+            norm_axes = (0,)
+        elif ndim == 2:
+            norm_axes = (0,)
+        elif ndim in (3, 4, 5):
+            norm_axes = tuple(range(1, ndim))
+        else:
+            raise ValueError(f"Unsupported tensor dimensionality {ndim}: specify norm_axes")
+    if isinstance(array, np.ndarray):
+        return np.sqrt(np.sum(array ** 2, axis=norm_axes))
+    return pt.sqrt(pt.sum(array ** 2, axis=norm_axes))
+
+
+def create_param(spec, shape, name=None):
+    """Create a parameter from a NumPy array, a shared variable, an expression or a callable.
+
+    Parameters
+    ----------
+    spec : numpy.ndarray, SharedVariable, Variable or callable
+        - array: wrapped in a new shared variable (cast to ``floatX`` if floating);
+        - shared variable or other expression: used as is, after a check of its dimensions;
+        - callable (e.g. an :class:`~ntm.lasagne.init.Initializer`): called with ``shape`` and
+          the resulting array wrapped in a shared variable.
+    shape : tuple of int
+        The shape the parameter must have; every entry must be a positive integer.
+    name : str, optional
+        Name given to a newly created shared variable.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` has a non-positive entry, or the array's shape / the expression's number of
+        dimensions does not match ``shape``.
+    RuntimeError
+        If ``spec`` is none of the above.
+    """
+    shape = tuple(shape)
+    if any(not isinstance(d, numbers.Integral) or d <= 0 for d in shape):
+        raise ValueError(f"Cannot create param {name!r} with a non-positive shape {shape}; "
+                         "all dimensions must be positive integers")
+    label = f"parameter {name!r}" if name else "parameter"
+    if isinstance(spec, Variable):
+        if spec.ndim != len(shape):
+            raise ValueError(f"{label}: expression has {spec.ndim} dimensions, "
+                             f"should be {len(shape)} for shape {shape}")
+        if isinstance(spec, SharedVariable):
+            actual = spec.get_value(borrow=True, return_internal_type=True).shape
+            if hasattr(actual, "__len__") and tuple(actual) != shape:
+                raise ValueError(f"{label}: shared variable has shape {tuple(actual)}, "
+                                 f"should be {shape}")
+        return spec
+    if isinstance(spec, np.ndarray):
+        if spec.shape != shape:
+            raise ValueError(f"{label}: array has shape {spec.shape}, should be {shape}")
+        arr = spec
+    elif callable(spec):
+        arr = spec(shape)
+        try:
+            arr = np.asarray(arr)
+        except Exception as exc:
+            raise RuntimeError(f"{label}: callable did not return an array-like") from exc
+        if arr.shape != shape:
+            raise ValueError(f"{label}: callable returned an array of shape {arr.shape}, "
+                             f"should be {shape}")
+    else:
+        raise RuntimeError(f"{label}: cannot initialize from {spec!r}; expected a NumPy array, "
+                           "a shared variable or expression, or a callable")
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = floatX(arr)
+    return pytensor.shared(arr, name=name)
