@@ -1,0 +1,28 @@
+"""The random state shared by every initializer, settable for reproducible runs."""
+import numpy as np
+
+__all__ = ["get_rng", "set_rng"]
+
+_rng = np.random.RandomState()
+
+
+def get_rng():
+    """The ``numpy.random.RandomState`` that initializers draw from."""
+    return _rng
+
+
+def set_rng(new_rng):
+    """Replace the random state, e.g. ``set_rng(np.random.RandomState(42))`` before building a
+    network so that its initial parameters are reproducible.
+
+    Parameters
+    ----------
+    new_rng : numpy.random.RandomState or int
+        A random state, or an integer seed for a new one.
+    """
+    global _rng
+    if isinstance(new_rng, (int, np.integer)):
+        new_rng = np.random.RandomState(int(new_rng))
+    if not isinstance(new_rng, np.random.RandomState):
+        raise TypeError(f"new_rng must be a numpy.random.RandomState or an int seed, got {new_rng!r}")
+    _rng = new_rng
