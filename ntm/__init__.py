@@ -1,0 +1,8 @@
+"""Neural Turing Machines on PyTensor, as Lasagne-style layers.
+
+The NTM (Graves, Wayne & Danihelka, 2014) is built from a :class:`~ntm.memory.Memory`, a
+controller from :mod:`ntm.controllers`, read and write heads from :mod:`ntm.heads`, and run
+over a sequence by :class:`~ntm.layers.NTMLayer`. :mod:`ntm.lasagne` provides Lasagne's layer
+API on PyTensor for the rest of the network.
+"""
+__version__ = "0.1.0"

@@ -71,16 +71,24 @@ def elu(x):
 
 
 class SELU:
-    r""":math:`\lambda x` for :math:`x > 0`, :math:`\lambda\alpha(e^x - 1)` otherwise."""
+    r""":math:`\lambda x` for :math:`x > 0`, :math:`\lambda\alpha(e^x - 1)` otherwise.
 
-    def __init__(self, scale=1.0507009873554805, scale_neg=1.6732632423543772):
+    Parameters
+    ----------
+    scale, scale_neg : float
+        :math:`\lambda` and :math:`\alpha` (default 1 each, as in Lasagne; :data:`selu` uses
+        the self-normalising values of Klambauer et al., 2017).
+    """
+
+    def __init__(self, scale=1, scale_neg=1):
         self.scale, self.scale_neg = scale, scale_neg
 
     def __call__(self, x):
         return self.scale * pt.switch(x > 0, x, self.scale_neg * pt.expm1(x))
 
 
-selu = SELU()
+selu = SELU(scale=1.0507009873554804934193349852946,
+            scale_neg=1.6732632423543772848170429916717)
 
 
 def softplus(x):

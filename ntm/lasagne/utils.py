@@ -80,78 +80,81 @@ def as_tuple(x, N, t=None):
 def compute_norms(array, norm_axes=None):
     """Euclidean norms of a NumPy or symbolic ``array`` over ``norm_axes``.
 
-    By default the norm is over all axes but the first for arrays of 3 or more dimensions, the
-    first axis (input units) for matrices, and the only axis for vectors.
+    By default the norm is over all axes but the first for arrays of 3 to 5 dimensions and the
+    first axis (input units) for matrices; a vector's "norms" are the absolute values of its
+    entries (so that biases can be treated like weights).
     """
     ndim = array.ndim
     if norm_axes is None:
         if ndim == 1:
-            norm_axes = (0,)
+            norm_axes = ()
         elif ndim == 2:
             norm_axes = (0,)
         elif ndim in (3, 4, 5):
             norm_axes = tuple(range(1, ndim))
         else:
             raise ValueError(f"Unsupported tensor dimensionality {ndim}: specify norm_axes")
+    norm_axes = tuple(norm_axes)
     if isinstance(array, np.ndarray):
-        return np.sqrt(np.sum(array ** 2, axis=norm_axes))
-    return pt.sqrt(pt.sum(array ** 2, axis=norm_axes))
+        return np.sqrt(np.sum(array ** 2, axis=norm_axes)) if norm_axes else np.abs(array)
+    return pt.sqrt(pt.sum(array ** 2, axis=norm_axes)) if norm_axes else pt.abs(array)
 
 
 def create_param(spec, shape, name=None):
-    """Create a parameter from a NumPy array, a shared variable, an expression or a callable.
+    """Create a parameter from a number, a NumPy array, a shared variable, an expression or a
+    callable.
 
     Parameters
     ----------
-    spec : numpy.ndarray, SharedVariable, Variable or callable
-        - array: wrapped in a new shared variable (cast to ``floatX`` if floating);
-        - shared variable or other expression: used as is, after a check of its dimensions;
-        - callable (e.g. an :class:`~ntm.lasagne.init.Initializer`): called with ``shape`` and
-          the resulting array wrapped in a shared variable.
+    spec : number, numpy.ndarray, SharedVariable, Variable or callable
+        - number or array: wrapped in a new shared variable (cast to ``floatX`` if floating);
+        - shared variable or other expression: used as is, after a check of its dimensions (and,
+          for a shared variable, of its current shape);
+        - callable (e.g. an :class:`~ntm.lasagne.init.Initializer`): called with ``shape``; the
+          array it returns is wrapped in a shared variable, an expression it returns is used
+          as is.
+        A new shared variable has a static size of 1 on the axes where ``shape`` has 1, so that
+        it broadcasts like Lasagne's parameters.
     shape : tuple of int
         The shape the parameter must have; every entry must be a positive integer.
     name : str, optional
-        Name given to a newly created shared variable.
+        Name given to a new shared variable, or to an expression that has no name yet.
 
     Raises
     ------
     ValueError
         If ``shape`` has a non-positive entry, or the array's shape / the expression's number of
         dimensions does not match ``shape``.
-    RuntimeError
-        If ``spec`` is none of the above.
+    TypeError
+        If ``spec`` (or what the callable returned) is none of the above.
     """
     shape = tuple(shape)
     if any(not isinstance(d, numbers.Integral) or d <= 0 for d in shape):
         raise ValueError(f"Cannot create param {name!r} with a non-positive shape {shape}; "
                          "all dimensions must be positive integers")
     label = f"parameter {name!r}" if name else "parameter"
+    what = "spec"
+    if callable(spec) and not isinstance(spec, Variable):
+        spec = spec(shape)
+        what = "value returned by the callable"
+    if isinstance(spec, (numbers.Number, np.generic)) and not isinstance(spec, (bool, np.bool_)):
+        spec = np.asarray(spec)
+    if isinstance(spec, np.ndarray):
+        if spec.shape != shape:
+            raise ValueError(f"{label}: the {what} has shape {spec.shape}, should be {shape}")
+        arr = floatX(spec) if np.issubdtype(spec.dtype, np.floating) else spec
+        return pytensor.shared(arr, name=name, shape=tuple(1 if d == 1 else None for d in shape))
     if isinstance(spec, Variable):
         if spec.ndim != len(shape):
-            raise ValueError(f"{label}: expression has {spec.ndim} dimensions, "
+            raise ValueError(f"{label}: the {what} has {spec.ndim} dimensions, "
                              f"should be {len(shape)} for shape {shape}")
         if isinstance(spec, SharedVariable):
             actual = spec.get_value(borrow=True, return_internal_type=True).shape
             if hasattr(actual, "__len__") and tuple(actual) != shape:
-                raise ValueError(f"{label}: shared variable has shape {tuple(actual)}, "
-                                 f"should be {shape}")
+                raise ValueError(f"{label}: the {what} is a shared variable of shape "
+                                 f"{tuple(actual)}, should be {shape}")
+        if not spec.name:
+            spec.name = name
         return spec
-    if isinstance(spec, np.ndarray):
-        if spec.shape != shape:
-            raise ValueError(f"{label}: array has shape {spec.shape}, should be {shape}")
-        arr = spec
-    elif callable(spec):
-        arr = spec(shape)
-        try:
-            arr = np.asarray(arr)
-        except Exception as exc:
-            raise RuntimeError(f"{label}: callable did not return an array-like") from exc
-        if arr.shape != shape:
-            raise ValueError(f"{label}: callable returned an array of shape {arr.shape}, "
-                             f"should be {shape}")
-    else:
-        raise RuntimeError(f"{label}: cannot initialize from {spec!r}; expected a NumPy array, "
-                           "a shared variable or expression, or a callable")
-    if np.issubdtype(arr.dtype, np.floating):
-        arr = floatX(arr)
-    return pytensor.shared(arr, name=name)
+    raise TypeError(f"{label}: cannot initialize from the {what} {spec!r}; expected a number, "
+                    "a NumPy array, a shared variable or expression, or a callable")

@@ -1,9 +1,9 @@
 """The layer base classes: :class:`Layer` (one input) and :class:`MergeLayer` (several)."""
+import numbers
 from collections import OrderedDict
 
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Variable
-from pytensor.graph.traversal import ancestors
 
 from ..utils import create_param
 
@@ -11,15 +11,21 @@ __all__ = ["Layer", "MergeLayer", "collect_shared_vars"]
 
 
 def collect_shared_vars(expressions):
-    """The shared variables that ``expressions`` (one or a list) depend on, in order."""
+    """The shared variables that ``expressions`` (one or a list) depend on, in the order of a
+    left-recursive depth-first search (as Lasagne's), e.g. ``[a, s]`` for ``a * s``."""
     if isinstance(expressions, Variable):
         expressions = [expressions]
     seen, result = set(), []
-    for expression in expressions:  # one at a time, to keep the parameters' order
-        for var in ancestors([expression]):
-            if isinstance(var, SharedVariable) and var not in seen:
-                seen.add(var)
-                result.append(var)
+    stack = list(reversed(expressions))
+    while stack:
+        var = stack.pop()
+        if var in seen:
+            continue
+        seen.add(var)
+        if isinstance(var, SharedVariable):
+            result.append(var)
+        elif var.owner is not None:
+            stack.extend(reversed(var.owner.inputs))
     return result
 
 
@@ -28,7 +34,7 @@ def _check_shape(shape, what):
         shape = tuple(shape)
     except TypeError:
         raise TypeError(f"{what} must be a tuple of ints or None, got {shape!r}") from None
-    if any(d is not None and (not isinstance(d, int) or d <= 0) for d in shape):
+    if any(d is not None and (not isinstance(d, numbers.Integral) or d <= 0) for d in shape):
         raise ValueError(f"{what} must contain only positive ints or None, got {shape}")
     return shape
 

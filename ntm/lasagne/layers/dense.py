@@ -43,9 +43,7 @@ class DenseLayer(Layer):
         if num_leading_axes < -ndim:
             raise ValueError(f"num_leading_axes={num_leading_axes} is below -{ndim}, the number "
                              f"of input dimensions of {self.input_shape}")
-        if num_leading_axes < 0:
-            num_leading_axes += ndim
-        self.num_leading_axes = num_leading_axes
+        self.num_leading_axes = num_leading_axes  # kept as given: -1 stays "all but the last"
         trailing = self.input_shape[num_leading_axes:]
         if any(s is None for s in trailing):
             raise ValueError(f"DenseLayer needs known sizes on the trailing axes of its input, got "
@@ -59,8 +57,11 @@ class DenseLayer(Layer):
         return tuple(input_shape[:self.num_leading_axes]) + (self.num_units,)
 
     def get_output_for(self, input, **kwargs):
-        if input.ndim > self.num_leading_axes + 1:
-            input = input.flatten(self.num_leading_axes + 1)
+        num_leading_axes = self.num_leading_axes
+        if num_leading_axes < 0:
+            num_leading_axes += input.ndim
+        if input.ndim > num_leading_axes + 1:
+            input = input.flatten(num_leading_axes + 1)
         activation = pt.dot(input, self.W)
         if self.b is not None:
             activation = activation + self.b

@@ -1,4 +1,5 @@
 """Functions over whole networks: collect layers and parameters, build outputs and shapes."""
+import difflib
 import inspect
 import warnings
 from collections import deque
@@ -68,11 +69,17 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
         The layer(s) whose output to compute.
     inputs : None, expression, array or dict, optional
         ``None`` uses each :class:`InputLayer`'s ``input_var``; an expression or array replaces
-        every input layer's variable; a dict maps layers (input or not) to expressions or
-        arrays, which then stand in for their outputs.
+        the variable of the network's only input layer; a dict maps layers (input or not) to
+        expressions or arrays, which then stand in for their outputs.
     **kwargs
         Passed to every layer's ``get_output_for`` (e.g. ``deterministic=True``); a warning
-        names any that no layer of the network accepts.
+        names any that no layer of the network accepts (``deterministic`` is always accepted).
+
+    Raises
+    ------
+    ValueError
+        If a single expression is given for a network with several input layers, or a layer
+        built from a shape has no input in ``inputs``.
 
     Returns
     -------
@@ -92,10 +99,14 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
     elif inputs is not None:
         if not outputs:
             raise ValueError("inputs was given but the network has no InputLayer to replace")
+        if len(outputs) > 1:
+            raise ValueError("get_output() was called with a single input expression on a network "
+                             f"with {len(outputs)} input layers; pass a dict mapping each input "
+                             "layer to its expression instead")
         value = pt.as_tensor_variable(inputs)
         for layer in outputs:
             outputs[layer] = value
-    accepted = set()
+    accepted = {"deterministic"}  # always accepted, as in Lasagne
     for layer in all_layers:
         if layer in outputs:
             continue
@@ -114,7 +125,11 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
         outputs[layer] = layer.get_output_for(layer_inputs, **kwargs)
     unused = sorted(set(kwargs) - accepted)
     if unused:
-        warnings.warn("get_output() was called with unused kwargs: " + ", ".join(unused)
+        named = []
+        for kwarg in unused:
+            close = difflib.get_close_matches(kwarg, sorted(accepted), n=1)
+            named.append(f"{kwarg} (perhaps you meant {close[0]})" if close else kwarg)
+        warnings.warn("get_output() was called with unused kwargs: " + ", ".join(named)
                       + " (no layer of the network accepts them)", stacklevel=2)
     if isinstance(layer_or_layers, (list, tuple)):
         return [outputs[layer] for layer in layer_or_layers]
@@ -128,10 +143,10 @@ def get_output_shape(layer_or_layers, input_shapes=None):
     ----------
     layer_or_layers : Layer or list of Layer
     input_shapes : None, tuple or dict, optional
-        ``None`` uses the shapes the layers were built with; a tuple replaces every input
-        layer's shape; a dict maps layers to shapes.
+        ``None`` uses the shapes the layers were built with; a tuple replaces the shape of the
+        network's only input layer; a dict maps layers to shapes.
     """
-    if input_shapes is None:
+    if input_shapes is None or (isinstance(input_shapes, dict) and not input_shapes):
         if isinstance(layer_or_layers, (list, tuple)):
             return [layer.output_shape for layer in layer_or_layers]
         return layer_or_layers.output_shape
@@ -141,6 +156,10 @@ def get_output_shape(layer_or_layers, input_shapes=None):
         shapes = dict(input_shapes)
     else:
         shapes = {layer: tuple(input_shapes) for layer in all_layers if isinstance(layer, InputLayer)}
+        if len(shapes) > 1:
+            raise ValueError("get_output_shape() was called with a single input shape on a network "
+                             f"with {len(shapes)} input layers; pass a dict mapping each input "
+                             "layer to its shape instead")
     for layer in all_layers:
         if layer in shapes:
             continue

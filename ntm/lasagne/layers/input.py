@@ -14,7 +14,8 @@ class InputLayer(Layer):
     Parameters
     ----------
     shape : tuple of int or None
-        The input's shape; ``None`` for sizes known only at run time (e.g. batch or time).
+        The input's shape; ``None`` for sizes known only at run time (e.g. batch or time). A
+        new variable is broadcastable (static size 1) on the axes of size 1.
     input_var : TensorVariable, optional
         The variable to use; a new ``floatX`` tensor of ``len(shape)`` dimensions by default.
     name : str, optional
@@ -31,7 +32,9 @@ class InputLayer(Layer):
         ndim = len(self.shape)
         if input_var is None:
             var_name = f"{name}.input" if name is not None else "input"
-            input_var = pt.tensor(var_name, dtype=pytensor.config.floatX, shape=(None,) * ndim)
+            # axes of size 1 are broadcastable, as Lasagne's input variables are
+            input_var = pt.tensor(var_name, dtype=pytensor.config.floatX,
+                                  shape=tuple(1 if s == 1 else None for s in self.shape))
         else:
             if not isinstance(input_var, Variable):
                 raise TypeError(f"input_var must be a PyTensor variable, got {input_var!r}")

@@ -1,7 +1,8 @@
 """Layers that combine several inputs: concatenation and elementwise merges."""
+import numbers
+
 import pytensor.tensor as pt
 
-from ..utils import as_tuple
 from .base import MergeLayer
 
 __all__ = ["ConcatLayer", "concat", "ElemwiseMergeLayer", "ElemwiseSumLayer"]
@@ -84,14 +85,26 @@ class ElemwiseSumLayer(ElemwiseMergeLayer):
 
     Parameters
     ----------
-    coeffs : float or list of float
-        One coefficient for all inputs, or one per input.
+    coeffs : float, scalar expression, or list of them
+        One coefficient for all inputs, or a list of one per input.
+
+    Raises
+    ------
+    ValueError
+        If a list of coefficients does not have one per input.
     """
 
     def __init__(self, incomings, coeffs=1, cropping=None, **kwargs):
         super().__init__(incomings, pt.add, cropping=cropping, **kwargs)
-        self.coeffs = as_tuple(coeffs, len(incomings), (int, float))
+        if isinstance(coeffs, list):
+            if len(coeffs) != len(incomings):
+                raise ValueError(f"ElemwiseSumLayer got {len(coeffs)} coeffs for "
+                                 f"{len(incomings)} incomings")
+        else:
+            coeffs = [coeffs] * len(incomings)
+        self.coeffs = coeffs
 
     def get_output_for(self, inputs, **kwargs):
-        return super().get_output_for([x if c == 1 else c * x
-                                       for c, x in zip(self.coeffs, inputs)])
+        return super().get_output_for(
+            [x if isinstance(c, numbers.Number) and c == 1 else c * x
+             for c, x in zip(self.coeffs, inputs)])

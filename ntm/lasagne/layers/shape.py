@@ -62,12 +62,13 @@ class ReshapeLayer(Layer):
                 output.append(None)
             else:
                 output.append(int(s))
-        # A referenced axis appears on both sides: count it as 1 on each, so that -1 can be
-        # resolved even when that axis (e.g. the batch) is unknown.
-        in_known = [d for d in input_shape]
-        out_known = [d for d in output]
+        # An unknown input axis copied by a reference appears on both sides: the first time it
+        # is copied, count it as 1 on each, so that -1 can still be resolved (e.g. with an
+        # unknown batch size). A second copy of it stays unknown.
+        in_known = list(input_shape)
+        out_known = list(output)
         for i, s in enumerate(self.shape):
-            if isinstance(s, list):
+            if isinstance(s, list) and input_shape[s[0]] is None and in_known[s[0]] is None:
                 in_known[s[0]] = 1
                 out_known[i] = 1
         if -1 in output:
@@ -124,7 +125,7 @@ class DimshuffleLayer(Layer):
     ----------
     pattern : tuple
         Input axis indices, and ``'x'`` for a new axis of size 1; input axes left out must have
-        size 1.
+        size 1 (or an unknown size, which must then be 1 at run time).
     """
 
     def __init__(self, incoming, pattern, **kwargs):
@@ -141,7 +142,7 @@ class DimshuffleLayer(Layer):
             elif p != "x":
                 raise ValueError(f"pattern entries must be ints or 'x', got {p!r}")
         for axis, size in enumerate(self.input_shape):
-            if axis not in used and size != 1:
+            if axis not in used and size is not None and size != 1:
                 raise ValueError(f"pattern {pattern} drops input axis {axis}, whose size is "
                                  f"{size}, not 1")
         self.pattern = tuple(pattern)

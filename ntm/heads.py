@@ -1,0 +1,348 @@
+r"""Read and write heads: addressing (paper section 3.3), reading (3.1) and writing (3.2).
+
+A head emits, from the controller's output :math:`h_t`, a key :math:`k_t`, a key strength
+:math:`\beta_t \geq 0`, an interpolation gate :math:`g_t \in (0, 1)`, a shift weighting
+:math:`s_t` over ``num_shifts`` offsets and a sharpening exponent :math:`\gamma_t \geq 1`
+(write heads also an erase vector :math:`e_t \in (0, 1)^M` and an add vector :math:`a_t`),
+each as :math:`\varphi(h_t W + b)`. Its weighting over the :math:`N` memory locations is then
+
+.. math::
+    w^c_t[i] &= \frac{\exp(\beta_t K(k_t, M_t[i]))}{\sum_j \exp(\beta_t K(k_t, M_t[j]))}
+    &\text{(content, with cosine similarity } K) \\
+    w^g_t &= g_t w^c_t + (1 - g_t) w_{t-1} &\text{(interpolation)} \\
+    \tilde w_t[i] &= \sum_{k=0}^{S-1} s_t[k]\, w^g_t[(i - k + \lfloor S/2 \rfloor) \bmod N]
+    &\text{(circular shift)} \\
+    w_t[i] &= \frac{\tilde w_t[i]^{\gamma_t}}{\sum_j \tilde w_t[j]^{\gamma_t}}
+    &\text{(sharpening)}
+
+so ``s[k]`` weighs a move of ``k - S // 2`` places: with 3 shifts, ``s = [0, 0, 1]`` moves the
+focus one place forward. With ``shift_mode='zero_pad'`` locations shifted past either end are
+dropped instead of wrapping around.
+
+Heads of one kind are computed together by a :class:`HeadCollection`: their weight matrices
+are stacked into one, built once outside the recurrence, so each step makes one matrix product
+per kind of head.
+"""
+import numpy as np
+import pytensor.tensor as pt
+
+from .init import OneHot
+from .lasagne import init, nonlinearities
+from .lasagne.layers.base import Layer
+from .memory import check_memory_shape
+from .nonlinearities import one_plus_softplus
+from .similarities import cosine_similarity
+
+__all__ = ["Head", "ReadHead", "WriteHead", "HeadCollection", "ReadHeadCollection",
+           "WriteHeadCollection", "content_addressing", "interpolate", "shift",
+           "sharpen", "SHIFT_MODES"]
+
+SHIFT_MODES = ("circular", "zero_pad")
+
+#: added to the shifted weighting before sharpening so that a location at exactly 0 (possible
+#: with zero padding) has a finite gradient with respect to gamma.
+SHARPEN_EPSILON = 1e-6
+
+
+def content_addressing(key, beta, memory):
+    r""":math:`w^c = \mathrm{softmax}(\beta K(k, M))` over the locations.
+
+    Parameters
+    ----------
+    key : ``(batch, heads, M)``
+    beta : ``(batch, heads)``
+    memory : ``(batch, N, M)``
+
+    Returns
+    -------
+    ``(batch, heads, N)``
+    """
+    scores = beta[:, :, None] * cosine_similarity(key, memory)
+    return pt.special.softmax(scores, axis=-1)
+
+
+def interpolate(content_weights, previous_weights, gate):
+    r""":math:`w^g = g w^c + (1 - g) w_{t-1}`, with ``gate`` of shape ``(batch, heads)``."""
+    gate = gate[:, :, None]
+    return gate * content_weights + (1.0 - gate) * previous_weights
+
+
+def _move(weights, offset, num_locations, mode):
+    """``out[..., i] = weights[..., i - offset]``, wrapping or zero-filled."""
+    if offset == 0:
+        return weights
+    if mode == "circular":
+        cut = (-offset) % num_locations
+        return pt.concatenate([weights[..., cut:], weights[..., :cut]], axis=-1)
+    zeros = pt.zeros_like(weights[..., :abs(offset)])
+    if offset > 0:
+        return pt.concatenate([zeros, weights[..., :num_locations - offset]], axis=-1)
+    return pt.concatenate([weights[..., -offset:], zeros], axis=-1)
+
+
+def shift(weights, shift_weights, num_locations, mode="circular", num_shifts=None):
+    r"""The convolution :math:`\tilde w[i] = \sum_k s[k]\, w[(i - k + \lfloor S/2 \rfloor)
+    \bmod N]`.
+
+    Parameters
+    ----------
+    weights : ``(batch, heads, N)``
+    shift_weights : ``(batch, heads, S)``, with ``S`` odd and known
+    num_locations : int
+        :math:`N`.
+    mode : {'circular', 'zero_pad'}
+        Wrap around the ends (the paper) or drop what moves past them.
+    num_shifts : int, optional
+        :math:`S`; read from the static shape of ``shift_weights`` when not given.
+    """
+    if num_shifts is None:
+        num_shifts = shift_weights.type.shape[-1]
+    if num_shifts is None:
+        raise ValueError("shift needs the number of shifts (last axis of shift_weights) to be "
+                         "known statically")
+    half = num_shifts // 2
+    total = None
+    for k in range(num_shifts):
+        term = shift_weights[:, :, k:k + 1] * _move(weights, k - half, num_locations, mode)
+        total = term if total is None else total + term
+    return total
+
+
+def sharpen(weights, gamma):
+    r""":math:`w[i] = \tilde w[i]^\gamma / \sum_j \tilde w[j]^\gamma`, with ``gamma`` of shape
+    ``(batch, heads)``.
+
+    The weighting is first divided by its maximum (sharpening does not depend on scale), so
+    that large :math:`\gamma` cannot underflow every location to 0.
+    """
+    weights = weights + SHARPEN_EPSILON
+    weights = weights / pt.max(weights, axis=-1, keepdims=True)
+    powered = weights ** gamma[:, :, None]
+    return powered / pt.sum(powered, axis=-1, keepdims=True)
+
+
+class Head(Layer):
+    r"""A head attached to a controller (see the module docstring for the equations).
+
+    Parameters
+    ----------
+    controller : :class:`~ntm.controllers.Controller`
+        The controller whose output :math:`h_t` drives the head.
+    num_shifts : int
+        :math:`S`, the number of shift offsets, odd (offsets ``-S//2 .. S//2``).
+    memory_shape : tuple of int
+        ``(N, M)``; must match the memory and the controller.
+    W_hid_to_key, b_hid_to_key, nonlinearity_key
+        The key :math:`k_t = \varphi(h_t W + b) \in \mathbb R^M` (tanh).
+    W_hid_to_beta, b_hid_to_beta, nonlinearity_beta
+        The key strength :math:`\beta_t \geq 0` (softplus).
+    W_hid_to_gate, b_hid_to_gate, nonlinearity_gate
+        The interpolation gate :math:`g_t \in (0, 1)` (sigmoid).
+    W_hid_to_shift, b_hid_to_shift, nonlinearity_shift
+        The shift weighting :math:`s_t`, a distribution over the :math:`S` offsets (softmax).
+    W_hid_to_gamma, b_hid_to_gamma, nonlinearity_gamma
+        The sharpening exponent :math:`\gamma_t \geq 1` (:math:`1 + \mathrm{softplus}`).
+    weights_init : initializer
+        :math:`w_0`, of shape ``(N,)``; focused (:class:`~ntm.init.OneHot`) by default.
+    learn_init : bool
+        Whether :math:`w_0` is trained.
+    shift_mode : {'circular', 'zero_pad'}
+        Circular convolution (the paper's) or a zero-padded one.
+    """
+
+    #: names of what the head emits, in the order of the stacked weight matrix.
+    components = ("key", "beta", "gate", "shift", "gamma")
+
+    def __init__(self, controller, num_shifts=3, memory_shape=(128, 20),
+                 W_hid_to_key=init.GlorotUniform(), b_hid_to_key=init.Constant(0.0),
+                 nonlinearity_key=nonlinearities.tanh,
+                 W_hid_to_beta=init.GlorotUniform(), b_hid_to_beta=init.Constant(0.0),
+                 nonlinearity_beta=nonlinearities.softplus,
+                 W_hid_to_gate=init.GlorotUniform(), b_hid_to_gate=init.Constant(0.0),
+                 nonlinearity_gate=nonlinearities.sigmoid,
+                 W_hid_to_shift=init.GlorotUniform(), b_hid_to_shift=init.Constant(0.0),
+                 nonlinearity_shift=nonlinearities.softmax,
+                 W_hid_to_gamma=init.GlorotUniform(), b_hid_to_gamma=init.Constant(0.0),
+                 nonlinearity_gamma=one_plus_softplus,
+                 weights_init=OneHot(), learn_init=False, shift_mode="circular", **kwargs):
+        super().__init__(controller, **kwargs)
+        who = self.__class__.__name__
+        self.memory_shape = check_memory_shape(memory_shape, who)
+        if not isinstance(num_shifts, (int, np.integer)) or num_shifts < 1 or num_shifts % 2 == 0:
+            raise ValueError(f"{who}: num_shifts must be a positive odd int (offsets "
+                             f"-S//2..S//2), got {num_shifts!r}")
+        if num_shifts > self.memory_shape[0]:
+            raise ValueError(f"{who}: num_shifts={num_shifts} exceeds the number of memory "
+                             f"locations N={self.memory_shape[0]}")
+        if shift_mode not in SHIFT_MODES:
+            raise ValueError(f"{who}: shift_mode must be one of {SHIFT_MODES}, got {shift_mode!r}")
+        self.num_units = self.input_shape[-1]
+        if self.num_units is None:
+            raise ValueError(f"{who}: the controller's number of units must be known")
+        self.num_shifts, self.shift_mode, self.learn_init = int(num_shifts), shift_mode, learn_init
+        self.component_sizes = {"key": self.memory_shape[1], "beta": 1, "gate": 1,
+                                "shift": self.num_shifts, "gamma": 1,
+                                "erase": self.memory_shape[1], "add": self.memory_shape[1]}
+        specs = dict(key=(W_hid_to_key, b_hid_to_key, nonlinearity_key),
+                     beta=(W_hid_to_beta, b_hid_to_beta, nonlinearity_beta),
+                     gate=(W_hid_to_gate, b_hid_to_gate, nonlinearity_gate),
+                     shift=(W_hid_to_shift, b_hid_to_shift, nonlinearity_shift),
+                     gamma=(W_hid_to_gamma, b_hid_to_gamma, nonlinearity_gamma))
+        self._add_components(specs)
+        self.weights_init = self.add_param(weights_init, (self.memory_shape[0],),
+                                           name="weights_init", trainable=learn_init,
+                                           regularizable=False)
+
+    def _add_components(self, specs):
+        self.nonlinearities = {}
+        for component, (W, b, nonlinearity) in specs.items():
+            size = self.component_sizes[component]
+            setattr(self, f"W_hid_to_{component}",
+                    self.add_param(W, (self.num_units, size), name=f"W_hid_to_{component}"))
+            setattr(self, f"b_hid_to_{component}",
+                    self.add_param(b, (size,), name=f"b_hid_to_{component}",
+                                   regularizable=False))
+            self.nonlinearities[component] = (nonlinearities.identity if nonlinearity is None
+                                              else nonlinearity)
+            setattr(self, f"nonlinearity_{component}", self.nonlinearities[component])
+
+    def get_output_shape_for(self, input_shape):
+        return (input_shape[0], self.memory_shape[0])
+
+
+class ReadHead(Head):
+    r"""A read head: :math:`r_t = \sum_i w_t[i] M_t[i]` (paper eq. 2)."""
+
+
+class WriteHead(Head):
+    r"""A write head (paper eq. 3-4): with the weighting and the erase and add vectors emitted
+    at the previous step,
+
+    .. math::
+        \tilde M_t[i] = M_{t-1}[i] \odot (1 - w[i] e), \qquad M_t[i] = \tilde M_t[i] + w[i] a
+
+    (with several write heads the erasures multiply and the additions sum).
+
+    Parameters
+    ----------
+    W_hid_to_erase, b_hid_to_erase, nonlinearity_erase
+        The erase vector :math:`e_t \in (0, 1)^M` (sigmoid).
+    W_hid_to_add, b_hid_to_add, nonlinearity_add
+        The add vector :math:`a_t` (tanh).
+    Others
+        As :class:`Head`.
+    """
+
+    components = Head.components + ("erase", "add")
+
+    def __init__(self, controller, num_shifts=3, memory_shape=(128, 20),
+                 W_hid_to_erase=init.GlorotUniform(), b_hid_to_erase=init.Constant(0.0),
+                 nonlinearity_erase=nonlinearities.sigmoid,
+                 W_hid_to_add=init.GlorotUniform(), b_hid_to_add=init.Constant(0.0),
+                 nonlinearity_add=nonlinearities.tanh, **kwargs):
+        self._write_specs = dict(erase=(W_hid_to_erase, b_hid_to_erase, nonlinearity_erase),
+                                 add=(W_hid_to_add, b_hid_to_add, nonlinearity_add))
+        super().__init__(controller, num_shifts=num_shifts, memory_shape=memory_shape, **kwargs)
+
+    def _add_components(self, specs):
+        super()._add_components({**specs, **self._write_specs})
+
+
+class HeadCollection:
+    """Heads of one kind computed together.
+
+    Their ``W_hid_to_*`` matrices and biases are stacked, component by component, into one
+    matrix and one bias (expressions of the parameters, built once here and so outside any
+    scan): :meth:`emit` is a single product :math:`h_t W + b`.
+
+    Parameters
+    ----------
+    heads : list of Head
+        Heads of the same class, sharing ``num_shifts``, ``shift_mode`` and ``memory_shape``.
+    """
+
+    def __init__(self, heads):
+        heads = list(heads)
+        self.heads = heads
+        if not heads:
+            self.components = ()
+            return
+        first = heads[0]
+        for attribute in ("num_shifts", "shift_mode", "memory_shape", "num_units"):
+            values = {getattr(h, attribute) for h in heads}
+            if len(values) > 1:
+                raise ValueError(f"heads of one kind must share {attribute}, got "
+                                 f"{sorted(values, key=str)}")
+        self.components = first.components
+        self.num_shifts, self.shift_mode = first.num_shifts, first.shift_mode
+        self.num_locations = first.memory_shape[0]
+        self.num_heads = len(heads)
+        columns, biases, self._layout, start = [], [], [], 0
+        for component in self.components:
+            size = first.component_sizes[component]
+            columns.extend(getattr(h, f"W_hid_to_{component}") for h in heads)
+            biases.extend(getattr(h, f"b_hid_to_{component}") for h in heads)
+            self._layout.append((component, start, size))
+            start += size * self.num_heads
+        self.W_stacked = pt.concatenate(columns, axis=1)
+        self.b_stacked = pt.concatenate(biases)
+        self.weights_init = pt.stack([h.weights_init for h in heads])
+
+    def __len__(self):
+        return len(self.heads)
+
+    def initial_weights(self, batch_size):
+        """:math:`w_0` of every head over a batch: ``(batch_size, heads, N)``."""
+        return pt.alloc(self.weights_init, batch_size, self.num_heads, self.num_locations)
+
+    def emit(self, hidden):
+        """Everything the heads emit from ``hidden`` ``(batch, units)``: a dict mapping each
+        component to ``(batch, heads, size)`` (``(batch, heads)`` for scalars)."""
+        projection = pt.dot(hidden, self.W_stacked) + self.b_stacked
+        emitted = {}
+        for component, start, size in self._layout:
+            block = projection[:, start:start + size * self.num_heads]
+            block = block.reshape((hidden.shape[0], self.num_heads, size))
+            functions = [h.nonlinearities[component] for h in self.heads]
+            if all(f is functions[0] for f in functions):
+                block = functions[0](block)
+            else:
+                block = pt.stack([f(block[:, i]) for i, f in enumerate(functions)], axis=1)
+            emitted[component] = block[:, :, 0] if size == 1 else block
+        return emitted
+
+    def address(self, emitted, previous_weights, memory):
+        """The new weightings ``(batch, heads, N)`` from what :meth:`emit` returned, the previous
+        weightings and the memory ``(batch, N, M)``."""
+        content = content_addressing(emitted["key"], emitted["beta"], memory)
+        gated = interpolate(content, previous_weights, emitted["gate"])
+        shifted = shift(gated, emitted["shift"], self.num_locations, self.shift_mode,
+                        self.num_shifts)
+        return sharpen(shifted, emitted["gamma"])
+
+
+class ReadHeadCollection(HeadCollection):
+    """Read heads computed together."""
+
+    def read(self, weights, memory):
+        r"""The read vectors :math:`r^i = \sum_j w^i[j] M[j]`: ``(batch, heads, M)``."""
+        return pt.matmul(weights, memory)
+
+
+class WriteHeadCollection(HeadCollection):
+    """Write heads computed together."""
+
+    def write(self, weights, erase, add, memory):
+        r""":math:`M \leftarrow M \odot \prod_i (1 - w^i e^{i\top}) + \sum_i w^i a^{i\top}`.
+
+        Parameters
+        ----------
+        weights : ``(batch, heads, N)``
+        erase, add : ``(batch, heads, M)``
+        memory : ``(batch, N, M)``
+        """
+        if self.num_heads == 1:
+            w = weights[:, 0, :, None]
+            return memory * (1.0 - w * erase[:, 0, None, :]) + w * add[:, 0, None, :]
+        keep = pt.prod(1.0 - weights[:, :, :, None] * erase[:, :, None, :], axis=1)
+        return memory * keep + pt.matmul(weights.transpose(0, 2, 1), add)
