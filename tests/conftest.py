@@ -11,5 +11,3 @@ import pytensor
 pytensor.config.mode = os.environ.get("NTM_TEST_MODE", "FAST_COMPILE")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a heavier test (deselect with -m 'not slow')")
