@@ -302,7 +302,7 @@ class HeadCollection:
         emitted = {}
         for component, start, size in self._layout:
             block = projection[:, start:start + size * self.num_heads]
-            block = block.reshape((hidden.shape[0], self.num_heads, size))
+            block = block.reshape((-1, self.num_heads, size))
             functions = [h.nonlinearities[component] for h in self.heads]
             if all(f is functions[0] for f in functions):
                 block = functions[0](block)

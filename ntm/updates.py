@@ -1,11 +1,9 @@
 r"""Optimisers used to train NTMs, beside those of :mod:`ntm.lasagne.updates`."""
 from collections import OrderedDict
 
-import numpy as np
-import pytensor
 import pytensor.tensor as pt
 
-from .lasagne.updates import get_or_compute_grads
+from .lasagne.updates import _state_like, get_or_compute_grads
 
 __all__ = ["graves_rmsprop"]
 
@@ -47,13 +45,8 @@ def graves_rmsprop(loss_or_grads, params, learning_rate=1e-4, chi=0.95, alpha=0.
     grads = get_or_compute_grads(loss_or_grads, params)
     updates = OrderedDict()
     for param, grad in zip(params, grads):
-        value = param.get_value(borrow=True)
-
-        def state(suffix):
-            return pytensor.shared(np.zeros(value.shape, dtype=value.dtype),
-                                   shape=param.type.shape, name=f"{param.name}.{suffix}")
-
-        n, g, delta = state("graves_n"), state("graves_g"), state("graves_delta")
+        n, g, delta = (_state_like(param, suffix)
+                       for suffix in ("graves_n", "graves_g", "graves_delta"))
         n_new = chi * n + (1 - chi) * grad ** 2
         g_new = chi * g + (1 - chi) * grad
         delta_new = alpha * delta - learning_rate * grad / pt.sqrt(n_new - g_new ** 2 + epsilon)

@@ -89,6 +89,17 @@ def _state_like(param, suffix):
                            shape=param.type.shape)
 
 
+def _params_with_updates(updates, params):
+    """``params`` (default: every key of ``updates``), checked to have an update each, and a
+    copy of ``updates`` to extend."""
+    if params is None:
+        params = list(updates.keys())
+    missing = [p for p in params if p not in updates]
+    if missing:
+        raise ValueError(f"params: no update given for {', '.join(repr(p) for p in missing)}")
+    return params, OrderedDict(updates)
+
+
 def sgd(loss_or_grads, params, learning_rate):
     """Stochastic gradient descent.
 
@@ -140,12 +151,7 @@ def apply_momentum(updates, params=None, momentum=0.9):
     OrderedDict
         A copy of ``updates`` with momentum applied, holding the velocities as well.
     """
-    if params is None:
-        params = list(updates.keys())
-    missing = [p for p in params if p not in updates]
-    if missing:
-        raise ValueError(f"params: no update given for {', '.join(repr(p) for p in missing)}")
-    updates = OrderedDict(updates)
+    params, updates = _params_with_updates(updates, params)
     for param in params:
         velocity = _state_like(param, "velocity")
         x = momentum * velocity + updates[param]
@@ -209,12 +215,7 @@ def apply_nesterov_momentum(updates, params=None, momentum=0.9):
     OrderedDict
         A copy of ``updates`` with momentum applied, holding the velocities as well.
     """
-    if params is None:
-        params = list(updates.keys())
-    missing = [p for p in params if p not in updates]
-    if missing:
-        raise ValueError(f"params: no update given for {', '.join(repr(p) for p in missing)}")
-    updates = OrderedDict(updates)
+    params, updates = _params_with_updates(updates, params)
     for param in params:
         velocity = _state_like(param, "velocity")
         x = momentum * velocity + updates[param] - param
