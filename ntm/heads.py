@@ -103,7 +103,7 @@ def shift(weights, shift_weights, num_locations, mode="circular", num_shifts=Non
     half = num_shifts // 2
     total = None
     for k in range(num_shifts):
-        term = shift_weights[:, :, k:k + 1] * _move(weights, k - half, num_locations, mode)
+        term = shift_weights[:, :, k, None] * _move(weights, k - half, num_locations, mode)
         total = term if total is None else total + term
     return total
 
