@@ -24,6 +24,7 @@ import pytensor.tensor as pt
 from pytensor.gradient import grad_clip
 
 from .. import init, nonlinearities
+from ..utils import unique
 from .base import Layer, MergeLayer
 from .dense import DenseLayer
 from .helper import get_all_layers, get_all_params, get_output
@@ -279,12 +280,7 @@ class CustomRecurrentLayer(_RecurrentBase):
         params = super().get_params(unwrap_shared=unwrap_shared, **tags)
         params += get_all_params(self.input_to_hidden, unwrap_shared=unwrap_shared, **tags)
         params += get_all_params(self.hidden_to_hidden, unwrap_shared=unwrap_shared, **tags)
-        seen, result = set(), []
-        for p in params:
-            if p not in seen:
-                seen.add(p)
-                result.append(p)
-        return result
+        return unique(params)
 
     def get_output_for(self, inputs, **kwargs):
         """The hidden states for ``inputs`` = [sequence, mask?, hid_init?]."""
