@@ -130,7 +130,11 @@ class NTMLayer(MergeLayer):
             sequences.append(pt.cast(mask, pytensor.config.floatX).dimshuffle(1, 0))
 
         hidden0, state0 = controller.outputs_info(batch_size)
-        initial = [self.memory.initial_state(batch_size), hidden0, state0]
+        # A controller whose state is its output (state_size 0) needs no second carried state.
+        carries_state = controller.state_size > 0
+        initial = [self.memory.initial_state(batch_size), hidden0]
+        if carries_state:
+            initial.append(state0)
         if has_writes:
             emitted0 = writes.emit(hidden0)
             initial += [writes.initial_weights(batch_size), emitted0["erase"], emitted0["add"]]
@@ -141,8 +145,9 @@ class NTMLayer(MergeLayer):
             x_t = args[0]
             m_t = args[1] if mask is not None else None
             previous = list(args[2:] if mask is not None else args[1:])
-            memory, hidden, state = previous[:3]
-            rest = previous[3:]
+            memory, hidden = previous[:2]
+            state = previous[2] if carries_state else hidden
+            rest = previous[3:] if carries_state else previous[2:]
             if has_writes:
                 write_weights, erase, add = rest[:3]
                 memory = writes.write(write_weights, erase, add, memory)
@@ -152,7 +157,7 @@ class NTMLayer(MergeLayer):
                             else pt.zeros((x_t.shape[0], 0, self.memory.memory_shape[1])))
             hidden, state = controller.step(x_t, read_vectors, hidden, state,
                                             input_projected=True)
-            new = [memory, hidden, state]
+            new = [memory, hidden] + ([state] if carries_state else [])
             if has_writes:
                 emitted = writes.emit(hidden)
                 new += [writes.address(emitted, write_weights, memory), emitted["erase"],
@@ -171,10 +176,11 @@ class NTMLayer(MergeLayer):
         if not get_details:
             return hidden_seq[:, -1] if self.only_return_final else hidden_seq
         memory_seq = outputs[0].dimshuffle(1, 0, 2, 3)
-        state_seq = outputs[2].dimshuffle(1, 0, 2)
+        state_seq = outputs[2].dimshuffle(1, 0, 2) if carries_state else hidden_seq
+        first_weights = 3 if carries_state else 2
         time = input.shape[1]
         N = self.memory.memory_shape[0]
-        write_seq = (outputs[3].dimshuffle(1, 0, 2, 3) if has_writes
+        write_seq = (outputs[first_weights].dimshuffle(1, 0, 2, 3) if has_writes
                      else pt.zeros((batch_size, time, 0, N)))
         read_seq = (outputs[-1].dimshuffle(1, 0, 2, 3) if has_reads
                     else pt.zeros((batch_size, time, 0, N)))
