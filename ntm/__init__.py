@@ -6,3 +6,5 @@ over a sequence by :class:`~ntm.layers.NTMLayer`. :mod:`ntm.lasagne` provides La
 API on PyTensor for the rest of the network.
 """
 __version__ = "0.1.0"
+
+from . import scan_gradient  # noqa: E402,F401  (builds scan gradients without duplicated graphs)
