@@ -1,0 +1,353 @@
+"""Tests of the example scripts and of the training loop they share (utils/training.py).
+
+Scripts run in-process through ``main(argv)`` on tiny models, and the module keeps the compiled
+models between runs (``training.reuse_compiled_models``), since compiling the NTM's training
+function costs about the same for a tiny model as for a large one. One test runs a script as a
+command in a subprocess.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from examples import (
+    associative_recall_task,
+    babi_task,
+    copy_task,
+    dyck_words_task,
+    dynamic_ngrams_task,
+    priority_sort_task,
+    repeat_copy_task,
+    reversed_copy_task,
+    sort_task,
+    upside_down_copy_task,
+)
+from utils import training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+MODEL = ["--mode", "FAST_COMPILE", "--memory-shape", "8", "4", "--num-units", "8"]
+RUN = ["--batch-size", "2", "--log-every", "1", "--validate-every", "2",
+       "--validation-batches", "2", "--eval-batches", "2"]
+
+# script -> (tiny task options, --eval-lengths, --plot-params); the sizes are chosen so that
+# tasks share networks of the same shape, compiled once: copy-like and repeat copy (4 inputs, 3
+# outputs), associative recall and priority sort (4 inputs, 2 outputs).
+SCRIPTS = {
+    "copy": (copy_task, ["--size", "3", "--max-length", "3"], "2,4", "length=3"),
+    "reversed_copy": (reversed_copy_task, ["--size", "3", "--max-length", "3"], "2,4", "length=3"),
+    "upside_down_copy": (upside_down_copy_task, ["--size", "3", "--max-length", "3"], "2,4",
+                         "length=3"),
+    "sort": (sort_task, ["--size", "3", "--max-length", "3"], "2,4", "length=3"),
+    "repeat_copy": (repeat_copy_task, ["--size", "2", "--max-length", "2", "--max-repeats", "2"],
+                    "1,3", "length=2,repeats=2"),
+    "associative_recall": (associative_recall_task,
+                           ["--size", "2", "--item-length", "1", "--max-items", "3"], "2,4",
+                           "num_items=3"),
+    "priority_sort": (priority_sort_task, ["--size", "2", "--num-items", "4", "--num-sorted", "3"],
+                      "3,5", "num_items=4"),
+    "dynamic_ngrams": (dynamic_ngrams_task, ["--n", "3", "--length", "8"], "8,12", "length=8"),
+    "dyck_words": (dyck_words_task, ["--max-pairs", "3"], "2,4", "num_pairs=3"),
+    # a dense controller: the LSTM controller's training function takes longer to compile
+    "babi": (babi_task, ["--max-sentences", "3", "--controller", "dense"], "2,4",
+             "num_sentences=3"),
+}
+SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--learning-rate",
+                  "--max-norm", "--grad-clip", "--controller", "--num-units", "--num-reads",
+                  "--num-writes", "--memory-shape", "--num-shifts", "--model", "--save",
+                  "--load", "--resume", "--checkpoint-every", "--validate-every",
+                  "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
+                  "--eval-batches", "--log", "--mode", "--quiet"]
+COPY_TASK = SCRIPTS["copy"][1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reuse_models():
+    training.reuse_compiled_models(True)
+    yield
+    training.reuse_compiled_models(False)
+
+
+def copy_args(*extra, iterations=3):
+    return MODEL + COPY_TASK + RUN + ["--iterations", str(iterations), "--quiet"] + list(extra)
+
+
+def read_checkpoint(path):
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    with open(path[:-4] + ".json", encoding="utf-8") as stream:
+        return arrays, json.load(stream)
+
+
+def assert_png(path):
+    with open(path, "rb") as stream:
+        assert stream.read(8) == PNG_SIGNATURE, path
+
+
+def fixed_inputs():
+    x, _, _ = copy_task.CopyTask(size=3, min_length=3, max_length=3, batch_size=2,
+                                 seed=123).sample_with_mask()
+    return x
+
+
+@pytest.fixture(scope="module")
+def copy_run(tmp_path_factory):
+    """Three iterations of the copy task with every output, and what they left."""
+    directory = tmp_path_factory.mktemp("copy")
+    paths = {name: str(directory / name) for name in ("run.npz", "run.png", "run.csv")}
+    result = copy_task.main(copy_args("--save", paths["run.npz"], "--plot", paths["run.png"],
+                                      "--log", paths["run.csv"], "--eval-lengths", "2,4"))
+    # The trainer is reused by later runs, so keep what it gives now.
+    return {"result": result, "paths": paths, "directory": directory,
+            "predictions": result.trainer.predict(fixed_inputs()),
+            "checkpoint": read_checkpoint(paths["run.npz"])}
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_help_lists_the_shared_options(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        SCRIPTS[name][0].main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in SHARED_OPTIONS:
+        assert option in text, f"{name}: {option} missing from --help"
+    assert "--debug-nan-at" not in text
+    assert "-curve" in text  # where the learning curve goes
+
+
+@pytest.mark.parametrize("extra, option", [
+    (["--min-length", "5", "--max-length", "2"], "--min-length"),
+    (["--memory-shape", "0", "4"], "--memory-shape"),
+    (["--optimizer", "sgd"], "--optimizer"),
+    (["--num-shifts", "2"], "--num-shifts"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--learning-rate", "-1"], "--learning-rate"),
+    (["--eval-lengths", "0,2"], "--eval-lengths"),
+    (["--plot-params", "colour=3"], "--plot-params"),
+    (["--log", "run.txt"], "--log"),
+    (["--save", "run.pkl"], "--save"),
+    (["--load", "no-such-checkpoint.npz"], "--load"),
+    (["--mode", "NO_SUCH_MODE"], "--mode"),
+])
+def test_bad_options_fail_early_naming_the_option(extra, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        copy_task.main(copy_args(*extra))
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_bad_episode_values_are_checked_before_training(capsys):
+    with pytest.raises(SystemExit):
+        dynamic_ngrams_task.main(MODEL + ["--n", "3", "--length", "8", "--eval-lengths", "2"])
+    assert "--eval-lengths" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Every script end to end
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_script_runs_end_to_end(name, tmp_path, capsys):
+    module, task_options, eval_lengths, plot_params = SCRIPTS[name]
+    log = str(tmp_path / ("log.jsonl" if name in ("babi", "dyck_words", "sort") else "log.csv"))
+    save, plot = str(tmp_path / "model.npz"), str(tmp_path / "episode.png")
+    result = module.main(MODEL + task_options + RUN + [
+        "--iterations", "3", "--save", save, "--plot", plot, "--plot-params", plot_params,
+        "--log", log, "--eval-lengths", eval_lengths])
+    out = capsys.readouterr().out
+    assert result.exit_code == 0 and result.iteration == 3
+
+    arrays, info = read_checkpoint(save)
+    assert info["iteration"] == 3 and int(arrays["iteration"]) == 3
+    assert info["config"]["num_units"] == 8 and info["config"]["memory_shape"] == [8, 4]
+    assert set(info["task_state"]) == {"bit_generator", "num_iter"}
+    assert len(info["history"]) == 3 and info["command_line"]
+    params = [key for key in arrays if key.startswith("params/")]
+    state = [key for key in arrays if key.startswith("optimizer/")]
+    assert params and all(key.split(".")[-1].startswith("graves_") for key in state)
+    assert all(np.all(np.isfinite(arrays[key])) for key in params + state)
+
+    assert_png(plot)
+    assert_png(training.curve_path(plot))
+    if log.endswith(".csv"):
+        with open(log, newline="", encoding="utf-8") as stream:
+            rows = list(csv.DictReader(stream))
+        assert tuple(rows[0]) == training.LOG_COLUMNS
+        missing = ""
+    else:
+        with open(log, encoding="utf-8") as stream:
+            rows = [json.loads(line) for line in stream]
+        missing = None
+    assert [int(row["iteration"]) for row in rows] == [1, 2, 3]
+    # validated every 2 iterations and at the end
+    assert rows[0]["val_bits_per_seq"] == missing
+    assert all(float(row["val_bits_per_seq"]) > 0 for row in rows[1:])
+    assert all(float(row["loss"]) > 0 for row in rows)
+
+    values = [int(value) for value in eval_lengths.split(",")]
+    assert [row["value"] for row in result.evaluation] == values
+    assert all(row["sequences"] == 4 and 0 <= row["perfect"] <= 1 for row in result.evaluation)
+    assert "bits/seq" in out and "perfect" in out
+    if name == "dynamic_ngrams":
+        assert all(row["reference_bits_per_seq"] > 0 for row in result.evaluation)
+        assert "reference bits/seq" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: load, resume, configuration checks
+# --------------------------------------------------------------------------------------------
+
+def test_checkpoint_holds_parameters_and_optimizer_state(copy_run):
+    arrays, info = copy_run["checkpoint"]
+    trainer = copy_run["result"].trainer
+    assert {f"params/{p.name}" for p in trainer.all_params} <= set(arrays)
+    assert {f"optimizer/controller.W_in_to_hid.graves_{name}" for name in ("n", "g", "delta")} \
+        <= set(arrays)
+    assert info["config"]["optimizer"] == "graves_rmsprop" and info["iteration"] == 3
+    assert info["task_state"]["bit_generator"]["bit_generator"] == "PCG64"
+    leftovers = [name for name in os.listdir(copy_run["directory"]) if name.startswith(".tmp")]
+    assert leftovers == []
+
+
+def test_load_reproduces_the_predictions(copy_run):
+    # Model options are taken from the checkpoint when the command line leaves them out.
+    result = copy_task.main(["--load", copy_run["paths"]["run.npz"], "--iterations", "0",
+                             "--mode", "FAST_COMPILE", "--quiet"])
+    assert result.exit_code == 0
+    assert result.config.num_units == 8 and result.config.memory_shape == [8, 4]
+    np.testing.assert_array_equal(result.trainer.predict(fixed_inputs()), copy_run["predictions"])
+
+
+def test_resume_continues_bitwise(copy_run, tmp_path):
+    uninterrupted = str(tmp_path / "six.npz")
+    copy_task.main(copy_args("--save", uninterrupted, iterations=6))
+    resumed = str(tmp_path / "resumed.npz")
+    result = copy_task.main(["--resume", copy_run["paths"]["run.npz"], "--iterations", "6",
+                             "--save", resumed, "--mode", "FAST_COMPILE", "--quiet"])
+    assert result.exit_code == 0
+    expected, expected_info = read_checkpoint(uninterrupted)
+    actual, actual_info = read_checkpoint(resumed)
+    assert sorted(expected) == sorted(actual)
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+    assert actual_info["task_state"] == expected_info["task_state"]
+    assert [row["iteration"] for row in actual_info["history"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_load_refuses_a_checkpoint_of_another_model(copy_run, capsys):
+    path = copy_run["paths"]["run.npz"]
+    with pytest.raises(SystemExit):
+        copy_task.main(["--load", path, "--num-units", "16", "--size", "4", "--iterations", "0"])
+    err = capsys.readouterr().err
+    assert "--num-units 16 (checkpoint: 8)" in err and "--size 4 (checkpoint: 3)" in err
+    with pytest.raises(SystemExit):
+        copy_task.main(["--resume", path, "--optimizer", "adam"])
+    assert "--optimizer adam (checkpoint: graves_rmsprop)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        repeat_copy_task.main(["--load", path, "--iterations", "0"])
+    assert "does not match" in capsys.readouterr().err
+
+
+def test_resume_refuses_fewer_iterations_than_done(copy_run, capsys):
+    with pytest.raises(SystemExit):
+        copy_task.main(["--resume", copy_run["paths"]["run.npz"], "--iterations", "2"])
+    assert "--iterations" in capsys.readouterr().err
+
+
+def test_torn_checkpoint_is_detected(copy_run, tmp_path):
+    arrays, info = copy_run["checkpoint"]
+    path = str(tmp_path / "torn.npz")
+    np.savez(path, **dict(arrays, iteration=np.asarray(2)))
+    with open(path[:-4] + ".json", "w", encoding="utf-8") as stream:
+        json.dump(info, stream)
+    with pytest.raises(ValueError, match="different iterations"):
+        training.load_checkpoint(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Non-finite steps
+# --------------------------------------------------------------------------------------------
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(copy_run, tmp_path, capsys):
+    path = str(tmp_path / "nan.npz")
+    result = copy_task.main(copy_args("--save", path, "--debug-nan-at", "4", iterations=6))
+    err = capsys.readouterr().err
+    assert result.exit_code != 0 and result.iteration == 3
+    assert "stopped at iteration 4" in err and "after iteration 3" in err and path in err
+    arrays, info = read_checkpoint(path)
+    assert info["iteration"] == 3
+    expected, expected_info = copy_run["checkpoint"]
+    assert sorted(arrays) == sorted(expected)
+    for key in expected:
+        assert np.all(np.isfinite(arrays[key]))
+        np.testing.assert_array_equal(arrays[key], expected[key], err_msg=key)
+    assert info["task_state"] == expected_info["task_state"]
+    reloaded = copy_task.main(["--load", path, "--iterations", "0", "--mode", "FAST_COMPILE",
+                               "--quiet"])
+    np.testing.assert_array_equal(reloaded.trainer.predict(fixed_inputs()),
+                                  copy_run["predictions"])
+
+
+def test_command_line_exits_non_zero_on_nan(tmp_path):
+    # The one run in a subprocess: the script as a command, its exit status and message.
+    path = str(tmp_path / "nan.npz")
+    command = [sys.executable, os.path.join("examples", "copy_task.py")] + copy_args(
+        "--save", path, "--debug-nan-at", "2", "--optimizer", "adam", iterations=3)
+    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 1, process.stderr
+    assert "stopped at iteration 2" in process.stderr
+    arrays, info = read_checkpoint(path)
+    assert info["iteration"] == 1 and all(np.all(np.isfinite(a)) for a in arrays.values())
+    assert int(arrays["optimizer/adam_t"]) == 1  # the failed step did not count
+
+
+# --------------------------------------------------------------------------------------------
+# LSTM baseline
+# --------------------------------------------------------------------------------------------
+
+def test_lstm_units_for_matches_the_parameter_count():
+    for params, inputs, outputs in [(391, 4, 3), (62_000, 9, 8), (10, 2, 1)]:
+        units = training.lstm_units_for(params, inputs, outputs)
+        counts = {u: 4 * u * u + (4 * inputs + 7 + outputs) * u + outputs
+                  for u in range(1, units + 3)}
+        assert units == min(counts, key=lambda u: abs(counts[u] - params))
+
+
+def test_lstm_baseline_trains_with_about_the_ntm_parameter_count(tmp_path, capsys):
+    plot = str(tmp_path / "lstm.png")
+    result = copy_task.main(MODEL + COPY_TASK + RUN + [
+        "--model", "lstm", "--optimizer", "rmsprop", "--iterations", "2", "--plot", plot,
+        "--eval-lengths", "2"])
+    out = capsys.readouterr().out
+    model = result.model
+    assert model.l_ntm is None and "LSTM baseline" in out
+    assert f"{model.num_params:,} parameters" in out and f"{model.ntm_params:,} parameters" in out
+    assert abs(model.num_params - model.ntm_params) <= 0.1 * model.ntm_params
+    assert result.exit_code == 0 and result.iteration == 2
+    assert result.trainer.optimizer_state[0].name.endswith(".rmsprop_accu")
+    assert_png(plot)
+    assert_png(training.curve_path(plot))
+
+
+def test_stop_below_ends_training_at_the_first_validation_under_the_threshold(tmp_path, capsys):
+    log = str(tmp_path / "log.csv")
+    # Any finite cost is below 1e9 bits, so training stops at the first validation (iteration 2).
+    result = copy_task.main(copy_args("--stop-below", "1e9", "--log", log, iterations=6))
+    assert result.exit_code == 0 and result.iteration == 2
+    with open(log) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["iteration"]) for row in rows] == [1, 2]
+    assert float(rows[-1]["val_bits_per_seq"]) < 1e9
+    # And it is an option like the others: a bad value fails early, naming it.
+    with pytest.raises(SystemExit):
+        copy_task.main(copy_args("--stop-below", "-1"))
+    assert "--stop-below" in capsys.readouterr().err

@@ -1,0 +1,1616 @@
+"""The training loop shared by the example scripts: command line, model, training, checkpoints.
+
+Every script in ``examples/`` describes its task (the task's options, how to build it, which
+episode parameter ``--eval-lengths`` varies) and hands over to :func:`run`, which
+
+1. parses the shared command line made by :func:`make_parser` and checks it, naming the option
+   at fault;
+2. builds the network with :func:`build_model`: an NTM (or, with ``--model lstm``, an LSTM
+   baseline of about as many parameters) followed by a dense output layer, sigmoid for bit
+   outputs, softmax for categorical ones;
+3. compiles, once, a training function whose updates are guarded against non-finite steps, a
+   prediction function and the NTM's details function (:class:`Trainer`);
+4. trains with a progress bar, periodic validation on a fixed set of sequences drawn by a
+   separate task instance, a CSV or JSON-lines log and atomic checkpoints that hold the
+   parameters, the optimizer state and everything needed to resume bitwise
+   (:func:`save_checkpoint`);
+5. evaluates at the values of ``--eval-lengths`` and draws the heat maps of an episode and the
+   learning curve.
+
+A script is a few lines::
+
+    from utils import training
+
+    parser = training.make_parser(__doc__, [training.TaskOption("size", int, 8, "bits per vector",
+                                                                affects_model=True)])
+    result = training.run(parser, lambda options, **kwargs: CopyTask(size=options.size, **kwargs))
+    sys.exit(result.exit_code)
+"""
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+from ntm.controllers import DenseController, GRUController, LSTMController, RecurrentController
+from ntm.heads import ReadHead, WriteHead
+from ntm.lasagne import layers, nonlinearities, objectives
+from ntm.lasagne import random as lasagne_random
+from ntm.lasagne import updates as lasagne_updates
+from ntm.layers import NTMLayer
+from ntm.memory import Memory
+from ntm.updates import graves_rmsprop
+
+from .metrics import bit_errors, bits_per_sequence
+
+# Without a BLAS library to link, the C backend computes its matrix products with NumPy's (which
+# has one); the warning PyTensor prints about it in every run says nothing actionable here.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS installation")
+
+__all__ = [
+    "DEFAULT_MODE",
+    "LEARNING_RATES",
+    "CONTROLLERS",
+    "OUTPUT_KINDS",
+    "LOG_COLUMNS",
+    "TaskOption",
+    "Model",
+    "StepResult",
+    "Trainer",
+    "RunResult",
+    "TrainingStopped",
+    "make_parser",
+    "parse_config",
+    "build_model",
+    "build_ntm",
+    "build_lstm_baseline",
+    "lstm_units_for",
+    "masked_loss",
+    "score",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_paths",
+    "curve_path",
+    "run",
+    "reuse_compiled_models",
+]
+
+#: PyTensor mode used unless ``--mode`` or the environment variable ``NTM_MODE`` says otherwise.
+#: Chosen with ``benchmarks/train_step.py`` (see the README): the C backend starts training in
+#: about 20 s and steps 2 to 4 times faster than FAST_COMPILE; Numba steps 3 to 5 times faster
+#: still, but its first run compiles for about 4 minutes (cached on disk afterwards), so it is
+#: the choice for long runs (``--mode NUMBA``), not the default.
+DEFAULT_MODE = "CVM"
+
+#: Learning rate of each optimizer when ``--learning-rate`` is not given.
+LEARNING_RATES = OrderedDict([("graves_rmsprop", 1e-4), ("adam", 1e-3), ("rmsprop", 1e-3)])
+
+#: Controller classes by their ``--controller`` name.
+CONTROLLERS = OrderedDict([("dense", DenseController), ("recurrent", RecurrentController),
+                           ("lstm", LSTMController), ("gru", GRUController)])
+
+#: ``"bits"``: independent sigmoid outputs scored by binary cross-entropy (the algorithmic
+#: tasks); ``"categorical"``: a softmax over the output channels scored by categorical
+#: cross-entropy (question answering).
+OUTPUT_KINDS = ("bits", "categorical")
+
+#: Columns of the ``--log`` file, in order.
+LOG_COLUMNS = ("iteration", "loss", "train_bits_per_seq", "val_bits_per_seq",
+               "val_errors_per_seq", "seq_per_s", "elapsed_s")
+
+# Options that decide the network's shape: a checkpoint only fits a model built with the same.
+_MODEL_OPTIONS = ("model", "output", "controller", "num_units", "num_reads", "num_writes",
+                  "memory_shape", "num_shifts")
+# Options a resumed run takes from its checkpoint unless given again on the command line.
+_TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "grad_clip",
+                     "batch_size", "seed", "validate_every", "validation_batches",
+                     "checkpoint_every", "log_every", "stop_below")
+_CHECKPOINT_FORMAT = "ntm-checkpoint"
+_CHECKPOINT_VERSION = 1
+_PROBABILITY_CLIP = 1e-6
+_EXIT_DIVERGED = 1
+_EXIT_INTERRUPTED = 130
+_PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+class TaskOption(NamedTuple):
+    """A command-line option of a task, e.g. ``TaskOption("max-length", int, 20, "...")``.
+
+    Parameters
+    ----------
+    name : str
+        Option name without the dashes (``"max-length"`` gives ``--max-length`` and the
+        attribute ``max_length`` of the configuration).
+    type : type
+        ``int``, ``float``, ``str`` or ``bool`` (a bool becomes ``--name/--no-name``).
+    default : object
+        Default value (None allowed: the task then picks).
+    help : str
+        Help text.
+    affects_model : bool
+        Whether the option changes the network's input or output size (e.g. the number of
+        bits), so that a checkpoint trained with another value cannot be loaded.
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    affects_model: bool = False
+
+    @property
+    def dest(self):
+        """The attribute name in the configuration."""
+        return self.name.replace("-", "_")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the script's docstring as written and show the options' defaults."""
+
+    def _get_help_string(self, action):
+        # "(default: None)" says nothing, and some help texts describe their default already.
+        empty = action.default is None or action.default is False or action.default == {}
+        if empty or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _positive_int_list(text):
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 20,40,80, got {text!r}") from None
+    if not values or any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as 20,40,80, got {text!r}")
+    return values
+
+
+def _parse_value(text):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _key_value_pairs(text):
+    pairs = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=VALUE pairs separated by commas such as length=40, got {text!r}")
+        pairs[key.strip()] = _parse_value(value.strip())
+    return pairs
+
+
+def make_parser(description, task_options, eval_param="length", output="bits"):
+    """The command line shared by the example scripts.
+
+    Parameters
+    ----------
+    description : str
+        The script's docstring (shown as written by ``--help``).
+    task_options : sequence of TaskOption
+        The task's own options.
+    eval_param : str
+        The episode parameter that ``--eval-lengths`` sets (``"length"`` for the copy task,
+        ``"repeats"`` for repeat copy, ...).
+    output : {"bits", "categorical"}
+        The kind of output layer and loss (see :data:`OUTPUT_KINDS`).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Scripts change its defaults (model sizes, iterations, optimizer) with
+        ``parser.set_defaults``. ``output`` and ``eval_param`` are stored as defaults too, so
+        they travel with the configuration; the task options are in ``parser.task_options``.
+    """
+    if output not in OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
+    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    parser.task_options = tuple(task_options)
+
+    task = parser.add_argument_group("task")
+    for option in parser.task_options:
+        if option.type is bool:
+            task.add_argument(f"--{option.name}", action=argparse.BooleanOptionalAction,
+                              default=option.default, help=option.help)
+        else:
+            task.add_argument(f"--{option.name}", type=option.type, default=option.default,
+                              help=option.help)
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", choices=("ntm", "lstm"), default="ntm",
+                       help="an NTM, or an LSTM baseline whose number of units makes its "
+                            "parameter count close to the NTM's with the same options")
+    model.add_argument("--controller", choices=tuple(CONTROLLERS), default="dense",
+                       help="the NTM's controller")
+    model.add_argument("--num-units", type=int, default=100, help="controller units")
+    model.add_argument("--num-reads", type=int, default=1, help="number of read heads")
+    model.add_argument("--num-writes", type=int, default=1, help="number of write heads")
+    model.add_argument("--memory-shape", type=int, nargs=2, default=[128, 20],
+                       metavar=("N", "M"), help="memory locations N and their size M")
+    model.add_argument("--num-shifts", type=int, default=3,
+                       help="number of shift offsets of each head (odd)")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--iterations", type=int, default=10000,
+                       help="training iterations (batches) in all, counting those of a "
+                            "resumed checkpoint (whose own target is kept unless given)")
+    train.add_argument("--batch-size", type=int, default=1, help="sequences per batch")
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed of the initial parameters and of the training data; "
+                            "validation, evaluation and plots use seeds derived from it")
+    train.add_argument("--optimizer", choices=tuple(LEARNING_RATES), default="graves_rmsprop",
+                       help="update rule (graves_rmsprop: Graves 2013, as in the NTM paper)")
+    rates = ", ".join(f"{name} {rate:g}" for name, rate in LEARNING_RATES.items())
+    train.add_argument("--learning-rate", type=float, default=None,
+                       help=f"step size; by default the optimizer's ({rates})")
+    train.add_argument("--max-norm", type=float, default=10.0,
+                       help="rescale the gradients when their total norm exceeds this (0: off)")
+    train.add_argument("--grad-clip", type=float, default=None,
+                       help="clip every gradient element to [-value, value] (default: off)")
+    train.add_argument("--mode", default=None,
+                       help=f"PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
+                            f"steps; its first run compiles for minutes, then it is cached), "
+                            f"FAST_COMPILE or JAX; default: the environment variable NTM_MODE, "
+                            f"else {DEFAULT_MODE}")
+    train.add_argument("--floatX", choices=("float32", "float64"), default="float32",
+                       help="float type of the parameters, data and computations (float32 is "
+                            "faster; float64 for exact comparisons)")
+    train.add_argument("--quiet", action="store_true",
+                       help="print no progress, only the evaluation table and errors")
+    train.add_argument("--log-every", type=int, default=100,
+                       help="iterations between progress lines and log rows")
+    train.add_argument("--debug-nan-at", type=int, default=None, help=argparse.SUPPRESS)
+
+    checkpoints = parser.add_argument_group("checkpoints")
+    checkpoints.add_argument("--save", metavar="PATH.npz", default=None,
+                             help="write checkpoints here: PATH.npz (parameters and optimizer "
+                                  "state) and PATH.json (options, iteration, random state, "
+                                  "history)")
+    checkpoints.add_argument("--load", metavar="PATH.npz", default=None,
+                             help="start from the parameters of this checkpoint (to evaluate, "
+                                  "plot or fine-tune); model options not given are taken "
+                                  "from it")
+    checkpoints.add_argument("--resume", metavar="PATH.npz", default=None,
+                             help="continue this checkpoint's run up to --iterations, "
+                                  "exactly as if it had not stopped; options not given are "
+                                  "the checkpoint's, and checkpoints go back to it unless "
+                                  "--save is given")
+    checkpoints.add_argument("--checkpoint-every", type=int, default=1000,
+                             help="iterations between checkpoints with --save (0: only at "
+                                  "the end)")
+
+    evaluation = parser.add_argument_group("evaluation and output")
+    evaluation.add_argument("--validate-every", type=int, default=500,
+                            help="iterations between validations (0: only at the end)")
+    evaluation.add_argument("--stop-below", type=float, default=None, metavar="BITS",
+                            help="stop training at the first validation whose bits per "
+                                 "sequence are below this (default: train all iterations)")
+    evaluation.add_argument("--validation-batches", type=int, default=8,
+                            help="batches (of --batch-size sequences) in the fixed "
+                                 "validation set")
+    evaluation.add_argument("--eval-lengths", type=_positive_int_list, default=None,
+                            metavar="V1,V2,...",
+                            help=f"after training, evaluate at these values of the task's "
+                                 f"'{eval_param}' and print a table")
+    evaluation.add_argument("--eval-batches", type=int, default=8,
+                            help="batches (of --batch-size sequences) per --eval-lengths value")
+    evaluation.add_argument("--plot", metavar="FILE.png", default=None,
+                            help="draw the heat maps of one episode to FILE.png and the "
+                                 "learning curve to FILE-curve.png")
+    evaluation.add_argument("--plot-params", type=_key_value_pairs, default={},
+                            metavar="NAME=VALUE,...",
+                            help=f"episode parameters of the plotted episode, e.g. "
+                                 f"{eval_param}=40; the others are drawn as in training")
+    evaluation.add_argument("--log", metavar="FILE.csv|FILE.jsonl", default=None,
+                            help=f"write one row per --log-every iterations: "
+                                 f"{', '.join(LOG_COLUMNS)}")
+    parser.set_defaults(output=output, eval_param=eval_param)
+    return parser
+
+
+class _Unset:
+    """Marks the options that the command line did not give."""
+
+    def __repr__(self):
+        return "<unset>"
+
+
+_UNSET = _Unset()
+
+
+def parse_config(parser, argv=None):
+    """Parse a command line and tell which options it gave explicitly.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        From :func:`make_parser`.
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    config : argparse.Namespace
+        Every option, defaults filled in.
+    explicit : set of str
+        Attribute names of the options given on the command line.
+    """
+    actions = [action for action in parser._actions if action.dest != "help"]
+    namespace = argparse.Namespace(**{action.dest: _UNSET for action in actions})
+    parsed = parser.parse_args(argv, namespace=namespace)
+    explicit = {action.dest for action in actions if getattr(parsed, action.dest) is not _UNSET}
+    for action in actions:
+        if getattr(parsed, action.dest) is _UNSET:
+            default = parser.get_default(action.dest)
+            # argparse converts string defaults with the option's type; so must we here.
+            if isinstance(default, str) and action.type is not None:
+                default = action.type(default)
+            setattr(parsed, action.dest, default)
+    return parsed, explicit
+
+
+def _option_name(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def _model_options(parser):
+    return _MODEL_OPTIONS + tuple(o.dest for o in parser.task_options if o.affects_model)
+
+
+def _check_config(parser, config):
+    """Fail early, naming the option, on values that cannot work."""
+    problems = []
+
+    def require(condition, option, message):
+        if not condition:
+            problems.append(f"{_option_name(option)}: {message}")
+
+    for option in ("iterations", "checkpoint_every", "validate_every"):
+        require(getattr(config, option) >= 0, option,
+                f"must be >= 0, got {getattr(config, option)}")
+    for option in ("batch_size", "num_units", "log_every", "validation_batches",
+                   "eval_batches"):
+        require(getattr(config, option) >= 1, option,
+                f"must be >= 1, got {getattr(config, option)}")
+    for option in ("num_reads", "num_writes"):
+        require(getattr(config, option) >= 0, option,
+                f"must be >= 0, got {getattr(config, option)}")
+    require(config.num_reads + config.num_writes >= 1, "num_reads",
+            "the NTM needs at least one head (--num-reads + --num-writes >= 1)")
+    shape = list(config.memory_shape)
+    require(len(shape) == 2 and all(size >= 1 for size in shape), "memory_shape",
+            f"N and M must be positive integers, got {' '.join(map(str, shape))}")
+    shifts = config.num_shifts
+    require(shifts >= 1 and shifts % 2 == 1, "num_shifts",
+            f"must be a positive odd integer, got {shifts}")
+    if shape and shape[0] >= 1:
+        require(shifts <= shape[0], "num_shifts",
+                f"{shifts} shifts exceed the {shape[0]} memory locations")
+    require(config.optimizer in LEARNING_RATES, "optimizer",
+            f"must be one of {', '.join(LEARNING_RATES)}, got {config.optimizer!r}")
+    if config.learning_rate is not None:
+        require(config.learning_rate > 0, "learning_rate",
+                f"must be > 0, got {config.learning_rate}")
+    require(config.max_norm >= 0, "max_norm", f"must be >= 0 (0: off), got {config.max_norm}")
+    require(config.stop_below is None or config.stop_below > 0, "stop_below",
+            f"must be > 0, got {config.stop_below}")
+    if config.grad_clip is not None:
+        require(config.grad_clip > 0, "grad_clip", f"must be > 0, got {config.grad_clip}")
+    if config.debug_nan_at is not None:
+        require(config.debug_nan_at >= 1, "debug_nan_at",
+                f"must be >= 1, got {config.debug_nan_at}")
+    if config.load and config.resume:
+        problems.append("--load and --resume: give one or the other")
+    for option in ("load", "resume"):
+        path = getattr(config, option)
+        if path:
+            npz, info = checkpoint_paths(path)
+            require(os.path.isfile(npz) and os.path.isfile(info), option,
+                    f"no checkpoint at {path} (expected {npz} and {info})")
+    if config.save:
+        require(config.save.endswith(".npz"), "save", f"must name a .npz file, got {config.save}")
+    if config.log:
+        require(config.log.endswith((".csv", ".jsonl")), "log",
+                f"must name a .csv or .jsonl file, got {config.log}")
+    if config.plot:
+        require(config.plot.lower().endswith(_PLOT_FORMATS), "plot",
+                f"must name a {', '.join(_PLOT_FORMATS)} file, got {config.plot}")
+    for option in ("save", "log", "plot"):
+        path = getattr(config, option)
+        if path:
+            directory = os.path.dirname(os.path.abspath(path))
+            require(os.path.isdir(directory), option, f"the directory {directory} does not exist")
+    if problems:
+        parser.error("; ".join(problems))
+
+
+def _resolve_mode(parser, config):
+    mode = config.mode or os.environ.get("NTM_MODE") or DEFAULT_MODE
+    try:
+        pytensor.compile.mode.get_mode(mode)
+    except Exception as error:  # PyTensor raises several kinds for an unknown mode
+        parser.error(f"--mode: unknown PyTensor mode {mode!r} ({error})")
+    return mode
+
+
+def _with_option_names(message, parser):
+    """Write the task's argument names in a message the way the command line spells them."""
+    for option in parser.task_options:
+        message = re.sub(rf"\b{option.dest}\b", f"--{option.name}", message)
+    return message
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Model:
+    """A network built by :func:`build_model`.
+
+    Attributes
+    ----------
+    l_input : InputLayer
+        The sequence, ``(batch, time, input_size)``.
+    l_ntm : NTMLayer or None
+        The NTM (None for the LSTM baseline).
+    l_output : Layer
+        The predictions, ``(batch, time, output_size)``.
+    output : {"bits", "categorical"}
+        The kind of output.
+    memory_shape : tuple of int
+        ``(N, M)`` of the NTM (as configured, also for the LSTM baseline).
+    """
+
+    l_input: Any
+    l_ntm: Any
+    l_output: Any
+    output: str
+    memory_shape: tuple
+
+    @property
+    def num_params(self):
+        """Number of trainable scalar parameters."""
+        return layers.count_params(self.l_output, trainable=True)
+
+
+def _output_layer(l_sequence, num_units, output_size, output, l_input):
+    """A dense layer applied at every time step: sigmoid or softmax over the channels."""
+    nonlinearity = nonlinearities.sigmoid if output == "bits" else nonlinearities.softmax
+    l_flat = layers.ReshapeLayer(l_sequence, (-1, num_units))
+    l_dense = layers.DenseLayer(l_flat, output_size, nonlinearity=nonlinearity, name="output")
+    return layers.ReshapeLayer(l_dense, (l_input.input_var.shape[0], -1, output_size))
+
+
+def build_ntm(input_size, output_size, controller="dense", num_units=100, memory_shape=(128, 20),
+              num_reads=1, num_writes=1, num_shifts=3, output="bits"):
+    """An NTM followed by a dense output layer applied at every step.
+
+    Parameters
+    ----------
+    input_size, output_size : int
+        Features of the input and output sequences.
+    controller : str
+        A key of :data:`CONTROLLERS`.
+    num_units : int
+        Controller units.
+    memory_shape : tuple of int
+        ``(N, M)``.
+    num_reads, num_writes : int
+        Number of read and write heads (named ``read0``, ``read1``, ... and ``write0``, ...).
+    num_shifts : int
+        Shift offsets of each head.
+    output : {"bits", "categorical"}
+        Sigmoid or softmax outputs.
+
+    Returns
+    -------
+    Model
+    """
+    memory_shape = tuple(int(size) for size in memory_shape)
+    l_input = layers.InputLayer((None, None, input_size))
+    memory = Memory(memory_shape, name="memory")
+    l_controller = CONTROLLERS[controller](l_input, memory_shape, num_units, num_reads,
+                                           name="controller")
+    heads = ([WriteHead(l_controller, num_shifts, memory_shape, name=f"write{i}")
+              for i in range(num_writes)]
+             + [ReadHead(l_controller, num_shifts, memory_shape, name=f"read{i}")
+                for i in range(num_reads)])
+    l_ntm = NTMLayer(l_input, memory, l_controller, heads, name="ntm")
+    l_output = _output_layer(l_ntm, num_units, output_size, output, l_input)
+    return Model(l_input, l_ntm, l_output, output, memory_shape)
+
+
+def lstm_units_for(num_params, input_size, output_size):
+    """The number of units that gives an LSTM baseline about ``num_params`` parameters.
+
+    The baseline (:func:`build_lstm_baseline`) has, for ``U`` units, four gates of input,
+    recurrent weights and biases, three peephole vectors and the output layer:
+    ``4 U^2 + (4 I + 7 + O) U + O`` parameters.
+
+    Parameters
+    ----------
+    num_params : int
+        The parameter count to approach (the NTM's).
+    input_size, output_size : int
+
+    Returns
+    -------
+    int
+        The positive number of units whose count is closest to ``num_params``.
+    """
+    a, b, c = 4.0, 4.0 * input_size + 7.0 + output_size, float(output_size - num_params)
+    root = (-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
+
+    def count(units):
+        return 4 * units ** 2 + (4 * input_size + 7 + output_size) * units + output_size
+
+    candidates = {max(1, math.floor(root)), max(1, math.ceil(root))}
+    return min(candidates, key=lambda units: (abs(count(units) - num_params), units))
+
+
+def build_lstm_baseline(input_size, output_size, num_units, output="bits",
+                        memory_shape=(128, 20)):
+    """An LSTM layer (with peepholes) followed by a dense output layer applied at every step.
+
+    Parameters
+    ----------
+    input_size, output_size : int
+    num_units : int
+        LSTM units.
+    output : {"bits", "categorical"}
+    memory_shape : tuple of int
+        Recorded in the model only (the baseline has no memory).
+
+    Returns
+    -------
+    Model
+        With ``l_ntm`` None.
+    """
+    l_input = layers.InputLayer((None, None, input_size))
+    l_lstm = layers.LSTMLayer(l_input, num_units, name="lstm")
+    l_output = _output_layer(l_lstm, num_units, output_size, output, l_input)
+    return Model(l_input, None, l_output, output, tuple(memory_shape))
+
+
+def build_model(config, task):
+    """The network the configuration describes, sized for the task.
+
+    Parameters
+    ----------
+    config : argparse.Namespace
+        Options of :func:`make_parser` (``model``, ``controller``, ``num_units``,
+        ``num_reads``, ``num_writes``, ``memory_shape``, ``num_shifts``, ``output``).
+    task : utils.generators.Task
+        Gives ``input_size`` and ``output_size``.
+
+    Returns
+    -------
+    Model
+        For ``model="lstm"``, the attribute ``ntm_params`` holds the parameter count of the NTM
+        the baseline is matched to, and ``lstm_units`` its number of units.
+
+    Notes
+    -----
+    Initial values are drawn from :func:`ntm.lasagne.random.get_rng`; seed it first for
+    reproducible models.
+    """
+    ntm_options = dict(controller=config.controller, num_units=config.num_units,
+                       memory_shape=config.memory_shape, num_reads=config.num_reads,
+                       num_writes=config.num_writes, num_shifts=config.num_shifts,
+                       output=config.output)
+    if config.model == "ntm":
+        return build_ntm(task.input_size, task.output_size, **ntm_options)
+    # The NTM is built only to be counted: its initial values come from a throwaway random
+    # state so that the baseline's own initialisation does not depend on it.
+    previous = lasagne_random.get_rng()
+    lasagne_random.set_rng(np.random.RandomState(0))
+    try:
+        ntm_params = build_ntm(task.input_size, task.output_size, **ntm_options).num_params
+    finally:
+        lasagne_random.set_rng(previous)
+    units = lstm_units_for(ntm_params, task.input_size, task.output_size)
+    model = build_lstm_baseline(task.input_size, task.output_size, units, config.output,
+                                config.memory_shape)
+    model.ntm_params, model.lstm_units = ntm_params, units
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Loss and scores
+# --------------------------------------------------------------------------------------------
+
+def masked_loss(prediction, target, mask, output="bits"):
+    """The training loss and the cross-entropy in bits per sequence, symbolically.
+
+    Predictions are clipped to ``[1e-6, 1 - 1e-6]`` before the logarithms, so that a confident
+    mistake costs a large but finite amount.
+
+    Parameters
+    ----------
+    prediction, target : tensor3
+        ``(batch, time, channels)``: probabilities and 0/1 (or one-hot) targets.
+    mask : matrix
+        ``(batch, time)``, 1 at the scored steps.
+    output : {"bits", "categorical"}
+        Binary cross-entropy summed over the channels, or categorical cross-entropy over them.
+
+    Returns
+    -------
+    loss : scalar
+        The cross-entropy (nats) per scored step, averaged over the scored steps of the batch.
+    bits : scalar
+        The cross-entropy in bits summed over each sequence's scored steps, averaged over the
+        batch (the paper's "cost per sequence").
+    """
+    clipped = pt.clip(prediction, _PROBABILITY_CLIP, 1 - _PROBABILITY_CLIP)
+    if output == "bits":
+        per_step = objectives.binary_crossentropy(clipped, target).sum(axis=-1)
+    else:
+        per_step = objectives.categorical_crossentropy(clipped, target)
+    total = (per_step * mask).sum()
+    loss = total / pt.maximum(mask.sum(), 1)
+    bits = total / pt.cast(prediction.shape[0], pytensor.config.floatX) / np.log(2.0)
+    return loss, bits
+
+
+def score(prediction, target, mask, output="bits"):
+    """Per-sequence cross-entropy in bits and errors, in NumPy.
+
+    Parameters
+    ----------
+    prediction, target : ndarray of shape ``(batch, time, channels)``
+    mask : ndarray of shape ``(batch, time)``
+    output : {"bits", "categorical"}
+        For bits, the errors are the wrong bits once thresholded at 0.5
+        (:func:`utils.metrics.bit_errors`); for categorical outputs, the scored steps whose most
+        likely channel is not the target's.
+
+    Returns
+    -------
+    bits, errors : ndarray of shape ``(batch,)``
+    """
+    if output == "bits":
+        return (bits_per_sequence(prediction, target, mask, eps=_PROBABILITY_CLIP, reduce="none"),
+                bit_errors(prediction, target, mask, reduce="none"))
+    probability = np.clip(prediction, _PROBABILITY_CLIP, 1 - _PROBABILITY_CLIP)
+    per_step = -(target * np.log2(probability)).sum(axis=-1)
+    wrong = np.argmax(prediction, axis=-1) != np.argmax(target, axis=-1)
+    return (per_step * mask).sum(axis=-1), (wrong * (mask > 0)).sum(axis=-1).astype(np.float64)
+
+
+def _evaluate(predict, batches, output):
+    """Mean bits and errors per sequence and the fraction of perfect sequences of batches."""
+    bits, errors = [], []
+    for x, y, mask in batches:
+        sequence_bits, sequence_errors = score(predict(x), y, mask, output)
+        bits.append(sequence_bits)
+        errors.append(sequence_errors)
+    bits, errors = np.concatenate(bits), np.concatenate(errors)
+    return {"bits_per_seq": float(bits.mean()), "errors_per_seq": float(errors.mean()),
+            "perfect": float(np.mean(errors == 0)), "sequences": int(bits.size)}
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------------------------
+
+class StepResult(NamedTuple):
+    """What one training step returns.
+
+    Attributes
+    ----------
+    loss : float
+        The loss of the batch (see :func:`masked_loss`).
+    bits_per_seq : float
+        Cross-entropy in bits per sequence of the batch.
+    grad_norm : float
+        Total norm of the gradients (after elementwise clipping, before norm clipping).
+    """
+
+    loss: float
+    bits_per_seq: float
+    grad_norm: float
+
+    @property
+    def finite(self):
+        """Whether the step was applied (loss and gradient norm finite)."""
+        return bool(np.isfinite(self.loss) and np.isfinite(self.grad_norm))
+
+
+class Trainer:
+    """Compiled functions of a model: training step, predictions and the NTM's details.
+
+    Each function is compiled once, when first needed. In the training step every update
+    (parameters and optimizer state) is ``switch(isfinite(loss) & isfinite(grad_norm), new,
+    old)``: a step with a non-finite loss or gradient leaves everything as it was, and the
+    caller sees the non-finite loss in the returned :class:`StepResult`.
+
+    Parameters
+    ----------
+    model : Model
+    optimizer : str
+        A key of :data:`LEARNING_RATES`.
+    learning_rate : float, optional
+        Default: the optimizer's in :data:`LEARNING_RATES`.
+    max_norm : float
+        Total-norm clipping of the gradients (0: off).
+    grad_clip : float, optional
+        Elementwise clipping of the gradients (None: off).
+    mode : str, optional
+        PyTensor mode (default: :data:`DEFAULT_MODE`).
+
+    Attributes
+    ----------
+    params : list of SharedVariable
+        Trainable parameters.
+    all_params : list of SharedVariable
+        Every parameter (trainable or not), what checkpoints hold.
+    """
+
+    def __init__(self, model, optimizer="adam", learning_rate=None, max_norm=10.0,
+                 grad_clip=None, mode=None):
+        if optimizer not in LEARNING_RATES:
+            raise ValueError(f"optimizer must be one of {tuple(LEARNING_RATES)}, got {optimizer!r}")
+        self.model = model
+        self.optimizer = optimizer
+        self.learning_rate = LEARNING_RATES[optimizer] if learning_rate is None else learning_rate
+        self.max_norm = max_norm
+        self.grad_clip = grad_clip
+        self.mode = mode or DEFAULT_MODE
+        self.params = layers.get_all_params(model.l_output, trainable=True)
+        self.all_params = layers.get_all_params(model.l_output)
+        names = [param.name for param in self.all_params]
+        duplicates = sorted({name for name in names if names.count(name) > 1 or name is None},
+                            key=str)
+        if duplicates:
+            raise ValueError(f"parameter names must be unique to be checkpointed; repeated or "
+                             f"missing: {duplicates}")
+        self.target_var = pt.tensor3("target")
+        self.mask_var = pt.matrix("mask")
+        # Added to the loss; NaN only when a test asks for a failing step (inject_nan).
+        self._nan_offset = pytensor.shared(np.asarray(0.0, dtype=pytensor.config.floatX),
+                                           name="debug_nan_offset")
+        self._updates = None
+        self._outputs = None
+        self._train_fn = self._predict_fn = self._details_fn = None
+
+    # graph ---------------------------------------------------------------------------------
+
+    def _build_updates(self):
+        if self._updates is not None:
+            return
+        prediction = layers.get_output(self.model.l_output)
+        loss, bits = masked_loss(prediction, self.target_var, self.mask_var, self.model.output)
+        loss = loss + self._nan_offset
+        grads = pytensor.grad(loss, self.params)
+        if self.grad_clip is not None:
+            grads = [pt.clip(grad, -self.grad_clip, self.grad_clip) for grad in grads]
+        # One sum over all elements (as total_norm_constraint): a sum of per-gradient sums is
+        # rewritten into one elementwise add of as many inputs, which FAST_COMPILE cannot run
+        # beyond 32.
+        grad_norm = pt.sqrt(pt.sum(pt.sqr(pt.concatenate([pt.flatten(g) for g in grads]))))
+        if self.max_norm > 0:
+            # As total_norm_constraint: rescale all gradients together to a norm <= max_norm.
+            dtype = np.dtype(pytensor.config.floatX).type
+            scale = pt.clip(grad_norm, 0, dtype(self.max_norm)) / (grad_norm + dtype(1e-7))
+            grads = [grad * scale for grad in grads]
+        rule = {"graves_rmsprop": graves_rmsprop, "adam": lasagne_updates.adam,
+                "rmsprop": lasagne_updates.rmsprop}[self.optimizer]
+        raw = rule(grads, self.params, learning_rate=self.learning_rate)
+        finite = pt.isfinite(loss) & pt.isfinite(grad_norm)
+        self._updates = OrderedDict((var, pt.switch(finite, new, var)) for var, new in raw.items())
+        self._outputs = [loss, bits, grad_norm]
+
+    @property
+    def optimizer_state(self):
+        """The optimizer's state variables (named ``<param>.<rule>_*``), in a fixed order."""
+        self._build_updates()
+        params = set(self.params)
+        return [var for var in self._updates if var not in params]
+
+    # compiled functions --------------------------------------------------------------------
+
+    @property
+    def compiled(self):
+        """Whether the training function is compiled."""
+        return self._train_fn is not None
+
+    def compile(self):
+        """Compile the training function now (otherwise it is compiled at the first step).
+
+        Returns
+        -------
+        float
+            Seconds spent (0 when already compiled).
+        """
+        if self._train_fn is not None:
+            return 0.0
+        started = time.perf_counter()
+        self._build_updates()
+        self._train_fn = pytensor.function(
+            [self.model.l_input.input_var, self.target_var, self.mask_var], self._outputs,
+            updates=self._updates, mode=self.mode, name="train")
+        return time.perf_counter() - started
+
+    def train_step(self, x, y, mask):
+        """One update on a batch.
+
+        Parameters
+        ----------
+        x, y : ndarray of shape ``(batch, time, channels)``
+        mask : ndarray of shape ``(batch, time)``
+
+        Returns
+        -------
+        StepResult
+            When not :attr:`StepResult.finite`, nothing was changed.
+        """
+        self.compile()
+        loss, bits, grad_norm = self._train_fn(x, y, mask)
+        return StepResult(float(loss), float(bits), float(grad_norm))
+
+    def predict(self, x):
+        """The predictions for a batch of input sequences, ``(batch, time, output_size)``."""
+        if self._predict_fn is None:
+            self._predict_fn = pytensor.function(
+                [self.model.l_input.input_var], layers.get_output(self.model.l_output),
+                mode=self.mode, name="predict")
+        return self._predict_fn(x)
+
+    def details(self, x):
+        """The NTM's ``[memory, hidden, state, write_weights, read_weights]`` for a batch.
+
+        Raises
+        ------
+        ValueError
+            For a model without NTM (the LSTM baseline).
+        """
+        if self.model.l_ntm is None:
+            raise ValueError("details: the model has no NTM layer (LSTM baseline)")
+        if self._details_fn is None:
+            self._details_fn = pytensor.function(
+                [self.model.l_input.input_var],
+                layers.get_output(self.model.l_ntm, get_details=True),
+                mode=self.mode, name="details")
+        return self._details_fn(x)
+
+    def inject_nan(self, enabled=True):
+        """Make the next training steps' loss NaN (to test the guard), or stop doing so."""
+        self._nan_offset.set_value(np.asarray(np.nan if enabled else 0.0,
+                                              dtype=self._nan_offset.dtype))
+
+    def reset(self, parameter_values):
+        """Start afresh: set the parameters, zero the optimizer state, clear the NaN injection.
+
+        Parameters
+        ----------
+        parameter_values : dict
+            ``{name: array}`` of every parameter, e.g. :meth:`parameter_values` taken right
+            after the model was built.
+        """
+        self.set_parameter_values(parameter_values)
+        # Every update rule here starts its state (moments, averages, step counter) at zero.
+        for var in self.optimizer_state:
+            var.set_value(np.zeros_like(var.get_value(borrow=True)))
+        self.inject_nan(False)
+
+    # values --------------------------------------------------------------------------------
+
+    def parameter_values(self):
+        """``{name: array}`` of every parameter."""
+        return OrderedDict((param.name, param.get_value()) for param in self.all_params)
+
+    def optimizer_values(self):
+        """``{name: array}`` of the optimizer state."""
+        return OrderedDict((var.name, var.get_value()) for var in self.optimizer_state)
+
+    @staticmethod
+    def _assign(variables, values, what):
+        expected = {var.name: var for var in variables}
+        missing = sorted(set(expected) - set(values))
+        unexpected = sorted(set(values) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"the checkpoint's {what} do not fit this model: missing "
+                             f"{missing or 'none'}, unexpected {unexpected or 'none'}")
+        for name, var in expected.items():
+            value = np.asarray(values[name])
+            shape = var.get_value(borrow=True).shape
+            if value.shape != shape:
+                raise ValueError(f"the checkpoint's {what} {name!r} has shape {value.shape}, "
+                                 f"the model's has {shape}")
+        for name, var in expected.items():
+            var.set_value(np.asarray(values[name]).astype(var.dtype))
+
+    def set_parameter_values(self, values):
+        """Set every parameter from ``{name: array}`` (names and shapes must match)."""
+        self._assign(self.all_params, values, "parameters")
+
+    def set_optimizer_values(self, values):
+        """Set the optimizer state from ``{name: array}`` (names and shapes must match)."""
+        self._assign(self.optimizer_state, values, "optimizer state")
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+def checkpoint_paths(path):
+    """The two files of a checkpoint: ``(PATH.npz, PATH.json)`` for ``path`` = ``PATH.npz``."""
+    base = path[:-4] if path.endswith(".npz") else path
+    return base + ".npz", base + ".json"
+
+
+def curve_path(plot_path):
+    """Where ``--plot FILE.png`` writes the learning curve: ``FILE-curve.png``."""
+    root, extension = os.path.splitext(plot_path)
+    return f"{root}-curve{extension}"
+
+
+def _atomic_write(path, data):
+    """Write bytes to ``path`` through a temporary file in its directory and os.replace."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1],
+                                         dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        # mkstemp makes the file private; give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def save_checkpoint(path, trainer, info):
+    """Write a checkpoint atomically: ``PATH.npz`` and ``PATH.json``.
+
+    Parameters
+    ----------
+    path : str
+        ``PATH.npz``.
+    trainer : Trainer
+        Its parameters go under ``params/<name>`` and its optimizer state under
+        ``optimizer/<name>`` in the ``.npz``, with the iteration under ``iteration``.
+    info : dict
+        JSON-serialisable; must hold ``"iteration"``. The run stores the configuration, the
+        training task's random state, the history of logged metrics, the wall time and the
+        command line.
+    """
+    npz_path, json_path = checkpoint_paths(path)
+    arrays = OrderedDict()
+    for name, value in trainer.parameter_values().items():
+        arrays[f"params/{name}"] = value
+    for name, value in trainer.optimizer_values().items():
+        arrays[f"optimizer/{name}"] = value
+    arrays["iteration"] = np.asarray(info["iteration"])
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    document = dict(info, format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION)
+    # The iteration in both files lets a reader detect a pair torn by a crash between writes.
+    _atomic_write(npz_path, buffer.getvalue())
+    _atomic_write(json_path, (json.dumps(document, indent=1, allow_nan=False) + "\n").encode())
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : str
+        ``PATH.npz`` (``PATH.json`` is read beside it).
+
+    Returns
+    -------
+    params : dict
+        ``{name: array}`` of the parameters.
+    optimizer : dict
+        ``{name: array}`` of the optimizer state.
+    info : dict
+        The JSON document.
+
+    Raises
+    ------
+    ValueError
+        If a file is missing, not a checkpoint, or the two files disagree.
+    """
+    npz_path, json_path = checkpoint_paths(path)
+    try:
+        with open(json_path, encoding="utf-8") as stream:
+            info = json.load(stream)
+        with np.load(npz_path) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read the checkpoint {npz_path} / {json_path}: {error}") from None
+    if info.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{json_path} is not a checkpoint of these examples")
+    if "iteration" not in arrays or int(arrays["iteration"]) != info.get("iteration"):
+        raise ValueError(f"{npz_path} and {json_path} are from different iterations; the "
+                         "checkpoint was torn by an interrupted write")
+    params = {name[len("params/"):]: value for name, value in arrays.items()
+              if name.startswith("params/")}
+    optimizer = {name[len("optimizer/"):]: value for name, value in arrays.items()
+                 if name.startswith("optimizer/")}
+    return params, optimizer, info
+
+
+def _merge_checkpoint_config(parser, config, explicit, info, resume):
+    """Take from the checkpoint the options the command line left out; refuse conflicts."""
+    saved = info.get("config", {})
+    option = "--resume" if resume else "--load"
+    model_options = _model_options(parser)
+    taken = model_options + (_TRAINING_OPTIONS + tuple(o.dest for o in parser.task_options)
+                             if resume else ())
+    conflicts = []
+    for dest in model_options + (("optimizer",) if resume else ()):
+        if dest in saved and dest in explicit and _normalise(getattr(config, dest)) != \
+                _normalise(saved[dest]):
+            conflicts.append(f"{_option_name(dest)} {_format(getattr(config, dest))} "
+                             f"(checkpoint: {_format(saved[dest])})")
+    # The output kind belongs to the script, not to the command line.
+    if saved.get("output", config.output) != config.output:
+        conflicts.append(f"{config.output} outputs (checkpoint: {saved['output']})")
+    if conflicts:
+        parser.error(f"{option} {getattr(config, 'resume' if resume else 'load')}: the "
+                     f"checkpoint does not match this model: {'; '.join(conflicts)}")
+    for dest in taken:
+        if dest in saved and dest not in explicit:
+            value = saved[dest]
+            setattr(config, dest, list(value) if isinstance(value, list) else value)
+
+
+def _task_description(task):
+    return {"class": type(task).__name__, "input_size": task.input_size,
+            "output_size": task.output_size}
+
+
+def _check_checkpoint_task(parser, config, task, info):
+    """Refuse a checkpoint whose network reads or writes another number of channels."""
+    saved = info.get("task", {})
+    here = _task_description(task)
+    if [saved.get("input_size"), saved.get("output_size")] != [here["input_size"],
+                                                                here["output_size"]]:
+        option = "--resume" if config.resume else "--load"
+        parser.error(f"{option} {config.resume or config.load}: the checkpoint does not match "
+                     f"this model: it reads {saved.get('input_size')} and writes "
+                     f"{saved.get('output_size')} channels ({saved.get('class')}), this task "
+                     f"{here['input_size']} and {here['output_size']} ({here['class']})")
+
+
+def _normalise(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _format(value):
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Progress, log
+# --------------------------------------------------------------------------------------------
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; plain lines every ``--log-every`` otherwise."""
+
+    def __init__(self, total, quiet, stream=None):
+        self.total = total
+        self.quiet = quiet
+        self.stream = stream or sys.stdout
+        self.bar = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def info(self, text):
+        """A line of information (silenced by --quiet)."""
+        if not self.quiet:
+            self._clear()
+            print(text, file=self.stream, flush=True)
+
+    def update(self, iteration, loss, bits, rate, remaining_s):
+        if not self.bar:
+            return
+        now = time.perf_counter()
+        if now - self._last_draw < 0.1 and iteration != self.total:
+            return
+        self._last_draw = now
+        width = 24
+        filled = int(width * iteration / max(self.total, 1))
+        eta = _duration(remaining_s) if np.isfinite(remaining_s) else "?"
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {iteration}/{self.total} "
+                f"loss {loss:.4f} bits/seq {bits:.2f} {rate:.1f} seq/s ETA {eta}")
+        self.stream.write("\r" + line + "\x1b[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def row(self, row, force_line):
+        """A log row: a plain line (always without a terminal, with one when forced)."""
+        if self.quiet or (self.bar and not force_line):
+            return
+        text = (f"iter {row['iteration']:7d}  loss {row['loss']:.4f}  "
+                f"bits/seq {row['train_bits_per_seq']:8.3f}")
+        if row["val_bits_per_seq"] is not None:
+            text += (f"  val bits/seq {row['val_bits_per_seq']:8.3f}  "
+                     f"val errors/seq {row['val_errors_per_seq']:7.3f}")
+        text += f"  {row['seq_per_s']:.1f} seq/s  {_duration(row['elapsed_s'])}"
+        self.info(text)
+
+    def _clear(self):
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self._drawn = False
+
+    def close(self):
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+class _Log:
+    """Rows of :data:`LOG_COLUMNS` to a CSV or JSON-lines file, flushed after each row."""
+
+    def __init__(self, path, append):
+        self.path = path
+        self.json = path.endswith(".jsonl")
+        exists = append and os.path.exists(path) and os.path.getsize(path) > 0
+        self.stream = open(path, "a" if exists else "w", encoding="utf-8", newline="")
+        self.writer = None if self.json else csv.writer(self.stream)
+        if not self.json and not exists:
+            self.writer.writerow(LOG_COLUMNS)
+
+    def write(self, row):
+        if self.json:
+            self.stream.write(json.dumps({column: row[column] for column in LOG_COLUMNS}) + "\n")
+        else:
+            self.writer.writerow(["" if row[column] is None else row[column]
+                                  for column in LOG_COLUMNS])
+        self.stream.flush()
+
+    def close(self):
+        self.stream.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+class TrainingStopped(RuntimeError):
+    """Training stopped on a non-finite loss or gradient (the step was not applied)."""
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did.
+
+    Attributes
+    ----------
+    exit_code : int
+        0 on success, 1 when training stopped on a non-finite step, 130 when interrupted.
+    config : argparse.Namespace
+        The options in effect (after merging a checkpoint's).
+    model : Model
+    trainer : Trainer
+    iteration : int
+        Iterations completed (and kept).
+    history : list of dict
+        The logged rows (see :data:`LOG_COLUMNS`).
+    evaluation : list of dict
+        The ``--eval-lengths`` table: ``value``, ``bits_per_seq``, ``errors_per_seq``,
+        ``perfect``, ``sequences`` (and ``reference_bits_per_seq`` where the task has one).
+    message : str
+        Why training stopped early, if it did.
+    """
+
+    exit_code: int
+    config: argparse.Namespace
+    model: Model
+    trainer: Trainer
+    iteration: int
+    history: list = field(default_factory=list)
+    evaluation: list = field(default_factory=list)
+    message: str = ""
+
+
+def _make_task(parser, make_task, config, batch_size, seed):
+    try:
+        return make_task(config, batch_size=batch_size, seed=seed, dtype=pytensor.config.floatX)
+    except ValueError as error:
+        parser.error(_with_option_names(str(error), parser))
+
+
+def _eval_params(config, task, value, eval_params):
+    return eval_params(value, task) if eval_params else {config.eval_param: value}
+
+
+def _check_episode_params(parser, make_task, config, eval_params):
+    """Check --plot-params and --eval-lengths on a throwaway task, before any compilation."""
+    probe = _make_task(parser, make_task, config, 1, 0)
+    unknown = sorted(set(config.plot_params) - set(probe.param_names))
+    if unknown:
+        parser.error(f"--plot-params: unknown parameter(s) {unknown}; this task has "
+                     f"{list(probe.param_names)}")
+    checks = [("--plot-params", config.plot_params)]
+    checks += [("--eval-lengths", _eval_params(config, probe, value, eval_params))
+               for value in (config.eval_lengths or ())]
+    for option, params in checks:
+        try:
+            probe.sample_params(**params)
+        except ValueError as error:
+            parser.error(f"{option}: {error}")
+
+
+_reusable_models = None
+
+
+def reuse_compiled_models(enabled=True):
+    """Keep the models :func:`run` builds, with their compiled functions, for later runs.
+
+    Compiling the NTM's training function takes seconds to minutes, the same for a tiny model
+    as for a large one. When enabled, a later :func:`run` in the same process whose network,
+    optimizer, mode and seed are those of an earlier one takes that model back, resets it to
+    its initial parameters and a zero optimizer state, and skips the compilation: the run is
+    the same as with a freshly built model. Useful in notebooks and test suites.
+
+    Parameters
+    ----------
+    enabled : bool
+        Start keeping models (True) or forget them and stop (False).
+    """
+    global _reusable_models
+    _reusable_models = {} if enabled else None
+
+
+def _model_key(config, task, mode):
+    """What decides a model's graph and initial values."""
+    options = ("model", "output", "controller", "num_units", "num_reads", "num_writes",
+               "memory_shape", "num_shifts", "optimizer", "learning_rate", "max_norm",
+               "grad_clip", "seed")
+    return json.dumps([[_normalise(getattr(config, name)) for name in options],
+                       task.input_size, task.output_size, mode, pytensor.config.floatX])
+
+
+def _model_and_trainer(config, task, mode):
+    """Build the model and its trainer, or take back a kept one (reuse_compiled_models)."""
+    key = _model_key(config, task, mode)
+    if _reusable_models is not None and key in _reusable_models:
+        model, trainer, initial = _reusable_models[key]
+        trainer.reset(initial)
+        return model, trainer
+    previous_rng = lasagne_random.get_rng()
+    lasagne_random.set_rng(np.random.RandomState(config.seed))
+    try:
+        model = build_model(config, task)
+    finally:
+        lasagne_random.set_rng(previous_rng)
+    trainer = Trainer(model, config.optimizer, config.learning_rate, config.max_norm,
+                      config.grad_clip, mode)
+    if _reusable_models is not None:
+        _reusable_models[key] = (model, trainer, trainer.parameter_values())
+    return model, trainer
+
+
+def _describe_model(model, config):
+    if model.l_ntm is None:
+        return (f"LSTM baseline: {model.lstm_units} units, {model.num_params:,} parameters "
+                f"(the NTM with these options: {model.ntm_params:,} parameters)")
+    N, M = model.memory_shape
+    return (f"NTM: {config.controller} controller of {config.num_units} units, memory {N}x{M}, "
+            f"{config.num_reads} read and {config.num_writes} write head(s), "
+            f"{model.num_params:,} parameters")
+
+
+def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=None):
+    """Parse the command line and train, evaluate, plot and checkpoint as it says.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        From :func:`make_parser`, with the script's defaults.
+    make_task : callable
+        ``make_task(config, batch_size=..., seed=..., dtype=...)`` returns a task of
+        :mod:`utils.generators` built from the task options in ``config``.
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+    markers : callable, optional
+        ``markers(task)`` returns the markers of the heat maps (see
+        :class:`utils.visualization.Dashboard`), e.g. ``[delimiter_marker()]``.
+    eval_params : callable, optional
+        ``eval_params(value, task)`` returns the episode parameters for one ``--eval-lengths``
+        value; by default ``{config.eval_param: value}``.
+    reference : callable, optional
+        ``reference(task, x, y, mask)`` returns the bits per sequence of a reference predictor
+        (e.g. the Bayes-optimal one of dynamic n-grams), shown in the evaluation table.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    SystemExit
+        With status 2 for bad options (the message names the option), as argparse does.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config, explicit = parse_config(parser, argv)
+    checkpoint = config.resume or config.load
+    loaded = None
+    if checkpoint:
+        _check_config(parser, config)  # the checkpoint must exist before it is read
+        try:
+            loaded = load_checkpoint(checkpoint)
+        except ValueError as error:
+            parser.error(f"{'--resume' if config.resume else '--load'}: {error}")
+        _merge_checkpoint_config(parser, config, explicit, loaded[2], resume=bool(config.resume))
+    if config.learning_rate is None:
+        config.learning_rate = LEARNING_RATES.get(config.optimizer)
+    _check_config(parser, config)
+    mode = _resolve_mode(parser, config)
+    # The model, its functions and the data share one float type, set for this run only.
+    with pytensor.config.change_flags(floatX=config.floatX):
+        return _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, markers,
+                            eval_params, reference)
+
+
+def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, markers,
+                 eval_params, reference):
+    """:func:`run` once the options are parsed and checked."""
+    if config.resume and not config.save:
+        config.save = config.resume  # a resumed run keeps writing its own checkpoint
+    start_iteration = int(loaded[2]["iteration"]) if config.resume else 0
+    if config.resume and config.iterations < start_iteration:
+        parser.error(f"--iterations ({config.iterations}) is below the {start_iteration} "
+                     f"iterations of the checkpoint {config.resume}")
+
+    task = _make_task(parser, make_task, config, config.batch_size, config.seed)
+    _check_episode_params(parser, make_task, config, eval_params)
+    if loaded is not None:
+        _check_checkpoint_task(parser, config, task, loaded[2])
+    progress = _Progress(config.iterations, config.quiet)
+
+    model, trainer = _model_and_trainer(config, task, mode)
+    progress.info(_describe_model(model, config))
+
+    history, wall_time = [], 0.0
+    if loaded is not None:
+        params, optimizer_values, info = loaded
+        trainer.set_parameter_values(params)
+        if config.resume:
+            trainer.set_optimizer_values(optimizer_values)
+            task.set_state(info["task_state"])
+            history = list(info.get("history", []))
+            wall_time = float(info.get("wall_time_s", 0.0))
+        progress.info(f"{'resumed' if config.resume else 'loaded'} {checkpoint} "
+                      f"(iteration {info['iteration']})")
+
+    command_line = shlex.join([parser.prog] + argv)
+    state = _RunState(config=config, trainer=trainer, task=task, history=history,
+                      wall_time=wall_time, iteration=start_iteration,
+                      task_state=task.get_state(), command_line=command_line)
+    result = RunResult(0, config, model, trainer, start_iteration, history)
+    log = _Log(config.log, append=bool(config.resume)) if config.log else None
+    try:
+        _train(state, make_task, parser, progress, log)
+    except TrainingStopped as stop:
+        result.exit_code, result.message = _EXIT_DIVERGED, str(stop)
+    except KeyboardInterrupt:
+        result.exit_code = _EXIT_INTERRUPTED
+        result.message = f"interrupted after iteration {state.iteration}"
+        if config.save:
+            _save(state)
+            result.message += f"; resume with --resume {config.save}"
+    finally:
+        progress.close()
+        if log is not None:
+            log.close()
+    result.iteration = state.iteration
+    if result.exit_code:
+        print(f"error: {result.message}", file=sys.stderr, flush=True)
+        return result
+
+    if config.save:
+        _save(state)
+        progress.info(f"checkpoint written to {checkpoint_paths(config.save)[0]} and .json")
+    if config.eval_lengths:
+        result.evaluation = _evaluation_table(config, trainer, make_task, parser, eval_params,
+                                              reference)
+    if config.plot:
+        # Without training of its own, a loaded model's curve is the one of its checkpoint.
+        curve = history or (loaded[2].get("history", []) if loaded is not None else [])
+        _plot(config, trainer, model, make_task, parser, markers, curve, progress)
+    return result
+
+
+@dataclass
+class _RunState:
+    """What the training loop changes and checkpoints."""
+
+    config: argparse.Namespace
+    trainer: Trainer
+    task: Any
+    history: list
+    wall_time: float
+    iteration: int
+    task_state: dict
+    command_line: str
+
+
+def _save(state):
+    info = {
+        "iteration": state.iteration,
+        "config": {key: _normalise(value) for key, value in vars(state.config).items()},
+        # The task's generator as it was after the last kept iteration's batch was drawn.
+        "task_state": state.task_state,
+        "task": _task_description(state.task),
+        # Initial parameters come from numpy.random.RandomState(seed), used only when building.
+        "init_rng": {"generator": "numpy.random.RandomState", "seed": state.config.seed},
+        "history": state.history,
+        "wall_time_s": state.wall_time,
+        "command_line": state.command_line,
+        "num_params": state.trainer.model.num_params,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    save_checkpoint(state.config.save, state.trainer, info)
+
+
+def _train(state, make_task, parser, progress, log):
+    """Train from ``state.iteration`` to ``--iterations``; raise TrainingStopped on NaN."""
+    config, trainer, task = state.config, state.trainer, state.task
+    if state.iteration >= config.iterations:
+        return
+    # A fixed validation set from its own generator: validating never draws from the training
+    # task, so it cannot change the training data of a resumed run.
+    validation_task = _make_task(parser, make_task, config, config.batch_size, [config.seed, 1])
+    validation = [validation_task.sample_with_mask() for _ in range(config.validation_batches)]
+    if not trainer.compiled:
+        progress.info(f"compiling the training function ({trainer.mode} mode)...")
+        progress.info(f"compiled in {trainer.compile():.1f} s")
+    progress.info(f"training from iteration {state.iteration} to {config.iterations}")
+
+    window = {"loss": [], "bits": [], "sequences": 0, "started": time.perf_counter()}
+    loop_started = time.perf_counter()
+    wall_before = state.wall_time
+    for iteration in range(state.iteration + 1, config.iterations + 1):
+        x, y, mask = task.sample_with_mask()
+        if config.debug_nan_at == iteration:
+            trainer.inject_nan(True)
+        step = trainer.train_step(x, y, mask)
+        if config.debug_nan_at == iteration:
+            trainer.inject_nan(False)
+        if not step.finite:
+            kept = f"the parameters and optimizer state after iteration {state.iteration}"
+            where = (f"; they are in the checkpoint {config.save}" if config.save
+                     else " (give --save to keep them)")
+            if config.save:
+                _save(state)
+            raise TrainingStopped(
+                f"training stopped at iteration {iteration}: the loss is {step.loss} and the "
+                f"gradient norm {step.grad_norm}; the step was not applied, so the model holds "
+                f"{kept}{where}")
+        state.iteration = iteration
+        state.task_state = task.get_state()
+        state.wall_time = wall_before + time.perf_counter() - loop_started
+        window["loss"].append(step.loss)
+        window["bits"].append(step.bits_per_seq)
+        window["sequences"] += x.shape[0]
+
+        now = time.perf_counter()
+        rate = window["sequences"] / max(now - window["started"], 1e-9)
+        remaining = (config.iterations - iteration) * x.shape[0] / rate if rate > 0 else np.inf
+        progress.update(iteration, float(np.mean(window["loss"])), float(np.mean(window["bits"])),
+                        rate, remaining)
+
+        last = iteration == config.iterations
+        validate = last or (config.validate_every > 0 and iteration % config.validate_every == 0)
+        if validate or iteration % config.log_every == 0:
+            row = {"iteration": iteration, "loss": float(np.mean(window["loss"])),
+                   "train_bits_per_seq": float(np.mean(window["bits"])),
+                   "val_bits_per_seq": None, "val_errors_per_seq": None,
+                   "seq_per_s": rate, "elapsed_s": state.wall_time}
+            if validate:
+                scores = _evaluate(trainer.predict, validation, config.output)
+                row["val_bits_per_seq"] = scores["bits_per_seq"]
+                row["val_errors_per_seq"] = scores["errors_per_seq"]
+            state.history.append(row)
+            if log is not None:
+                log.write(row)
+            progress.row(row, force_line=validate)
+            window = {"loss": [], "bits": [], "sequences": 0, "started": time.perf_counter()}
+            if validate and config.stop_below is not None \
+                    and row["val_bits_per_seq"] < config.stop_below:
+                progress.info(f"validation below {config.stop_below:g} bits per sequence at "
+                              f"iteration {iteration} ({iteration * config.batch_size} "
+                              f"sequences): stopping")
+                return
+        if config.save and config.checkpoint_every and iteration % config.checkpoint_every == 0 \
+                and not last:
+            _save(state)
+
+
+def _evaluation_table(config, trainer, make_task, parser, eval_params, reference):
+    """Score the model at each --eval-lengths value and print the table."""
+    rows = []
+    for value in config.eval_lengths:
+        # One generator per value, seeded by it: the table does not depend on its order.
+        task = _make_task(parser, make_task, config, config.batch_size, [config.seed, 2, value])
+        params = _eval_params(config, task, value, eval_params)
+        batches = [task.sample_with_mask(**params) for _ in range(config.eval_batches)]
+        row = {"value": value, **_evaluate(trainer.predict, batches, config.output)}
+        if reference is not None:
+            row["reference_bits_per_seq"] = float(np.mean(np.concatenate(
+                [np.atleast_1d(reference(task, x, y, mask)) for x, y, mask in batches])))
+        rows.append(row)
+    errors = "bit errors/seq" if config.output == "bits" else "wrong answers/seq"
+    header = f"{config.eval_param:>12} | {'bits/seq':>10} | {errors:>17} | {'perfect':>7}"
+    if reference is not None:
+        header += f" | {'reference bits/seq':>18}"
+    lines = [f"evaluation on {rows[0]['sequences']} sequences per value:", header,
+             "-" * len(header)]
+    for row in rows:
+        line = (f"{row['value']:>12} | {row['bits_per_seq']:>10.3f} | "
+                f"{row['errors_per_seq']:>17.3f} | {row['perfect']:>7.3f}")
+        if reference is not None:
+            line += f" | {row['reference_bits_per_seq']:>18.3f}"
+        lines.append(line)
+    print("\n".join(lines), flush=True)
+    return rows
+
+
+def _plot(config, trainer, model, make_task, parser, markers, history, progress):
+    """Heat maps of one episode and the learning curve."""
+    from .visualization import Dashboard, learning_curve
+
+    task = _make_task(parser, make_task, config, 1, [config.seed, 3])
+    dashboard = Dashboard(trainer.predict, task, model.memory_shape,
+                          ntm_layer_fn=trainer.details if model.l_ntm is not None else None,
+                          markers=markers(task) if markers else ())
+    dashboard.save(config.plot, **config.plot_params)
+    rows = [row for row in history if row.get("train_bits_per_seq") is not None]
+    if rows:
+        learning_curve([row["train_bits_per_seq"] for row in rows], curve_path(config.plot),
+                       window=min(10, len(rows)), ylabel="training bits per sequence",
+                       iterations=[row["iteration"] for row in rows])
+        progress.info(f"heat maps written to {config.plot}, learning curve to "
+                      f"{curve_path(config.plot)}")
+    else:
+        progress.info(f"heat maps written to {config.plot} (no history for a learning curve)")
