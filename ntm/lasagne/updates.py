@@ -563,7 +563,9 @@ def total_norm_constraint(tensor_vars, max_norm, epsilon=1e-7, return_norm=False
     tensor_vars = list(tensor_vars)
     if not tensor_vars:
         raise ValueError("total_norm_constraint: tensor_vars must hold at least one tensor")
-    norm = pt.sqrt(sum(pt.sum(pt.sqr(t)) for t in tensor_vars))
+    # One sum over all elements: a sum of per-tensor sums is rewritten into a single
+    # elementwise add of as many inputs, which the Python backend cannot run beyond 32.
+    norm = pt.sqrt(pt.sum(pt.sqr(pt.concatenate([pt.flatten(t) for t in tensor_vars]))))
     dtype = np.dtype(pytensor.config.floatX).type
     target_norm = pt.clip(norm, 0, dtype(max_norm))
     multiplier = target_norm / (dtype(epsilon) + norm)

@@ -310,6 +310,17 @@ def test_total_norm_constraint(max_norm):
     np.testing.assert_allclose(new_total, min(total, max_norm), rtol=1e-6)
 
 
+def test_total_norm_constraint_of_many_tensors():
+    # More tensors than NumPy's iterators take as operands (32) in one fused operation.
+    values = [np.full(3, i + 1.0) for i in range(40)]
+    tensors = [pt.vector(f"t{i}", dtype="float64") for i in range(40)]
+    scaled, norm = U.total_norm_constraint(tensors, 1.0, return_norm=True)
+    got = pytensor.function(tensors, scaled + [norm])(*values)
+    total = np.sqrt(sum((v ** 2).sum() for v in values))
+    np.testing.assert_allclose(got[-1], total)
+    np.testing.assert_allclose(got[0], values[0] / (total + 1e-7))
+
+
 def test_total_norm_constraint_without_norm_returns_list():
     a = pt.vector("a")
     out = U.total_norm_constraint([a], 1.0)
