@@ -9,7 +9,7 @@ how far the copy generalises.
 
 Example::
 
-    python examples/copy_task.py --iterations 20000 --save copy.npz --log copy.csv \\
+    python examples/copy_task.py --iterations 12000 --save copy.npz --log copy.csv \\
         --eval-lengths 20,40,80,120 --plot copy.png --plot-params length=40
 
 Task options and defaults: --size 8 (bits per vector), --min-length 1, --max-length 20.
@@ -70,7 +70,7 @@ def make_parser(description=__doc__):
     parser = training.make_parser(description, TASK_OPTIONS, eval_param="length")
     parser.set_defaults(optimizer="graves_rmsprop", controller="dense", num_units=100,
                         memory_shape=[128, 20], num_reads=1, num_writes=1, num_shifts=3,
-                        iterations=20000, plot_params="length=40")
+                        iterations=12000, plot_params="length=40")
     return parser
 
 

@@ -1,0 +1,23 @@
+"""The trained models shipped in ``models/`` do what the README says."""
+import os
+
+import pytest
+
+from examples import copy_task
+
+MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+
+
+def test_the_shipped_copy_model_copies_length_120_without_a_bit_error(capsys):
+    path = os.path.join(MODELS, "copy.npz")
+    result = copy_task.main(["--load", path, "--iterations", "0", "--eval-lengths", "20,120",
+                             "--eval-batches", "16", "--mode", "FAST_COMPILE", "--quiet"])
+    assert result.exit_code == 0
+    by_length = {row["value"]: row for row in result.evaluation}
+    assert by_length[120]["sequences"] == 16
+    # Trained on lengths 1-20 only, it generalises to 120 (the memory has 128 locations).
+    for length in (20, 120):
+        assert by_length[length]["errors_per_seq"] == 0
+        assert by_length[length]["perfect"] == pytest.approx(1.0)
+    assert by_length[20]["bits_per_seq"] < 0.1
+    assert "120" in capsys.readouterr().out
