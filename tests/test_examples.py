@@ -351,3 +351,16 @@ def test_stop_below_ends_training_at_the_first_validation_under_the_threshold(tm
     with pytest.raises(SystemExit):
         copy_task.main(copy_args("--stop-below", "-1"))
     assert "--stop-below" in capsys.readouterr().err
+
+
+def test_functions_compiled_after_a_run_use_the_runs_float_type():
+    from utils.generators import CopyTask
+
+    result = copy_task.main(copy_args(iterations=1))
+    assert result.config.floatX == "float32"
+    x, _ = CopyTask(size=3, batch_size=2, seed=0, dtype="float32").sample(length=3)
+    # Compiled here, after run() returned, outside its float32 context.
+    memory, hidden, state, write_weights, read_weights = result.trainer.details(x)
+    assert memory.dtype == np.float32 and memory.shape == (2, x.shape[1], 8, 4)
+    assert write_weights.shape == read_weights.shape == (2, x.shape[1], 1, 8)
+    np.testing.assert_allclose(read_weights.sum(axis=-1), 1.0, rtol=1e-5)

@@ -786,6 +786,8 @@ class Trainer:
         self.max_norm = max_norm
         self.grad_clip = grad_clip
         self.mode = mode or DEFAULT_MODE
+        # Functions compiled later (e.g. details after a run) use the model's float type.
+        self.floatX = pytensor.config.floatX
         self.params = layers.get_all_params(model.l_output, trainable=True)
         self.all_params = layers.get_all_params(model.l_output)
         names = [param.name for param in self.all_params]
@@ -806,8 +808,11 @@ class Trainer:
     # graph ---------------------------------------------------------------------------------
 
     def _build_updates(self):
-        if self._updates is not None:
-            return
+        if self._updates is None:
+            with pytensor.config.change_flags(floatX=self.floatX):
+                self._make_updates()
+
+    def _make_updates(self):
         prediction = layers.get_output(self.model.l_output)
         loss, bits = masked_loss(prediction, self.target_var, self.mask_var, self.model.output)
         loss = loss + self._nan_offset
@@ -856,9 +861,10 @@ class Trainer:
             return 0.0
         started = time.perf_counter()
         self._build_updates()
-        self._train_fn = pytensor.function(
-            [self.model.l_input.input_var, self.target_var, self.mask_var], self._outputs,
-            updates=self._updates, mode=self.mode, name="train")
+        with pytensor.config.change_flags(floatX=self.floatX):
+            self._train_fn = pytensor.function(
+                [self.model.l_input.input_var, self.target_var, self.mask_var], self._outputs,
+                updates=self._updates, mode=self.mode, name="train")
         return time.perf_counter() - started
 
     def train_step(self, x, y, mask):
@@ -881,10 +887,14 @@ class Trainer:
     def predict(self, x):
         """The predictions for a batch of input sequences, ``(batch, time, output_size)``."""
         if self._predict_fn is None:
-            self._predict_fn = pytensor.function(
+            with pytensor.config.change_flags(floatX=self.floatX):
+                self._predict_fn = self._compile_predict()
+        return self._predict_fn(x)
+
+    def _compile_predict(self):
+        return pytensor.function(
                 [self.model.l_input.input_var], layers.get_output(self.model.l_output),
                 mode=self.mode, name="predict")
-        return self._predict_fn(x)
 
     def details(self, x):
         """The NTM's ``[memory, hidden, state, write_weights, read_weights]`` for a batch.
@@ -897,10 +907,11 @@ class Trainer:
         if self.model.l_ntm is None:
             raise ValueError("details: the model has no NTM layer (LSTM baseline)")
         if self._details_fn is None:
-            self._details_fn = pytensor.function(
-                [self.model.l_input.input_var],
-                layers.get_output(self.model.l_ntm, get_details=True),
-                mode=self.mode, name="details")
+            with pytensor.config.change_flags(floatX=self.floatX):
+                self._details_fn = pytensor.function(
+                    [self.model.l_input.input_var],
+                    layers.get_output(self.model.l_ntm, get_details=True),
+                    mode=self.mode, name="details")
         return self._details_fn(x)
 
     def inject_nan(self, enabled=True):
