@@ -2,12 +2,14 @@
 
 Each seed runs the task's example script (``examples/<task>_task.py``) in this process with the
 options given after ``--``, stops at the first validation below ``--threshold`` bits per
-sequence (or at ``--iterations``), and evaluates at ``--eval-lengths``. The table printed at the
+sequence (or at ``--iterations``; with ``--train-on`` it always trains all ``--iterations``),
+and evaluates at ``--eval-lengths``. The table printed at the
 end has, per seed, the sequences seen when it converged, the training wall time and the
 evaluation (bits and bit errors per sequence) at every value::
 
     python benchmarks/convergence.py copy --seeds 0,1,2,3,4 --iterations 15000 \\
         --eval-lengths 20,40,80,120 --out runs/copy
+    python benchmarks/convergence.py copy --train-on --iterations 6000 --eval-lengths 40,120
     python benchmarks/convergence.py repeat_copy --seeds 0,1 -- --batch-size 4
 
 Checkpoints and logs go to ``--out`` (``seed<k>.npz``, ``.json``, ``.csv``).
@@ -36,11 +38,12 @@ def run_seed(module, seed, args, extra):
     """Train one seed; returns a dict of its results."""
     prefix = os.path.join(args.out, f"seed{seed}")
     argv = list(extra) + ["--seed", str(seed), "--iterations", str(args.iterations),
-                          "--stop-below", str(args.threshold),
                           "--validate-every", str(args.validate_every),
                           "--save", prefix + ".npz", "--log", prefix + ".csv", "--quiet"]
     if args.eval_lengths:
         argv += ["--eval-lengths", args.eval_lengths]
+    if not args.train_on:
+        argv += ["--stop-below", str(args.threshold)]
     started = time.perf_counter()
     result = module.main(argv)
     total_s = time.perf_counter() - started
@@ -69,6 +72,9 @@ def main(argv=None):
                         help="most iterations per seed")
     parser.add_argument("--threshold", type=float, default=0.1,
                         help="converged: validation bits per sequence below this")
+    parser.add_argument("--train-on", action="store_true",
+                        help="train all --iterations instead of stopping at convergence (the "
+                             "evaluation then measures the fully trained model)")
     parser.add_argument("--validate-every", type=int, default=250)
     parser.add_argument("--eval-lengths", default=None,
                         help="values of the task's evaluation parameter, e.g. 20,40,80,120")

@@ -2,7 +2,7 @@
 
 An item is 3 random 6-bit vectors; a list holds 2 to 6 items (the paper's settings). The model
 is a dense controller of 100 units, a 128 x 20 memory, one write and one read head with 3
-shifts, Graves' RMSProp (learning rate 1e-4), for 30,000 iterations. --eval-lengths sets the
+shifts, Graves' RMSProp (learning rate 3e-4), for 30,000 iterations. --eval-lengths sets the
 number of items in the list, to test lists longer than in training.
 
 Example::

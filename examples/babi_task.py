@@ -5,7 +5,7 @@ read one word per step, then a question ("where is mary?"); at the step after th
 the model must give the answer, a softmax over the vocabulary. --task-id chooses the kind of
 question, as bAbI tasks 1-3: one, two or three supporting facts. The model is an LSTM controller
 of 100 units, a 128 x 20 memory, one write and one read head with 3 shifts, Graves' RMSProp
-(learning rate 1e-4), for 20,000 iterations. --eval-lengths sets the number of sentences. The
+(learning rate 3e-4), for 20,000 iterations. --eval-lengths sets the number of sentences. The
 evaluation table counts wrong answers instead of wrong bits.
 
 Example::

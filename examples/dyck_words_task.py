@@ -4,7 +4,7 @@ A sequence is 1 to 10 pairs of brackets, half of the sequences Dyck words (well-
 not, though every sequence has as many opening as closing brackets; the target at each step is
 whether the prefix read so far is a Dyck word. The model is a dense controller of 100 units, a
 128 x 20 memory, one write and one read head with 3 shifts, Graves' RMSProp (learning rate
-1e-4), for 20,000 iterations. --eval-lengths sets the number of bracket pairs.
+3e-4), for 20,000 iterations. --eval-lengths sets the number of bracket pairs.
 
 Example::
 

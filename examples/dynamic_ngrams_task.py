@@ -4,7 +4,7 @@ Each sequence of 200 bits comes from its own lookup table of the probability of 
 5-bit context (paper, section 4.4), so the model must estimate the table as it reads. The
 evaluation table also gives the bits per sequence of the Bayes-optimal predictor, the floor the
 model can approach. The model is a dense controller of 100 units, a 128 x 20 memory, one write
-and one read head with 3 shifts, Graves' RMSProp (learning rate 1e-4), for 20,000 iterations.
+and one read head with 3 shifts, Graves' RMSProp (learning rate 3e-4), for 20,000 iterations.
 --eval-lengths sets the sequence length.
 
 Example::

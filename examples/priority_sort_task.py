@@ -3,7 +3,7 @@
 The input is 20 random 8-bit vectors, each with a priority drawn from U[-1, 1]; the target is
 the 16 of highest priority, highest first (the paper's settings). The model is a dense
 controller of 100 units, a 128 x 20 memory, one write and one read head with 3 shifts, Graves'
-RMSProp (learning rate 1e-4), for 20,000 iterations. --eval-lengths sets the number of input
+RMSProp (learning rate 3e-4), for 20,000 iterations. --eval-lengths sets the number of input
 vectors; the number to write back stays --num-sorted, or all of them when there are fewer.
 
 Example::

@@ -4,7 +4,7 @@ The sequence is 1 to 10 random 8-bit vectors, the count 1 to 10 (the paper's ran
 its own input channel normalised to zero mean and unit variance (``--unary`` gives it as that
 many steps instead); the model also signals the end of its output on an extra channel. The model
 is the copy model: a dense controller of 100 units, a 128 x 20 memory, one write and one read
-head with 3 shifts, Graves' RMSProp (learning rate 1e-4), for 40,000 iterations. --eval-lengths
+head with 3 shifts, Graves' RMSProp (learning rate 3e-4), for 40,000 iterations. --eval-lengths
 sets the number of repeats, to test generalisation to more repeats than seen in training.
 
 Example::

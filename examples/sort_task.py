@@ -2,7 +2,7 @@
 
 Each vector is read as a binary number, most significant bit first. The model is the copy
 task's (``examples/copy_task.py``): a dense controller of 100 units, a 128 x 20 memory, one write
-and one read head with 3 shifts, Graves' RMSProp (learning rate 1e-4). Sorting is harder than
+and one read head with 3 shifts, Graves' RMSProp (learning rate 3e-4). Sorting is harder than
 copying, so training uses shorter sequences, lengths 1 to 10, for 30,000 iterations;
 --eval-lengths sets the sequence length.
 
@@ -19,9 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from examples import copy_task  # noqa: E402
-from utils import training  # noqa: E402
 from utils.generators import SortTask  # noqa: E402
-from utils.visualization import delimiter_marker  # noqa: E402
 
 __all__ = ["make_parser", "main"]
 
@@ -35,8 +33,7 @@ def make_parser():
 
 def main(argv=None):
     """Run the sort task's command line; returns a :class:`utils.training.RunResult`."""
-    return training.run(make_parser(), copy_task.make_copy_like_task(SortTask), argv,
-                        markers=lambda task: [delimiter_marker()])
+    return copy_task.run_copy_like(SortTask, make_parser(), argv)
 
 
 if __name__ == "__main__":

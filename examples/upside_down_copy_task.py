@@ -2,7 +2,7 @@
 
 The model and options are those of the copy task (``examples/copy_task.py``): a dense controller
 of 100 units, a 128 x 20 memory, one write and one read head with 3 shifts, Graves' RMSProp
-(learning rate 1e-4). Training uses lengths 1 to 20; --eval-lengths sets the sequence length.
+(learning rate 3e-4). Training uses lengths 1 to 20; --eval-lengths sets the sequence length.
 
 Example::
 
@@ -17,9 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from examples import copy_task  # noqa: E402
-from utils import training  # noqa: E402
 from utils.generators import UpsideDownCopyTask  # noqa: E402
-from utils.visualization import delimiter_marker  # noqa: E402
 
 __all__ = ["make_parser", "main"]
 
@@ -32,8 +30,7 @@ def make_parser():
 def main(argv=None):
     """Run the upside-down copy task's command line; returns a
     :class:`utils.training.RunResult`."""
-    return training.run(make_parser(), copy_task.make_copy_like_task(UpsideDownCopyTask), argv,
-                        markers=lambda task: [delimiter_marker()])
+    return copy_task.run_copy_like(UpsideDownCopyTask, make_parser(), argv)
 
 
 if __name__ == "__main__":

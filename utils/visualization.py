@@ -24,7 +24,6 @@ Example
 """
 import os
 import sys
-import tempfile
 
 import matplotlib
 
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .files import atomic_write  # noqa: E402
 from .metrics import bit_errors  # noqa: E402
 
 __all__ = [
@@ -85,26 +85,12 @@ def save_figure(figure, path, dpi=100):
     if not isinstance(dpi, (int, float, np.integer, np.floating)) or isinstance(dpi, bool) \
             or not dpi > 0:
         raise ValueError(f"dpi must be a positive number, got {dpi!r}")
-    directory = os.path.dirname(os.path.abspath(path))
     extension = os.path.splitext(path)[1].lstrip(".").lower()
     fmt = extension if extension else "png"
     supported = figure.canvas.get_supported_filetypes()
     if fmt not in supported:
         raise ValueError(f"path: cannot write {fmt!r} files; use one of {sorted(supported)}")
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix="." + fmt, dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format=fmt, dpi=dpi)
-        # mkstemp makes the file private (0600); give it the usual permissions instead.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
+    return atomic_write(path, lambda stream: figure.savefig(stream, format=fmt, dpi=dpi))
 
 
 def moving_average(values, window):
