@@ -21,3 +21,17 @@ def test_the_shipped_copy_model_copies_length_120_without_a_bit_error(capsys):
         assert by_length[length]["perfect"] == pytest.approx(1.0)
     assert by_length[20]["bits_per_seq"] < 0.1
     assert "120" in capsys.readouterr().out
+
+
+def test_the_shipped_associative_recall_model_recalls_among_12_items_without_error():
+    from examples import associative_recall_task
+
+    path = os.path.join(MODELS, "associative_recall.npz")
+    result = associative_recall_task.main(["--load", path, "--iterations", "0",
+                                           "--eval-lengths", "6,12", "--eval-batches", "16",
+                                           "--mode", "FAST_COMPILE", "--quiet"])
+    assert result.exit_code == 0
+    # Trained on 2 to 6 items; 12 is twice the longest list it saw.
+    for row in result.evaluation:
+        assert row["sequences"] == 16
+        assert row["errors_per_seq"] == 0 and row["bits_per_seq"] < 0.5
