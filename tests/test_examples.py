@@ -232,7 +232,8 @@ def test_resume_continues_bitwise(copy_run, tmp_path):
     copy_task.main(copy_args("--save", uninterrupted, iterations=6))
     resumed = str(tmp_path / "resumed.npz")
     result = copy_task.main(["--resume", copy_run["paths"]["run.npz"], "--iterations", "6",
-                             "--save", resumed, "--mode", "FAST_COMPILE", "--quiet"])
+                             "--save", resumed, "--log", str(tmp_path / "resumed.csv"),
+                             "--mode", "FAST_COMPILE", "--quiet"])
     assert result.exit_code == 0
     expected, expected_info = read_checkpoint(uninterrupted)
     actual, actual_info = read_checkpoint(resumed)
@@ -364,3 +365,14 @@ def test_functions_compiled_after_a_run_use_the_runs_float_type():
     assert memory.dtype == np.float32 and memory.shape == (2, x.shape[1], 8, 4)
     assert write_weights.shape == read_weights.shape == (2, x.shape[1], 1, 8)
     np.testing.assert_allclose(read_weights.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_resume_keeps_the_runs_float_type_and_log(tmp_path):
+    path, log = str(tmp_path / "run.npz"), str(tmp_path / "run.csv")
+    copy_task.main(copy_args("--save", path, "--log", log, "--floatX", "float64", iterations=2))
+    result = copy_task.main(["--resume", path, "--iterations", "4", "--quiet"])
+    assert result.exit_code == 0 and result.config.floatX == "float64"
+    assert all(value.dtype == np.float64
+               for value in result.trainer.parameter_values().values())
+    with open(log) as handle:
+        assert [int(row["iteration"]) for row in csv.DictReader(handle)] == [1, 2, 3, 4]

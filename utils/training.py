@@ -121,7 +121,7 @@ _MODEL_OPTIONS = ("model", "output", "controller", "num_units", "num_reads", "nu
 # Options a resumed run takes from its checkpoint unless given again on the command line.
 _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "grad_clip",
                      "batch_size", "seed", "validate_every", "validation_batches",
-                     "checkpoint_every", "log_every", "stop_below")
+                     "checkpoint_every", "log_every", "stop_below", "floatX", "log")
 _CHECKPOINT_FORMAT = "ntm-checkpoint"
 _CHECKPOINT_VERSION = 1
 _PROBABILITY_CLIP = 1e-6
