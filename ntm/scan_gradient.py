@@ -27,8 +27,9 @@ For the copy model (``python benchmarks/train_step.py``) ``pytensor.grad`` goes 
 ``import ntm`` applies it; set the environment variable ``NTM_SCAN_GRADIENT=pytensor`` before
 importing to keep PyTensor's own behaviour, or call :func:`remove`.
 
-It replaces two names inside ``pytensor.scan.op`` and is applied only to the PyTensor versions it
-was checked against (:data:`CHECKED_VERSIONS`); with another version it does nothing and
+It replaces two names inside ``pytensor.scan.op`` and wraps ``Scan.pullback`` (to drop the
+memos once a gradient is built), and is applied only to the PyTensor versions it was checked
+against (:data:`CHECKED_VERSIONS`); with another version it does nothing and
 :func:`is_applied` is False.
 """
 import importlib
