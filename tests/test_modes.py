@@ -1,4 +1,4 @@
-"""The mode users get by default (Numba) computes what the test mode computes."""
+"""Numba computes what the test mode computes."""
 import numpy as np
 import pytensor
 

@@ -1,0 +1,75 @@
+"""ntm.rewrites: softmax is compiled as elementwise C code in the C backend, same values."""
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pytensor.scan.op import Scan
+from pytensor.tensor.special import LogSoftmax, Softmax, log_softmax, softmax
+
+from ntm import rewrites
+from ntm.controllers import DenseController
+from ntm.heads import ReadHead, WriteHead
+from ntm.lasagne import layers
+from ntm.lasagne.random import set_rng
+from ntm.layers import NTMLayer
+from ntm.memory import Memory
+
+
+def symbolic_softmax_nodes(fgraph):
+    """Softmax/LogSoftmax nodes in a graph and in the inner graphs of its scans."""
+    found = []
+    for node in fgraph.apply_nodes:
+        if isinstance(node.op, (Softmax, LogSoftmax)):
+            found.append(node)
+        if isinstance(node.op, Scan):
+            found += symbolic_softmax_nodes(node.op.fgraph)
+    return found
+
+
+def numpy_softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_rewrite_is_registered_on_import():
+    assert rewrites.is_registered()
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_softmax_and_log_softmax_are_inlined_with_the_same_values(axis):
+    x = pt.matrix("x", dtype="float64")
+    outputs = [softmax(x, axis=axis), log_softmax(x, axis=axis)]
+    function = pytensor.function([x], outputs, mode="CVM")
+    assert symbolic_softmax_nodes(function.maker.fgraph) == []
+    value = np.random.RandomState(0).normal(0, 30, (5, 7))  # large: needs the max shift
+    expected = numpy_softmax(value, axis)
+    probabilities, log_probabilities = function(value)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-12)
+    np.testing.assert_allclose(log_probabilities, np.log(expected), rtol=1e-10, atol=1e-12)
+
+
+def test_without_the_rewrite_softmax_stays_a_symbolic_op():
+    x = pt.matrix("x")
+    mode = pytensor.compile.mode.get_mode("CVM").excluding(rewrites._REWRITE_NAME)
+    function = pytensor.function([x], softmax(x, axis=1), mode=mode)
+    assert len(symbolic_softmax_nodes(function.maker.fgraph)) == 1
+
+
+def test_ntm_step_in_the_c_backend_has_no_symbolic_softmax_and_matches():
+    set_rng(np.random.RandomState(3))
+    memory_shape = (8, 4)
+    l_input = layers.InputLayer((None, None, 3))
+    controller = DenseController(l_input, memory_shape, 10, num_reads=1)
+    heads = [WriteHead(controller, 3, memory_shape), ReadHead(controller, 3, memory_shape)]
+    l_ntm = NTMLayer(l_input, Memory(memory_shape), controller, heads)
+    output = layers.get_output(l_ntm)
+    params = layers.get_all_params(l_ntm, trainable=True)
+    cost = pt.sum(pt.sqr(output))
+    outputs = [output] + pytensor.grad(cost, params)
+    x = np.random.RandomState(0).randint(0, 2, (2, 6, 3)).astype(pytensor.config.floatX)
+    reference = pytensor.function([l_input.input_var], outputs, mode="FAST_COMPILE")
+    compiled = pytensor.function([l_input.input_var], outputs, mode="CVM")
+    assert symbolic_softmax_nodes(compiled.maker.fgraph) == []
+    assert any(isinstance(node.op, Scan) for node in compiled.maker.fgraph.apply_nodes)
+    for expected, actual in zip(reference(x), compiled(x), strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
