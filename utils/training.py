@@ -55,6 +55,7 @@ from ntm.memory import Memory
 from ntm.updates import graves_rmsprop
 
 from .files import atomic_write
+from .function_cache import cached_function
 from .metrics import bit_errors, bits_per_sequence
 
 # Without a BLAS library to link, the C backend computes its matrix products with NumPy's (which
@@ -770,6 +771,10 @@ class Trainer:
         Elementwise clipping of the gradients (None: off).
     mode : str, optional
         PyTensor mode (default: :data:`DEFAULT_MODE`).
+    cache_key : JSON-serialisable, optional
+        A complete description of the model's graph (e.g. its options and input and output
+        sizes); given, the compiled functions are kept on disk under this key and a later
+        process loads them instead of compiling (:mod:`utils.function_cache`).
 
     Attributes
     ----------
@@ -777,10 +782,12 @@ class Trainer:
         Trainable parameters.
     all_params : list of SharedVariable
         Every parameter (trainable or not), what checkpoints hold.
+    loaded : set of str
+        Names of the functions (``train``, ``predict``, ``details``) loaded from the cache.
     """
 
     def __init__(self, model, optimizer="adam", learning_rate=None, max_norm=10.0,
-                 grad_clip=None, mode=None):
+                 grad_clip=None, mode=None, cache_key=None):
         if optimizer not in LEARNING_RATES:
             raise ValueError(f"optimizer must be one of {tuple(LEARNING_RATES)}, got {optimizer!r}")
         self.model = model
@@ -789,6 +796,8 @@ class Trainer:
         self.max_norm = max_norm
         self.grad_clip = grad_clip
         self.mode = mode or DEFAULT_MODE
+        self.cache_key = cache_key
+        self.loaded = set()
         # Functions compiled later (e.g. details after a run) use the model's float type.
         self.floatX = pytensor.config.floatX
         self.params = layers.get_all_params(model.l_output, trainable=True)
@@ -864,11 +873,25 @@ class Trainer:
             return 0.0
         started = time.perf_counter()
         self._build_updates()
-        with pytensor.config.change_flags(floatX=self.floatX):
-            self._train_fn = pytensor.function(
-                [self.model.l_input.input_var, self.target_var, self.mask_var], self._outputs,
-                updates=self._updates, mode=self.mode, name="train")
+        self._train_fn = self._function(
+            "train", [self.model.l_input.input_var, self.target_var, self.mask_var],
+            self._outputs, updates=self._updates,
+            shared=self.all_params + self.optimizer_state + [self._nan_offset],
+            options=[self.optimizer, self.learning_rate, self.max_norm, self.grad_clip])
         return time.perf_counter() - started
+
+    def _function(self, name, inputs, outputs, shared, updates=None, options=None):
+        """Compile (in the model's float type), or load from the cache with a cache_key."""
+        with pytensor.config.change_flags(floatX=self.floatX):
+            if self.cache_key is None:
+                return pytensor.function(inputs, outputs, updates=updates, mode=self.mode,
+                                         name=name)
+            function, loaded = cached_function(
+                inputs, outputs, updates=updates, mode=self.mode, name=name,
+                key=[self.cache_key, options], shared=shared, sources=[__file__])
+        if loaded:
+            self.loaded.add(name)
+        return function
 
     def train_step(self, x, y, mask):
         """One update on a batch.
@@ -891,13 +914,10 @@ class Trainer:
         """The predictions for a batch of input sequences, ``(batch, time, output_size)``."""
         if self._predict_fn is None:
             with pytensor.config.change_flags(floatX=self.floatX):
-                self._predict_fn = self._compile_predict()
+                prediction = layers.get_output(self.model.l_output)
+            self._predict_fn = self._function("predict", [self.model.l_input.input_var],
+                                              prediction, shared=self.all_params)
         return self._predict_fn(x)
-
-    def _compile_predict(self):
-        return pytensor.function(
-                [self.model.l_input.input_var], layers.get_output(self.model.l_output),
-                mode=self.mode, name="predict")
 
     def details(self, x):
         """The NTM's ``[memory, hidden, state, write_weights, read_weights]`` for a batch.
@@ -911,10 +931,9 @@ class Trainer:
             raise ValueError("details: the model has no NTM layer (LSTM baseline)")
         if self._details_fn is None:
             with pytensor.config.change_flags(floatX=self.floatX):
-                self._details_fn = pytensor.function(
-                    [self.model.l_input.input_var],
-                    layers.get_output(self.model.l_ntm, get_details=True),
-                    mode=self.mode, name="details")
+                details = layers.get_output(self.model.l_ntm, get_details=True)
+            self._details_fn = self._function("details", [self.model.l_input.input_var],
+                                              details, shared=self.all_params)
         return self._details_fn(x)
 
     def inject_nan(self, enabled=True):
@@ -1295,13 +1314,18 @@ def reuse_compiled_models(enabled=True):
     _reusable_models = {} if enabled else None
 
 
-def _model_key(config, task, mode):
-    """What decides a model's graph and initial values."""
+def _graph_key(config, task, mode):
+    """What decides a model's graph (its options, sizes, mode and float type)."""
     options = ("model", "output", "controller", "num_units", "num_reads", "num_writes",
                "memory_shape", "num_shifts", "optimizer", "learning_rate", "max_norm",
-               "grad_clip", "seed")
-    return json.dumps([[_normalise(getattr(config, name)) for name in options],
-                       task.input_size, task.output_size, mode, pytensor.config.floatX])
+               "grad_clip")
+    return [[_normalise(getattr(config, name)) for name in options],
+            task.input_size, task.output_size, mode, pytensor.config.floatX]
+
+
+def _model_key(config, task, mode):
+    """What decides a model's graph and initial values."""
+    return json.dumps([_graph_key(config, task, mode), config.seed])
 
 
 def _model_and_trainer(config, task, mode):
@@ -1318,7 +1342,7 @@ def _model_and_trainer(config, task, mode):
     finally:
         lasagne_random.set_rng(previous_rng)
     trainer = Trainer(model, config.optimizer, config.learning_rate, config.max_norm,
-                      config.grad_clip, mode)
+                      config.grad_clip, mode, cache_key=_graph_key(config, task, mode))
     if _reusable_models is not None:
         _reusable_models[key] = (model, trainer, trainer.parameter_values())
     return model, trainer
@@ -1498,7 +1522,9 @@ def _train(state, make_task, parser, progress, log):
     validation = [validation_task.sample_with_mask() for _ in range(config.validation_batches)]
     if not trainer.compiled:
         progress.info(f"compiling the training function ({trainer.mode} mode)...")
-        progress.info(f"compiled in {trainer.compile():.1f} s")
+        seconds = trainer.compile()
+        progress.info(f"loaded the compiled function from the cache in {seconds:.1f} s"
+                      if "train" in trainer.loaded else f"compiled in {seconds:.1f} s")
     progress.info(f"training from iteration {state.iteration} to {config.iterations}")
 
     window = {"loss": [], "bits": [], "sequences": 0, "started": time.perf_counter()}
