@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -59,7 +60,8 @@ SCRIPTS = {
 }
 SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--learning-rate",
                   "--max-norm", "--grad-clip", "--controller", "--num-units", "--num-reads",
-                  "--num-writes", "--memory-shape", "--num-shifts", "--model", "--save",
+                  "--num-writes", "--memory-shape", "--num-shifts", "--learn-memory-init",
+                  "--model", "--save",
                   "--load", "--resume", "--checkpoint-every", "--validate-every",
                   "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
                   "--eval-batches", "--log", "--mode", "--quiet"]
@@ -315,6 +317,20 @@ def test_command_line_exits_non_zero_on_nan(tmp_path):
 # LSTM baseline
 # --------------------------------------------------------------------------------------------
 
+def test_memory_init_is_trained_unless_asked_not_to():
+    def trainable(*argv):
+        config, _ = training.parse_config(copy_task.make_parser(), list(argv) + MODEL)
+        model = training.build_model(config, SimpleNamespace(input_size=4, output_size=3))
+        params = training.layers.get_all_params(model.l_output, trainable=True)
+        return model, [param.name for param in params]
+
+    fixed, fixed_names = trainable("--no-learn-memory-init")
+    learned, learned_names = trainable()
+    assert "memory.memory_init" not in fixed_names and "memory.memory_init" in learned_names
+    N, M = fixed.memory_shape
+    assert learned.num_params - fixed.num_params == N * M
+
+
 def test_lstm_units_for_matches_the_parameter_count():
     for params, inputs, outputs in [(391, 4, 3), (62_000, 9, 8), (10, 2, 1)]:
         units = training.lstm_units_for(params, inputs, outputs)
@@ -376,3 +392,24 @@ def test_resume_keeps_the_runs_float_type_and_log(tmp_path):
                for value in result.trainer.parameter_values().values())
     with open(log) as handle:
         assert [int(row["iteration"]) for row in csv.DictReader(handle)] == [1, 2, 3, 4]
+
+
+def test_resume_keeps_learn_memory_init_and_old_checkpoints_trained_it(tmp_path):
+    path = str(tmp_path / "run.npz")
+    copy_task.main(copy_args("--save", path, "--no-learn-memory-init", iterations=2))
+    json_path = training.checkpoint_paths(path)[1]
+    with open(json_path) as handle:
+        assert json.load(handle)["config"]["learn_memory_init"] is False
+    result = copy_task.main(["--resume", path, "--iterations", "3", "--quiet"])
+    assert result.exit_code == 0 and not result.config.learn_memory_init
+    assert "memory.memory_init" not in [p.name for p in result.trainer.params]
+    # A checkpoint written before the option existed, when the memory init was always trained
+    copy_task.main(copy_args("--save", path, iterations=2))
+    with open(json_path) as handle:
+        info = json.load(handle)
+    del info["config"]["learn_memory_init"]
+    with open(json_path, "w") as handle:
+        json.dump(info, handle)
+    result = copy_task.main(["--resume", path, "--iterations", "3", "--quiet"])
+    assert result.exit_code == 0 and result.config.learn_memory_init
+    assert result.iteration == 3

@@ -9,10 +9,11 @@ episode parameter ``--eval-lengths`` varies) and hands over to :func:`run`, whic
    baseline of about as many parameters) followed by a dense output layer, sigmoid for bit
    outputs, softmax for categorical ones;
 3. compiles, once, a training function whose updates are guarded against non-finite steps, a
-   prediction function and the NTM's details function (:class:`Trainer`);
+   prediction function and the NTM's details function (:class:`Trainer`), and keeps them on
+   disk so that the next run of the same model loads them (:mod:`utils.function_cache`);
 4. trains with a progress bar, periodic validation on a fixed set of sequences drawn by a
    separate task instance, a CSV or JSON-lines log and atomic checkpoints that hold the
-   parameters, the optimizer state and everything needed to resume bitwise
+   parameters, the optimizer state and everything needed to resume where the run stopped
    (:func:`save_checkpoint`);
 5. evaluates at the values of ``--eval-lengths`` and draws the heat maps of an episode and the
    learning curve.
@@ -121,6 +122,7 @@ _MODEL_OPTIONS = ("model", "output", "controller", "num_units", "num_reads", "nu
                   "memory_shape", "num_shifts")
 # Options a resumed run takes from its checkpoint unless given again on the command line.
 _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "grad_clip",
+                     "learn_memory_init",
                      "batch_size", "seed", "validate_every", "validation_batches",
                      "checkpoint_every", "log_every", "stop_below", "floatX", "log")
 _CHECKPOINT_FORMAT = "ntm-checkpoint"
@@ -261,6 +263,10 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                        metavar=("N", "M"), help="memory locations N and their size M")
     model.add_argument("--num-shifts", type=int, default=3,
                        help="number of shift offsets of each head (odd)")
+    model.add_argument("--learn-memory-init", action=argparse.BooleanOptionalAction,
+                       default=True,
+                       help="train the memory's initial state (default), or keep it at its "
+                            "small constant (--no-learn-memory-init)")
 
     train = parser.add_argument_group("training")
     train.add_argument("--iterations", type=int, default=10000,
@@ -515,7 +521,7 @@ def _output_layer(l_sequence, num_units, output_size, output, l_input):
 
 
 def build_ntm(input_size, output_size, controller="dense", num_units=100, memory_shape=(128, 20),
-              num_reads=1, num_writes=1, num_shifts=3, output="bits"):
+              num_reads=1, num_writes=1, num_shifts=3, output="bits", learn_memory_init=True):
     """An NTM followed by a dense output layer applied at every step.
 
     Parameters
@@ -534,6 +540,11 @@ def build_ntm(input_size, output_size, controller="dense", num_units=100, memory
         Shift offsets of each head.
     output : {"bits", "categorical"}
         Sigmoid or softmax outputs.
+    learn_memory_init : bool
+        Train the memory's initial state :math:`M_0` (default). Kept at its small constant
+        instead, every location the heads have not written looks the same, also beyond those
+        a training sequence reaches: measured on copy, that helps some seeds generalise to
+        longer sequences and keeps others from converging (README, Results).
 
     Returns
     -------
@@ -541,7 +552,7 @@ def build_ntm(input_size, output_size, controller="dense", num_units=100, memory
     """
     memory_shape = tuple(int(size) for size in memory_shape)
     l_input = layers.InputLayer((None, None, input_size))
-    memory = Memory(memory_shape, name="memory")
+    memory = Memory(memory_shape, learn_init=learn_memory_init, name="memory")
     l_controller = CONTROLLERS[controller](l_input, memory_shape, num_units, num_reads,
                                            name="controller")
     heads = ([WriteHead(l_controller, num_shifts, memory_shape, name=f"write{i}")
@@ -630,7 +641,8 @@ def build_model(config, task):
     ntm_options = dict(controller=config.controller, num_units=config.num_units,
                        memory_shape=config.memory_shape, num_reads=config.num_reads,
                        num_writes=config.num_writes, num_shifts=config.num_shifts,
-                       output=config.output)
+                       output=config.output,
+                       learn_memory_init=getattr(config, "learn_memory_init", True))
     if config.model == "ntm":
         return build_ntm(task.input_size, task.output_size, **ntm_options)
     # The NTM is built only to be counted: its initial values come from a throwaway random
@@ -1083,7 +1095,9 @@ def load_checkpoint(path):
 
 def _merge_checkpoint_config(parser, config, explicit, info, resume):
     """Take from the checkpoint the options the command line left out; refuse conflicts."""
-    saved = info.get("config", {})
+    saved = dict(info.get("config", {}))
+    # Checkpoints from before --learn-memory-init existed always trained the memory's M_0.
+    saved.setdefault("learn_memory_init", True)
     option = "--resume" if resume else "--load"
     model_options = _model_options(parser)
     taken = model_options + (_TRAINING_OPTIONS + tuple(o.dest for o in parser.task_options)
@@ -1317,8 +1331,8 @@ def reuse_compiled_models(enabled=True):
 def _graph_key(config, task, mode):
     """What decides a model's graph (its options, sizes, mode and float type)."""
     options = ("model", "output", "controller", "num_units", "num_reads", "num_writes",
-               "memory_shape", "num_shifts", "optimizer", "learning_rate", "max_norm",
-               "grad_clip")
+               "memory_shape", "num_shifts", "learn_memory_init", "optimizer", "learning_rate",
+               "max_norm", "grad_clip")
     return [[_normalise(getattr(config, name)) for name in options],
             task.input_size, task.output_size, mode, pytensor.config.floatX]
 
