@@ -7,12 +7,8 @@ from pytensor.scan.op import Scan
 from pytensor.tensor.special import LogSoftmax, Softmax, log_softmax, softmax
 
 from ntm import rewrites
-from ntm.controllers import DenseController
-from ntm.heads import ReadHead, WriteHead
 from ntm.lasagne import layers
-from ntm.lasagne.random import set_rng
-from ntm.layers import NTMLayer
-from ntm.memory import Memory
+from tests.small_ntm import binary_sequences, small_ntm
 
 
 def symbolic_softmax_nodes(fgraph):
@@ -56,17 +52,12 @@ def test_without_the_rewrite_softmax_stays_a_symbolic_op():
 
 
 def test_ntm_step_in_the_c_backend_has_no_symbolic_softmax_and_matches():
-    set_rng(np.random.RandomState(3))
-    memory_shape = (8, 4)
-    l_input = layers.InputLayer((None, None, 3))
-    controller = DenseController(l_input, memory_shape, 10, num_reads=1)
-    heads = [WriteHead(controller, 3, memory_shape), ReadHead(controller, 3, memory_shape)]
-    l_ntm = NTMLayer(l_input, Memory(memory_shape), controller, heads)
+    l_input, l_ntm = small_ntm()
     output = layers.get_output(l_ntm)
     params = layers.get_all_params(l_ntm, trainable=True)
     cost = pt.sum(pt.sqr(output))
     outputs = [output] + pytensor.grad(cost, params)
-    x = np.random.RandomState(0).randint(0, 2, (2, 6, 3)).astype(pytensor.config.floatX)
+    x = binary_sequences()
     reference = pytensor.function([l_input.input_var], outputs, mode="FAST_COMPILE")
     compiled = pytensor.function([l_input.input_var], outputs, mode="CVM")
     assert symbolic_softmax_nodes(compiled.maker.fgraph) == []
