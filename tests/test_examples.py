@@ -394,22 +394,12 @@ def test_resume_keeps_the_runs_float_type_and_log(tmp_path):
         assert [int(row["iteration"]) for row in csv.DictReader(handle)] == [1, 2, 3, 4]
 
 
-def test_resume_keeps_learn_memory_init_and_old_checkpoints_trained_it(tmp_path):
+def test_resume_keeps_learn_memory_init(tmp_path):
     path = str(tmp_path / "run.npz")
     copy_task.main(copy_args("--save", path, "--no-learn-memory-init", iterations=2))
-    json_path = training.checkpoint_paths(path)[1]
-    with open(json_path) as handle:
+    with open(training.checkpoint_paths(path)[1]) as handle:
         assert json.load(handle)["config"]["learn_memory_init"] is False
     result = copy_task.main(["--resume", path, "--iterations", "3", "--quiet"])
     assert result.exit_code == 0 and not result.config.learn_memory_init
-    assert "memory.memory_init" not in [p.name for p in result.trainer.params]
-    # A checkpoint written before the option existed, when the memory init was always trained
-    copy_task.main(copy_args("--save", path, iterations=2))
-    with open(json_path) as handle:
-        info = json.load(handle)
-    del info["config"]["learn_memory_init"]
-    with open(json_path, "w") as handle:
-        json.dump(info, handle)
-    result = copy_task.main(["--resume", path, "--iterations", "3", "--quiet"])
-    assert result.exit_code == 0 and result.config.learn_memory_init
+    assert "memory.memory_init" not in [param.name for param in result.trainer.params]
     assert result.iteration == 3
