@@ -90,6 +90,17 @@ def test_off_and_unlisted_shared_variables_compile_without_a_file(cache_dir, mon
     assert not cache_dir.exists()
 
 
+def test_only_the_most_recently_used_files_are_kept(cache_dir, monkeypatch):
+    monkeypatch.setattr(function_cache, "MAX_FILES", 2)
+    compile_regression(key="a")
+    compile_regression(key="b")
+    assert compile_regression(key="a")[1]  # used again: now the most recent
+    compile_regression(key="c")            # a third file: the least recently used goes
+    assert len(list(cache_dir.iterdir())) == 2
+    assert compile_regression(key="a")[1] and compile_regression(key="c")[1]
+    assert not compile_regression(key="b")[1]
+
+
 def test_jit_backends_are_not_cached():
     assert function_cache.is_cacheable("CVM")
     assert function_cache.is_cacheable("FAST_COMPILE")

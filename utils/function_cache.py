@@ -13,7 +13,8 @@ module, the versions of Python, NumPy and PyTensor, PyTensor's float type and co
 flags, the mode, and the names, types and order of the shared variables and inputs.
 
 The cache lives in ``<pytensor compiledir>/ntm-functions``; the environment variable
-``NTM_FUNCTION_CACHE`` names another directory, or ``off`` to disable it. Files are written
+``NTM_FUNCTION_CACHE`` names another directory, or ``off`` to disable it. It keeps the
+:data:`MAX_FILES` most recently used functions (about 1.5 MB each for the copy model). Files are written
 atomically, and a file that cannot be read or linked is ignored and recompiled. The files
 are pickles: they are loaded only from this cache directory, which must be writable only by
 its user (as PyTensor's compile directory).
@@ -36,10 +37,13 @@ from pytensor.link.vm import VMLinker
 
 from .files import atomic_write
 
-__all__ = ["cached_function", "default_cache_dir", "is_cacheable", "ENVIRONMENT_VARIABLE"]
+__all__ = ["cached_function", "default_cache_dir", "is_cacheable", "ENVIRONMENT_VARIABLE",
+           "MAX_FILES"]
 
 ENVIRONMENT_VARIABLE = "NTM_FUNCTION_CACHE"
 _FORMAT = 1
+#: Files kept in the cache directory; the least recently used beyond these are removed.
+MAX_FILES = 200
 # Pickling a graph recurses through its variables; an NTM's graph is deep.
 _RECURSION_LIMIT = 50_000
 _source_digests = {}
@@ -144,7 +148,9 @@ def _load(path, shared):
             if (position is None) == bool(spec.shared):
                 raise ValueError("the stored inputs do not match the shared variables")
             storage.append(None if position is None else shared[position].container)
-        return maker.create(storage)
+        function = maker.create(storage)
+        os.utime(path)  # most recently used: the last to be pruned
+        return function
     except Exception as error:  # noqa: BLE001 -- any unusable file is recompiled
         warnings.warn(f"ignoring the cached compiled function {path}: {error!r}", stacklevel=3)
         return None
@@ -173,7 +179,24 @@ def _store(path, function, shared):
         return False
     os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write(path, lambda stream: stream.write(zlib.compress(data, 1)))
+    _prune(os.path.dirname(path), MAX_FILES)
     return True
+
+
+def _prune(directory, keep):
+    """Remove all but the ``keep`` most recently used cache files of ``directory``."""
+    entries = []
+    for name in os.listdir(directory):
+        if name.endswith(".pkl.z"):
+            try:
+                entries.append((os.path.getmtime(os.path.join(directory, name)), name))
+            except OSError:  # removed meanwhile by another process
+                pass
+    for _, name in sorted(entries, reverse=True)[keep:]:
+        try:
+            os.remove(os.path.join(directory, name))
+        except OSError:
+            pass
 
 
 def cached_function(inputs, outputs, *, key, shared, updates=None, mode=None, name=None,
