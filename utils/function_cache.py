@@ -14,10 +14,10 @@ flags, the mode, and the names, types and order of the shared variables and inpu
 
 The cache lives in ``<pytensor compiledir>/ntm-functions``; the environment variable
 ``NTM_FUNCTION_CACHE`` names another directory, or ``off`` to disable it. It keeps the
-:data:`MAX_FILES` most recently used functions (about 1.5 MB each for the copy model). Files are written
-atomically, and a file that cannot be read or linked is ignored and recompiled. The files
-are pickles: they are loaded only from this cache directory, which must be writable only by
-its user (as PyTensor's compile directory).
+:data:`MAX_FILES` most recently used functions (about 1.5 MB each for the copy model). Files
+are written atomically, and a file that cannot be read or linked is ignored and recompiled.
+The files are pickles: they are loaded only from this cache directory, which must be writable
+only by its user (as PyTensor's compile directory).
 """
 import hashlib
 import json
@@ -44,8 +44,10 @@ ENVIRONMENT_VARIABLE = "NTM_FUNCTION_CACHE"
 _FORMAT = 1
 #: Files kept in the cache directory; the least recently used beyond these are removed.
 MAX_FILES = 200
-# Pickling a graph recurses through its variables; an NTM's graph is deep.
-_RECURSION_LIMIT = 50_000
+# Pickling a graph recurses through its variables. The copy model's needs less than Python's
+# default limit of 1,000; a larger model may need more. Not much more: the C stack must hold
+# it (a graph too deep for this limit is simply not cached).
+_RECURSION_LIMIT = 4_000
 _source_digests = {}
 
 
