@@ -56,3 +56,45 @@ def test_the_other_shipped_models_make_no_error_in_their_training_range(name, va
         assert by_value[value]["sequences"] == 16
         assert by_value[value]["errors_per_seq"] == 0
         assert by_value[value]["perfect"] == pytest.approx(1.0)
+
+
+def _evaluate(name, values, batches=16):
+    import importlib
+
+    script = importlib.import_module(f"examples.{name}_task")
+    result = script.main(["--load", os.path.join(MODELS, f"{name}.npz"), "--iterations", "0",
+                          "--eval-lengths", values, "--eval-batches", str(batches),
+                          "--mode", "FAST_COMPILE", "--quiet"])
+    assert result.exit_code == 0
+    rows = {row["value"]: row for row in result.evaluation}
+    assert all(row["sequences"] == batches for row in rows.values())
+    return rows
+
+
+def test_the_shipped_repeat_copy_model_repeats_without_error_in_its_training_range():
+    # Trained on 1-10 repeats of 1-10 vectors: perfect at 2 and 5 repeats, end marker included.
+    rows = _evaluate("repeat_copy", "2,5")
+    for repeats in (2, 5):
+        assert rows[repeats]["errors_per_seq"] == 0
+        assert rows[repeats]["perfect"] == pytest.approx(1.0)
+
+
+def test_the_shipped_dynamic_ngrams_model_predicts_far_better_than_chance():
+    row = _evaluate("dynamic_ngrams", "200", batches=8)[200]
+    # Chance (p = 1/2 at every step) costs 200 bits; the Bayes-optimal predictor is a lower
+    # bound on average. The shipped model is 7.5 bits above it (README).
+    assert row["reference_bits_per_seq"] < row["bits_per_seq"] < row["reference_bits_per_seq"] + 15
+    assert row["bits_per_seq"] < 150
+
+
+def test_the_shipped_priority_sort_model_is_far_below_the_cost_it_started_from():
+    row = _evaluate("priority_sort", "20", batches=4)[20]
+    # 16 output vectors of 8 bits: an untrained model costs about 128 bits per sequence.
+    assert row["bits_per_seq"] < 85
+
+
+def test_the_shipped_sort_and_babi_models_do_better_than_chance():
+    # Sorted copy, length 10 (80 target bits): chance makes about 40 bit errors.
+    assert _evaluate("sort", "10")[10]["errors_per_seq"] < 25
+    # bAbI task 1 on stories of 10 sentences: guessing among six places is right 1 time in 6.
+    assert _evaluate("babi", "10")[10]["errors_per_seq"] <= 0.5
