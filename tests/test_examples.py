@@ -403,3 +403,34 @@ def test_resume_keeps_learn_memory_init(tmp_path):
     assert result.exit_code == 0 and not result.config.learn_memory_init
     assert "memory.memory_init" not in [param.name for param in result.trainer.params]
     assert result.iteration == 3
+
+
+def test_checkpoints_record_every_run_that_trained_them(copy_run, tmp_path):
+    first = copy_run["paths"]["run.npz"]
+    _, info = read_checkpoint(first)
+    assert len(info["runs"]) == 1
+    assert info["runs"][0]["first_iteration"] == 0 and info["runs"][0]["last_iteration"] == 3
+    assert info["runs"][0]["started_from"] is None
+    assert info["runs"][0]["command_line"] == info["command_line"]
+
+    resumed = str(tmp_path / "resumed.npz")
+    copy_task.main(["--resume", first, "--iterations", "5", "--save", resumed,
+                    "--log", str(tmp_path / "resumed.csv"), "--mode", "FAST_COMPILE", "--quiet"])
+    loaded = str(tmp_path / "loaded.npz")
+    copy_task.main(["--load", resumed, "--iterations", "2", "--save", loaded,
+                    "--mode", "FAST_COMPILE", "--quiet"])
+    _, info = read_checkpoint(loaded)
+    runs = info["runs"]
+    assert [(run["first_iteration"], run["last_iteration"]) for run in runs] == \
+        [(0, 3), (3, 5), (0, 2)]
+    assert [run["started_from"] for run in runs] == [None, first, resumed]
+    assert "--resume" in runs[1]["command_line"] and "--load" in runs[2]["command_line"]
+    assert all(run["mode"] == "FAST_COMPILE" for run in runs)
+    assert info["command_line"] == runs[-1]["command_line"] and info["iteration"] == 2
+
+
+def test_a_checkpoint_without_runs_counts_its_last_command_as_one(tmp_path):
+    _, info = read_checkpoint(os.path.join(REPO, "models", "copy.npz"))
+    assert "runs" not in info  # written before runs were recorded
+    assert training._runs_of(info) == [{"command_line": info["command_line"],
+                                        "last_iteration": 6000}]

@@ -1032,8 +1032,9 @@ def save_checkpoint(path, trainer, info):
         ``optimizer/<name>`` in the ``.npz``, with the iteration under ``iteration``.
     info : dict
         JSON-serialisable; must hold ``"iteration"``. The run stores the configuration, the
-        training task's random state, the history of logged metrics, the wall time and the
-        command line.
+        training task's random state, the history of logged metrics, the wall time, the
+        command line and, under ``"runs"``, every command that trained the parameters (those
+        of the checkpoints it resumed or loaded first) with its mode and iterations.
     """
     npz_path, json_path = checkpoint_paths(path)
     arrays = OrderedDict()
@@ -1443,10 +1444,12 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
     model, trainer = _model_and_trainer(config, task, mode)
     progress.info(_describe_model(model, config))
 
-    history, wall_time = [], 0.0
+    history, wall_time, earlier_runs = [], 0.0, []
     if loaded is not None:
         params, optimizer_values, info = loaded
         trainer.set_parameter_values(params)
+        # Loaded or resumed, the parameters owe something to every run behind the checkpoint.
+        earlier_runs = _runs_of(info)
         if config.resume:
             trainer.set_optimizer_values(optimizer_values)
             task.set_state(info["task_state"])
@@ -1456,9 +1459,13 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
                       f"(iteration {info['iteration']})")
 
     command_line = shlex.join([parser.prog] + argv)
+    this_run = {"command_line": command_line, "started_from": checkpoint,
+                "first_iteration": start_iteration, "mode": mode,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     state = _RunState(config=config, trainer=trainer, task=task, history=history,
                       wall_time=wall_time, iteration=start_iteration,
-                      task_state=task.get_state(), command_line=command_line)
+                      task_state=task.get_state(), command_line=command_line,
+                      runs=earlier_runs + [this_run])
     result = RunResult(0, config, model, trainer, start_iteration, history)
     log = _Log(config.log, append=bool(config.resume)) if config.log else None
     try:
@@ -1505,6 +1512,19 @@ class _RunState:
     iteration: int
     task_state: dict
     command_line: str
+    runs: list
+
+
+def _runs_of(info):
+    """The runs recorded in a checkpoint's JSON, oldest first.
+
+    Checkpoints written before runs were recorded name only their last command line.
+    """
+    if "runs" in info:
+        return [dict(run) for run in info["runs"]]
+    if "command_line" in info:
+        return [{"command_line": info["command_line"], "last_iteration": info["iteration"]}]
+    return []
 
 
 def _save(state):
@@ -1519,6 +1539,9 @@ def _save(state):
         "history": state.history,
         "wall_time_s": state.wall_time,
         "command_line": state.command_line,
+        # Every command that trained these parameters, this one last, with the iterations
+        # each ran (a --load starts again from iteration 0).
+        "runs": state.runs[:-1] + [dict(state.runs[-1], last_iteration=state.iteration)],
         "num_params": state.trainer.model.num_params,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
