@@ -288,7 +288,7 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
     train.add_argument("--mode", default=None,
                        help=f"PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
                             f"steps; its first run compiles for minutes, then it is cached), "
-                            f"FAST_COMPILE or JAX; default: the environment variable NTM_MODE, "
+                            f"or FAST_COMPILE; default: the environment variable NTM_MODE, "
                             f"else {DEFAULT_MODE}")
     train.add_argument("--floatX", choices=("float32", "float64"), default="float32",
                        help="float type of the parameters, data and computations (float32 is "
@@ -462,12 +462,23 @@ def _check_config(parser, config):
         parser.error("; ".join(problems))
 
 
+#: PyTensor versions whose JAX backend was found unable to run the examples' models: it
+#: traces a function with the shapes of its inputs unknown, and the scan over the sequence
+#: allocates its states and outputs with the batch size and length of the input (JAX:
+#: "Shapes must be 1D sequences of concrete values").
+_JAX_CANNOT_RUN = ("3.0.7",)
+
+
 def _resolve_mode(parser, config):
     mode = config.mode or os.environ.get("NTM_MODE") or DEFAULT_MODE
     try:
-        pytensor.compile.mode.get_mode(mode)
+        linker = pytensor.compile.mode.get_mode(mode).linker
     except Exception as error:  # PyTensor raises several kinds for an unknown mode
         parser.error(f"--mode: unknown PyTensor mode {mode!r} ({error})")
+    if type(linker).__name__ == "JAXLinker" and pytensor.__version__ in _JAX_CANNOT_RUN:
+        parser.error(f"--mode: {mode} cannot run these models with PyTensor "
+                     f"{pytensor.__version__}: its JAX backend needs the shapes of the "
+                     f"sequences when it compiles; use CVM or NUMBA")
     return mode
 
 
