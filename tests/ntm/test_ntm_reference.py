@@ -305,3 +305,29 @@ def test_shift_convention(mode):
         np.testing.assert_allclose(first_backward, np.zeros(N))
     # a spread shift mixes neighbours
     np.testing.assert_allclose(run(2, [0.2, 0.5, 0.3]), [0, 0.2, 0.5, 0.3, 0])
+
+
+@pytest.mark.parametrize("mode", ["circular", "zero_pad"])
+@pytest.mark.parametrize("num_shifts, N", [(1, 4), (3, 3), (5, 7), (7, 7), (5, 12)])
+def test_shift_matches_numpy_and_its_gradient_is_right(mode, num_shifts, N):
+    rng = np.random.RandomState(num_shifts * 100 + N)
+    w = pt.tensor3("w")
+    s = pt.tensor3("s", shape=(None, None, num_shifts))
+    out = shift(w, s, N, mode=mode)
+    f = pytensor.function([w, s], out)
+    weights, shifts = rng.rand(2, 3, N), rng.rand(2, 3, num_shifts)
+    half = num_shifts // 2
+    expected = np.zeros_like(weights)
+    for i in range(N):
+        for k in range(num_shifts):
+            source = i - k + half
+            if mode == "circular":
+                expected[..., i] += shifts[..., k] * weights[..., source % N]
+            elif 0 <= source < N:
+                expected[..., i] += shifts[..., k] * weights[..., source]
+    np.testing.assert_allclose(f(weights, shifts), expected, rtol=1e-12)
+    # The gradient of a random projection, against finite differences.
+    projection = rng.randn(2, 3, N)
+    pytensor.gradient.verify_grad(
+        lambda a, b: (shift(a, b, N, mode=mode, num_shifts=num_shifts) * projection).sum(),
+        [weights, shifts], rng=rng)
