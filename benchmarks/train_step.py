@@ -37,6 +37,11 @@ def available_modes():
                 import numba  # noqa: F401
             if mode == "JAX":
                 import jax  # noqa: F401
+                import pytensor
+
+                from utils.training import _JAX_CANNOT_RUN
+                if pytensor.__version__ in _JAX_CANNOT_RUN:
+                    continue  # see the README: its JAX backend cannot run the model's scan
         except ImportError:
             continue
         modes.append(mode)

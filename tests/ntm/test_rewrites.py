@@ -1,4 +1,5 @@
-"""ntm.rewrites: softmax is compiled as elementwise C code in the C backend, same values."""
+"""ntm.rewrites: softmax is compiled as elementwise C code in the C backend and constant
+splits are slices in Numba, with the same values."""
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -64,3 +65,20 @@ def test_ntm_step_in_the_c_backend_has_no_symbolic_softmax_and_matches():
     assert any(isinstance(node.op, Scan) for node in compiled.maker.fgraph.apply_nodes)
     for expected, actual in zip(reference(x), compiled(x), strict=True):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [1, -1])
+def test_constant_splits_become_slices_in_numba_only(axis):
+    from pytensor.tensor.basic import Split
+
+    x = pt.tensor3("x", dtype="float64")
+    pieces = pt.split(x, [2, 3, 1], n_splits=3, axis=axis)
+    value = np.random.RandomState(1).rand(2, 6, 6)
+    expected = np.split(value, [2, 5], axis=axis)
+    for mode, splits in (("NUMBA", 0), ("CVM", 1)):
+        function = pytensor.function([x], pieces, mode=mode)
+        found = [node for node in function.maker.fgraph.apply_nodes
+                 if isinstance(node.op, Split)]
+        assert len(found) == splits, mode
+        for actual, wanted in zip(function(value), expected, strict=True):
+            np.testing.assert_array_equal(actual, wanted)
