@@ -176,7 +176,12 @@ def test_script_runs_end_to_end(name, tmp_path, capsys):
     assert len(info["history"]) == 3 and info["command_line"]
     params = [key for key in arrays if key.startswith("params/")]
     state = [key for key in arrays if key.startswith("optimizer/")]
-    assert params and all(key.split(".")[-1].startswith("graves_") for key in state)
+    # Associative recall trains with Adam by default, the other tasks with Graves' RMSProp.
+    optimizer = "adam" if name == "associative_recall" else "graves_rmsprop"
+    assert result.config.optimizer == optimizer and info["config"]["optimizer"] == optimizer
+    prefix = optimizer.split("_")[0] + "_"
+    assert params and state
+    assert all(key.rsplit("/", 1)[-1].split(".")[-1].startswith(prefix) for key in state)
     assert all(np.all(np.isfinite(arrays[key])) for key in params + state)
 
     assert_png(plot)
@@ -430,8 +435,12 @@ def test_checkpoints_record_every_run_that_trained_them(copy_run, tmp_path):
     assert info["command_line"] == runs[-1]["command_line"] and info["iteration"] == 2
 
 
-def test_a_checkpoint_without_runs_counts_its_last_command_as_one(tmp_path):
-    _, info = read_checkpoint(os.path.join(REPO, "models", "copy.npz"))
-    assert "runs" not in info  # written before runs were recorded
-    assert training._runs_of(info) == [{"command_line": info["command_line"],
-                                        "last_iteration": 6000}]
+def test_a_checkpoint_without_runs_counts_its_last_command_as_one():
+    # Checkpoints written before runs were recorded hold only their last command line.
+    legacy = {"iteration": 6000, "command_line": "copy_task.py --iterations 6000"}
+    assert training._runs_of(legacy) == [{"command_line": "copy_task.py --iterations 6000",
+                                          "last_iteration": 6000}]
+    assert training._runs_of({"iteration": 3}) == []
+    recorded = {"iteration": 3, "command_line": "b", "runs": [{"command_line": "a"}]}
+    runs = training._runs_of(recorded)
+    assert runs == [{"command_line": "a"}] and runs[0] is not recorded["runs"][0]
