@@ -39,8 +39,8 @@ def available_modes():
                 import jax  # noqa: F401
                 import pytensor
 
-                from utils.training import _JAX_CANNOT_RUN
-                if pytensor.__version__ in _JAX_CANNOT_RUN:
+                from utils.training import JAX_UNSUPPORTED_PYTENSOR
+                if pytensor.__version__ in JAX_UNSUPPORTED_PYTENSOR:
                     continue  # see the README: its JAX backend cannot run the model's scan
         except ImportError:
             continue

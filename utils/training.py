@@ -68,6 +68,7 @@ __all__ = [
     "LEARNING_RATES",
     "CONTROLLERS",
     "OUTPUT_KINDS",
+    "JAX_UNSUPPORTED_PYTENSOR",
     "LOG_COLUMNS",
     "TaskOption",
     "Model",
@@ -466,7 +467,7 @@ def _check_config(parser, config):
 #: traces a function with the shapes of its inputs unknown, and the scan over the sequence
 #: allocates its states and outputs with the batch size and length of the input (JAX:
 #: "Shapes must be 1D sequences of concrete values").
-_JAX_CANNOT_RUN = ("3.0.7",)
+JAX_UNSUPPORTED_PYTENSOR = ("3.0.7",)
 
 
 def _resolve_mode(parser, config):
@@ -475,7 +476,7 @@ def _resolve_mode(parser, config):
         linker = pytensor.compile.mode.get_mode(mode).linker
     except Exception as error:  # PyTensor raises several kinds for an unknown mode
         parser.error(f"--mode: unknown PyTensor mode {mode!r} ({error})")
-    if type(linker).__name__ == "JAXLinker" and pytensor.__version__ in _JAX_CANNOT_RUN:
+    if type(linker).__name__ == "JAXLinker" and pytensor.__version__ in JAX_UNSUPPORTED_PYTENSOR:
         parser.error(f"--mode: {mode} cannot run these models with PyTensor "
                      f"{pytensor.__version__}: its JAX backend needs the shapes of the "
                      f"sequences when it compiles; use CVM or NUMBA")
