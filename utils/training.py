@@ -555,8 +555,8 @@ def build_ntm(input_size, output_size, controller="dense", num_units=100, memory
     learn_memory_init : bool
         Train the memory's initial state :math:`M_0` (default). Kept at its small constant
         instead, every location the heads have not written looks the same, also beyond those
-        a training sequence reaches: measured on copy, that helps some seeds generalise to
-        longer sequences and keeps others from converging (README, Results).
+        a training sequence reaches. Measured on copy over five seeds, it converges about
+        as reliably, and generalises to length 120 for no more seeds (README, Results).
 
     Returns
     -------
