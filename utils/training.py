@@ -94,7 +94,7 @@ __all__ = [
 
 #: PyTensor mode used unless ``--mode`` or the environment variable ``NTM_MODE`` says otherwise.
 #: Chosen with ``benchmarks/train_step.py`` (see the README): the C backend starts training in
-#: about 20 s and steps 2 to 4 times faster than FAST_COMPILE; Numba steps 3 to 5 times faster
+#: about 15 s and steps 2.5 to 4 times faster than FAST_COMPILE; Numba steps 2 to 4 times faster
 #: still, but its first run compiles for about 4 minutes (cached on disk afterwards), so it is
 #: the choice for long runs (``--mode NUMBA``), not the default.
 DEFAULT_MODE = "CVM"
