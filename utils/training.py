@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.link.jax.linker import JAXLinker  # imported by PyTensor itself; needs no jax
 
 from ntm.controllers import DenseController, GRUController, LSTMController, RecurrentController
 from ntm.heads import ReadHead, WriteHead
@@ -476,7 +477,7 @@ def _resolve_mode(parser, config):
         linker = pytensor.compile.mode.get_mode(mode).linker
     except Exception as error:  # PyTensor raises several kinds for an unknown mode
         parser.error(f"--mode: unknown PyTensor mode {mode!r} ({error})")
-    if type(linker).__name__ == "JAXLinker" and pytensor.__version__ in JAX_UNSUPPORTED_PYTENSOR:
+    if isinstance(linker, JAXLinker) and pytensor.__version__ in JAX_UNSUPPORTED_PYTENSOR:
         parser.error(f"--mode: {mode} cannot run these models with PyTensor "
                      f"{pytensor.__version__}: its JAX backend needs the shapes of the "
                      f"sequences when it compiles; use CVM or NUMBA")
