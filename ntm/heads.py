@@ -26,6 +26,8 @@ per kind of head.
 import numpy as np
 import pytensor.tensor as pt
 
+from . import memory_kernels
+from .addressing_kernels import SHIFT_MODES, Addressing
 from .init import OneHot
 from .lasagne import init, nonlinearities
 from .lasagne.layers.base import Layer
@@ -36,8 +38,6 @@ from .similarities import cosine_similarity
 __all__ = ["Head", "ReadHead", "WriteHead", "HeadCollection", "ReadHeadCollection",
            "WriteHeadCollection", "content_addressing", "interpolate", "shift",
            "sharpen", "SHIFT_MODES"]
-
-SHIFT_MODES = ("circular", "zero_pad")
 
 #: added to the shifted weighting before sharpening so that a location at exactly 0 (possible
 #: with zero padding) has a finite gradient with respect to gamma.
@@ -345,9 +345,20 @@ class HeadCollection:
             emitted[component] = block
         return emitted
 
-    def address(self, emitted, previous_weights, memory):
+    def address(self, emitted, previous_weights, memory, fused=None):
         """The new weightings ``(batch, heads, N)`` from what :meth:`emit` returned, the previous
-        weightings and the memory ``(batch, N, M)``."""
+        weightings and the memory ``(batch, N, M)``.
+
+        With ``fused`` (default: :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED`) the
+        similarities are one :class:`~ntm.memory_kernels.CosineSimilarity` op and the rest one
+        :class:`~ntm.addressing_kernels.Addressing` op, else :func:`content_addressing`,
+        :func:`interpolate`, :func:`shift` and :func:`sharpen`.
+        """
+        if memory_kernels.FUSED_MEMORY_ENABLED if fused is None else fused:
+            similarities = cosine_similarity(emitted["key"], memory, fused=True)
+            return Addressing(self.shift_mode, SHARPEN_EPSILON)(
+                similarities, emitted["beta"], emitted["gate"], emitted["shift"],
+                emitted["gamma"], previous_weights)
         content = content_addressing(emitted["key"], emitted["beta"], memory)
         gated = interpolate(content, previous_weights, emitted["gate"])
         shifted = shift(gated, emitted["shift"], self.num_locations, self.shift_mode,
@@ -358,15 +369,21 @@ class HeadCollection:
 class ReadHeadCollection(HeadCollection):
     """Read heads computed together."""
 
-    def read(self, weights, memory):
-        r"""The read vectors :math:`r^i = \sum_j w^i[j] M[j]`: ``(batch, heads, M)``."""
+    def read(self, weights, memory, fused=None):
+        r"""The read vectors :math:`r^i = \sum_j w^i[j] M[j]`: ``(batch, heads, M)``.
+
+        With ``fused`` (default: :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED`) one
+        :class:`~ntm.memory_kernels.MemoryRead` op, else a batched matrix product.
+        """
+        if memory_kernels.FUSED_MEMORY_ENABLED if fused is None else fused:
+            return memory_kernels.MemoryRead()(weights, memory)
         return pt.matmul(weights, memory)
 
 
 class WriteHeadCollection(HeadCollection):
     """Write heads computed together."""
 
-    def write(self, weights, erase, add, memory):
+    def write(self, weights, erase, add, memory, fused=None):
         r""":math:`M \leftarrow M \odot \prod_i (1 - w^i e^{i\top}) + \sum_i w^i a^{i\top}`.
 
         Parameters
@@ -374,7 +391,13 @@ class WriteHeadCollection(HeadCollection):
         weights : ``(batch, heads, N)``
         erase, add : ``(batch, heads, M)``
         memory : ``(batch, N, M)``
+        fused : bool, optional
+            Compute it with one :class:`~ntm.memory_kernels.MemoryWrite` op (one pass over the
+            memory, and one for the gradient) instead of ordinary tensor operations; by default
+            as :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED` says.
         """
+        if memory_kernels.FUSED_MEMORY_ENABLED if fused is None else fused:
+            return memory_kernels.MemoryWrite()(memory, weights, erase, add)
         if self.num_heads == 1:
             w = weights[:, 0, :, None]
             return memory * (1.0 - w * erase[:, 0, None, :]) + w * add[:, 0, None, :]

@@ -1,0 +1,563 @@
+r"""A head's whole location addressing as one operation, with its gradient.
+
+From the similarities :math:`K` of its key with every memory row (see
+:mod:`ntm.memory_kernels`), a head's new weighting is (paper section 3.3, see
+:mod:`ntm.heads`)
+
+.. math::
+    w^c = \mathrm{softmax}(\beta K), \quad
+    w^g = g\, w^c + (1 - g)\, w_{t-1}, \quad
+    \tilde w[i] = \sum_k s[k]\, w^g[i - k + \lfloor S/2 \rfloor], \quad
+    u = \tilde w + \epsilon, \quad
+    w = \frac{u^\gamma}{\sum_j u_j^\gamma}
+
+(indices modulo :math:`N`, or out-of-range terms dropped with zero padding). As tensor
+expressions that is some thirty small operations per head and step, each a separate loop in
+the C backend, and about three times as many in the gradient. :class:`Addressing` computes it
+in one loop over the locations, and :class:`AddressingGrad` its gradient in one more, from
+:math:`G = \partial L / \partial w`:
+
+.. math::
+    \partial v &= (G - \textstyle\sum_j G_j w_j) / V \quad (v = u^\gamma,\ V = \sum v) \\
+    \partial\gamma &= \textstyle\sum_i \partial v_i\, v_i \log u_i, \qquad
+    \partial\tilde w_i = \partial v_i\, \gamma\, v_i / u_i \\
+    \partial w^g_j &= \textstyle\sum_k s[k]\, \partial\tilde w[j + k - \lfloor S/2 \rfloor],
+    \qquad \partial s[k] = \sum_i \partial\tilde w_i\, w^g[i - k + \lfloor S/2 \rfloor] \\
+    \partial g &= \textstyle\sum_n (w^c_n - w_{t-1,n})\, \partial w^g_n, \quad
+    \partial w_{t-1} = (1 - g)\, \partial w^g, \quad \partial w^c = g\, \partial w^g \\
+    \partial z &= w^c \odot (\partial w^c - \textstyle\sum_j w^c_j \partial w^c_j), \quad
+    \partial\beta = \textstyle\sum_n \partial z_n K_n, \quad \partial K = \beta\, \partial z
+
+(the sharpening's normalisation by :math:`\max u`, which only keeps :math:`u^\gamma` from
+underflowing, is scale-free and has no gradient). C code for the C backend, a Numba function
+for ``NUMBA`` and NumPy for the Python linker compute the same loops; the heads use them when
+:data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED` is on.
+"""
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import grad_not_implemented
+from pytensor.graph.basic import Apply
+
+from .memory_kernels import _as_float_tensors, _c_contiguous_inputs, _c_release, _MemoryOp
+
+__all__ = ["Addressing", "AddressingGrad", "SHIFT_MODES"]
+
+SHIFT_MODES = ("circular", "zero_pad")
+
+
+def _check_mode(who, shift_mode):
+    if shift_mode not in SHIFT_MODES:
+        raise ValueError(f"{who}: shift_mode must be one of {SHIFT_MODES}, got {shift_mode!r}")
+
+
+_INPUT_NAMES = ("similarities", "beta", "gate", "shift", "gamma", "previous")
+_INPUT_NDIMS = (3, 2, 2, 3, 2, 3)
+
+
+def _numpy_forward(K, beta, gate, shift, gamma, previous, circular, eps):
+    """Every intermediate of the addressing, ``(batch, heads, N)`` each (NumPy)."""
+    N, S = K.shape[-1], shift.shape[-1]
+    half = S // 2
+    z = beta[:, :, None] * K
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    content = e / e.sum(axis=-1, keepdims=True)
+    g = gate[:, :, None]
+    gated = g * content + (1 - g) * previous
+    shifted = np.zeros_like(gated)
+    for k in range(S):
+        offset = k - half
+        if circular:
+            shifted += shift[:, :, k, None] * np.roll(gated, offset, axis=-1)
+        elif offset >= 0:
+            shifted[..., offset:] += shift[:, :, k, None] * gated[..., :N - offset]
+        else:
+            shifted[..., :N + offset] += shift[:, :, k, None] * gated[..., -offset:]
+    u = shifted + eps
+    powered = (u / u.max(axis=-1, keepdims=True)) ** gamma[:, :, None]
+    weights = powered / powered.sum(axis=-1, keepdims=True)
+    return content, gated, u, weights
+
+
+class Addressing(_MemoryOp):
+    r"""``Addressing(num_shifts, shift_mode, eps)(similarities, beta, gate, shift, gamma,
+    previous)``: the new weightings ``(batch, heads, N)`` (equations in the module docstring).
+
+    Parameters
+    ----------
+    shift_mode : {'circular', 'zero_pad'}
+    eps : float
+        Added to the shifted weighting before sharpening (``ntm.heads.SHARPEN_EPSILON``).
+
+    Inputs: similarities and previous weightings ``(batch, heads, N)``; beta, gate and gamma
+    ``(batch, heads)``; shift weightings ``(batch, heads, S)``.
+    """
+
+    __props__ = ("shift_mode", "eps")
+
+    def __init__(self, shift_mode="circular", eps=1e-6):
+        _check_mode("Addressing", shift_mode)
+        self.shift_mode, self.eps = shift_mode, float(eps)
+
+    def make_node(self, *inputs):
+        inputs, dtype = _as_float_tensors("Addressing", _INPUT_NAMES, inputs, _INPUT_NDIMS)
+        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=inputs[0].type.shape)])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def perform(self, node, inputs, outputs):
+        _check_shapes("Addressing", *inputs)
+        result = _numpy_forward(*inputs, self.shift_mode == "circular",
+                                inputs[0].dtype.type(self.eps))[-1]
+        outputs[0][0] = result.astype(inputs[0].dtype, copy=False)
+
+    def pullback(self, inputs, outputs, output_grads):
+        return AddressingGrad(self.shift_mode, self.eps)(*inputs, output_grads[0])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        (out,) = outputs
+        names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev"), inputs))
+        release = _c_release(names) + " free(scratch);"
+        fail = sub["fail"]
+        circular = "true" if self.shift_mode == "circular" else "false"
+        return f"""
+        {{
+        typedef dtype_{out} T;
+        T* scratch = NULL;
+        {_c_contiguous_inputs(names, fail, release)}
+        {_C_DIMENSIONS.format(who="Addressing", release=release, fail=fail)}
+        if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_K), c_K) != 0) {{ {release} {fail} }}
+        scratch = (T*)malloc(sizeof(T) * 3 * (N > 0 ? N : 1));
+        ntm_addressing<T>({_c_data(names)}, (T*)PyArray_DATA({out}), B * H, N, S, {circular},
+                          (T){self.eps!r}, scratch);
+        {release}
+        }}
+        """
+
+    def c_support_code(self, **kwargs):
+        return super().c_support_code(**kwargs) + _C_SUPPORT
+
+
+class AddressingGrad(_MemoryOp):
+    """The gradients of :class:`Addressing` with respect to its six inputs, given the new
+    weightings' gradient (equations in the module docstring)."""
+
+    __props__ = ("shift_mode", "eps")
+
+    def __init__(self, shift_mode="circular", eps=1e-6):
+        _check_mode("AddressingGrad", shift_mode)
+        self.shift_mode, self.eps = shift_mode, float(eps)
+
+    def make_node(self, *inputs):
+        inputs, dtype = _as_float_tensors("AddressingGrad", _INPUT_NAMES + ("output_grad",),
+                                          inputs, _INPUT_NDIMS + (3,))
+        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
+                                    for x in inputs[:6]])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return list(shapes[:6])
+
+    def perform(self, node, inputs, outputs):
+        K, beta, gate, shift, gamma, previous, G = inputs
+        _check_shapes("AddressingGrad", *inputs[:6])
+        if G.shape != K.shape:
+            raise ValueError(f"AddressingGrad: the gradient {G.shape} must have the shape of "
+                             f"the weightings {K.shape}")
+        circular = self.shift_mode == "circular"
+        content, gated, u, weights = _numpy_forward(*inputs[:6], circular,
+                                                    K.dtype.type(self.eps))
+        N, S = K.shape[-1], shift.shape[-1]
+        half = S // 2
+        scaled = u / u.max(axis=-1, keepdims=True)
+        powered = scaled ** gamma[:, :, None]
+        d_v = (G - np.sum(G * weights, axis=-1, keepdims=True)) / powered.sum(-1, keepdims=True)
+        d_gamma = np.sum(d_v * powered * np.log(scaled), axis=-1)
+        d_shifted = d_v * gamma[:, :, None] * powered / u
+        d_gated = np.zeros_like(gated)
+        d_shift = np.zeros_like(shift)
+        for k in range(S):
+            offset = k - half
+            if circular:
+                moved = np.roll(gated, offset, axis=-1)
+                d_gated += shift[:, :, k, None] * np.roll(d_shifted, -offset, axis=-1)
+            else:
+                moved = np.zeros_like(gated)
+                back = np.zeros_like(gated)
+                if offset >= 0:
+                    moved[..., offset:] = gated[..., :N - offset]
+                    back[..., :N - offset] = d_shifted[..., offset:]
+                else:
+                    moved[..., :N + offset] = gated[..., -offset:]
+                    back[..., -offset:] = d_shifted[..., :N + offset]
+                d_gated += shift[:, :, k, None] * back
+            d_shift[:, :, k] = np.sum(d_shifted * moved, axis=-1)
+        g = gate[:, :, None]
+        d_gate = np.sum((content - previous) * d_gated, axis=-1)
+        d_previous = (1 - g) * d_gated
+        d_content = g * d_gated
+        d_z = content * (d_content - np.sum(content * d_content, axis=-1, keepdims=True))
+        d_beta = np.sum(d_z * K, axis=-1)
+        d_K = beta[:, :, None] * d_z
+        for i, value in enumerate((d_K, d_beta, d_gate, d_shift, d_gamma, d_previous)):
+            outputs[i][0] = value.astype(K.dtype, copy=False)
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, i, x, "second derivatives of the addressing")
+                for i, x in enumerate(inputs)]
+
+    def c_support_code(self, **kwargs):
+        return super().c_support_code(**kwargs) + _C_SUPPORT
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev", "G"), inputs))
+        release = _c_release(names) + " free(scratch);"
+        fail = sub["fail"]
+        circular = "true" if self.shift_mode == "circular" else "false"
+        shapes_of = ("c_K", "c_beta", "c_gate", "c_s", "c_gamma", "c_prev")
+        prepare = " || ".join(f"ntm_prepare_output(&{out}, PyArray_NDIM({like}), "
+                              f"PyArray_DIMS({like}), c_K) != 0"
+                              for out, like in zip(outputs, shapes_of))
+        results = ", ".join(f"(T*)PyArray_DATA({out})" for out in outputs)
+        return f"""
+        {{
+        typedef dtype_{outputs[0]} T;
+        T* scratch = NULL;
+        {_c_contiguous_inputs(names, fail, release)}
+        {_C_DIMENSIONS.format(who="AddressingGrad", release=release, fail=fail)}
+        if (PyArray_DIMS(c_G)[0] != B || PyArray_DIMS(c_G)[1] != H || PyArray_DIMS(c_G)[2] != N) {{
+            PyErr_SetString(PyExc_ValueError, "AddressingGrad: the gradient must have the shape "
+                            "of the weightings");
+            {release} {fail}
+        }}
+        if ({prepare}) {{ {release} {fail} }}
+        scratch = (T*)malloc(sizeof(T) * 6 * (N > 0 ? N : 1));
+        ntm_addressing_grad<T>({_c_data(names)}, {results}, B * H, N, S, {circular},
+                               (T){self.eps!r}, scratch);
+        {release}
+        }}
+        """
+
+# C kernels (support code of both ops), on top of ntm.memory_kernels' helpers.
+_C_SUPPORT = r"""
+/* One head's forward pass up to the sharpening, for one batch entry: the content weighting
+   in `content`, the interpolation in `gated`, u = shift(gated) + eps in `u`; returns max u. */
+template <typename T>
+static inline T ntm_address_row(const T* __restrict__ K, T beta, T g, const T* __restrict__ s,
+                                const T* __restrict__ prev, npy_intp N, npy_intp S,
+                                bool circular, T eps, T* __restrict__ content,
+                                T* __restrict__ gated, T* __restrict__ u) {
+    const npy_intp half = S / 2;
+    T zmax = beta * K[0];
+    for (npy_intp n = 1; n < N; ++n) if (beta * K[n] > zmax) zmax = beta * K[n];
+    T zsum = 0;
+    for (npy_intp n = 0; n < N; ++n) { content[n] = std::exp(beta * K[n] - zmax); zsum += content[n]; }
+    for (npy_intp n = 0; n < N; ++n) content[n] /= zsum;
+    for (npy_intp n = 0; n < N; ++n) gated[n] = g * content[n] + (1 - g) * prev[n];
+    for (npy_intp i = 0; i < N; ++i) u[i] = 0;
+    for (npy_intp k = 0; k < S; ++k) {
+        /* u[i] += s[k] gated[i - offset]: two contiguous pieces (wrapped or dropped) */
+        const npy_intp offset = k - half;
+        const T sk = s[k];
+        const npy_intp first = offset > 0 ? offset : 0, last = offset < 0 ? N + offset : N;
+        for (npy_intp i = first; i < last; ++i) u[i] += sk * gated[i - offset];
+        if (circular) {
+            for (npy_intp i = 0; i < first; ++i) u[i] += sk * gated[i - offset + N];
+            for (npy_intp i = last; i < N; ++i) u[i] += sk * gated[i - offset - N];
+        }
+    }
+    T umax = 0;
+    for (npy_intp i = 0; i < N; ++i) { u[i] += eps; if (u[i] > umax) umax = u[i]; }
+    return umax;
+}
+
+template <typename T>
+static NTM_KERNEL void ntm_addressing(const T* K, const T* beta, const T* gate, const T* s,
+                                      const T* gamma, const T* prev, T* __restrict__ out,
+                                      npy_intp rows, npy_intp N, npy_intp S, bool circular,
+                                      T eps, T* __restrict__ scratch) {
+    T* content = scratch; T* gated = scratch + N; T* u = scratch + 2 * N;
+    for (npy_intp r = 0; r < rows; ++r) {
+        const T umax = ntm_address_row(K + r * N, beta[r], gate[r], s + r * S, prev + r * N, N,
+                                       S, circular, eps, content, gated, u);
+        T* w = out + r * N;
+        T total = 0;
+        for (npy_intp i = 0; i < N; ++i) { w[i] = std::pow(u[i] / umax, gamma[r]); total += w[i]; }
+        for (npy_intp i = 0; i < N; ++i) w[i] /= total;
+    }
+}
+
+template <typename T>
+static NTM_KERNEL void ntm_addressing_grad(
+        const T* K, const T* beta, const T* gate, const T* s, const T* gamma, const T* prev,
+        const T* G, T* __restrict__ dK, T* __restrict__ dBeta, T* __restrict__ dGate,
+        T* __restrict__ dS, T* __restrict__ dGamma, T* __restrict__ dPrev, npy_intp rows,
+        npy_intp N, npy_intp S, bool circular, T eps, T* __restrict__ scratch) {
+    T* content = scratch; T* gated = scratch + N; T* u = scratch + 2 * N;
+    T* v = scratch + 3 * N; T* d_tilde = scratch + 4 * N; T* d_gated = scratch + 5 * N;
+    const npy_intp half = S / 2;
+    for (npy_intp r = 0; r < rows; ++r) {
+        const T g = gate[r], gam = gamma[r], bet = beta[r];
+        const T* Gr = G + r * N;
+        const T umax = ntm_address_row(K + r * N, bet, g, s + r * S, prev + r * N, N, S,
+                                       circular, eps, content, gated, u);
+        /* sharpening: v = (u / umax)^gamma, w = v / V; dv = (G - sum_j G_j w_j) / V */
+        T vsum = 0;
+        for (npy_intp i = 0; i < N; ++i) { v[i] = std::pow(u[i] / umax, gam); vsum += v[i]; }
+        T gw = 0;
+        for (npy_intp i = 0; i < N; ++i) gw += Gr[i] * v[i];
+        gw /= vsum;
+        T dgamma = 0;
+        for (npy_intp i = 0; i < N; ++i) {
+            const T dv = (Gr[i] - gw) / vsum;
+            dgamma += dv * v[i] * std::log(u[i] / umax);
+            d_tilde[i] = dv * gam * v[i] / u[i];
+        }
+        dGamma[r] = dgamma;
+        /* shift: d_gated[j] = sum_k s[k] d_tilde[j + offset_k]; dS[k] = sum_i d_tilde[i] gated[i - offset_k] */
+        for (npy_intp j = 0; j < N; ++j) d_gated[j] = 0;
+        for (npy_intp k = 0; k < S; ++k) {
+            const npy_intp offset = k - half;
+            const T sk = s[r * S + k];
+            const npy_intp first = offset > 0 ? offset : 0, last = offset < 0 ? N + offset : N;
+            T ds = 0;
+            for (npy_intp i = first; i < last; ++i) {
+                ds += d_tilde[i] * gated[i - offset];
+                d_gated[i - offset] += sk * d_tilde[i];
+            }
+            if (circular) {
+                for (npy_intp i = 0; i < first; ++i) {
+                    ds += d_tilde[i] * gated[i - offset + N];
+                    d_gated[i - offset + N] += sk * d_tilde[i];
+                }
+                for (npy_intp i = last; i < N; ++i) {
+                    ds += d_tilde[i] * gated[i - offset - N];
+                    d_gated[i - offset - N] += sk * d_tilde[i];
+                }
+            }
+            dS[r * S + k] = ds;
+        }
+        /* interpolation and the content softmax */
+        const T* pr = prev + r * N;
+        T* dPr = dPrev + r * N;
+        T dgate = 0, cdc = 0;
+        for (npy_intp n = 0; n < N; ++n) {
+            dgate += (content[n] - pr[n]) * d_gated[n];
+            dPr[n] = (1 - g) * d_gated[n];
+            cdc += content[n] * g * d_gated[n];
+        }
+        dGate[r] = dgate;
+        const T* Kr = K + r * N;
+        T* dKr = dK + r * N;
+        T dbeta = 0;
+        for (npy_intp n = 0; n < N; ++n) {
+            const T dz = content[n] * (g * d_gated[n] - cdc);
+            dbeta += dz * Kr[n];
+            dKr[n] = bet * dz;
+        }
+        dBeta[r] = dbeta;
+    }
+}
+"""
+
+
+def _c_data(names):
+    """``(const T*)PyArray_DATA(c_<name>)`` for each name, comma-separated."""
+    return ", ".join(f"(const T*)PyArray_DATA(c_{n})" for n in names)
+
+
+# Shapes: K (B, H, N), beta/gate/gamma (B, H), s (B, H, S), prev (B, H, N).
+_C_DIMENSIONS = """
+        const npy_intp B = PyArray_DIMS(c_K)[0], H = PyArray_DIMS(c_K)[1], N = PyArray_DIMS(c_K)[2];
+        const npy_intp S = PyArray_DIMS(c_s)[2];
+        if (PyArray_DIMS(c_beta)[0] != B || PyArray_DIMS(c_beta)[1] != H
+                || PyArray_DIMS(c_gate)[0] != B || PyArray_DIMS(c_gate)[1] != H
+                || PyArray_DIMS(c_gamma)[0] != B || PyArray_DIMS(c_gamma)[1] != H
+                || PyArray_DIMS(c_s)[0] != B || PyArray_DIMS(c_s)[1] != H
+                || PyArray_DIMS(c_prev)[0] != B || PyArray_DIMS(c_prev)[1] != H
+                || PyArray_DIMS(c_prev)[2] != N || S > N) {{
+            PyErr_SetString(PyExc_ValueError, "{who}: similarities (B, H, N), beta, gate and gamma "
+                            "(B, H), shift (B, H, S <= N) and previous (B, H, N) do not match");
+            {release} {fail}
+        }}
+"""
+
+def _check_shapes(who, K, beta, gate, shift, gamma, previous):
+    B, H, N = K.shape
+    if (beta.shape != (B, H) or gate.shape != (B, H) or gamma.shape != (B, H)
+            or shift.shape[:2] != (B, H) or shift.shape[2] > N or previous.shape != (B, H, N)):
+        raise ValueError(f"{who}: similarities {K.shape} (B, H, N), beta {beta.shape}, gate "
+                         f"{gate.shape} and gamma {gamma.shape} (B, H), shift {shift.shape} "
+                         f"(B, H, S <= N) and previous {previous.shape} (B, H, N) do not match")
+
+
+# --------------------------------------------------------------------------------------------
+# Numba implementations (registered when PyTensor's Numba backend can be imported).
+
+def _register_numba():
+    try:
+        from pytensor.link.numba.dispatch import basic as numba_basic
+    except ImportError:  # Numba not installed: the other backends still work
+        return False
+
+    @numba_basic.numba_njit
+    def check(K, beta, gate, shift, gamma, previous):
+        B, H, N = K.shape
+        if (beta.shape[0] != B or beta.shape[1] != H or gate.shape[0] != B
+                or gate.shape[1] != H or gamma.shape[0] != B or gamma.shape[1] != H
+                or shift.shape[0] != B or shift.shape[1] != H or shift.shape[2] > N
+                or previous.shape[0] != B or previous.shape[1] != H or previous.shape[2] != N):
+            raise ValueError("Addressing: similarities (B, H, N), beta, gate and gamma (B, H), "
+                             "shift (B, H, S <= N) and previous (B, H, N) do not match")
+
+    @numba_basic.numba_njit
+    def forward_row(K, beta, g, s, previous, circular, eps, content, gated, u):
+        """One (batch, head) row up to u = shift(gated) + eps; returns max u."""
+        N, S = K.shape[0], s.shape[0]
+        half = S // 2
+        zmax = beta * K[0]
+        for n in range(1, N):
+            if beta * K[n] > zmax:
+                zmax = beta * K[n]
+        zsum = zmax - zmax
+        for n in range(N):
+            content[n] = np.exp(beta * K[n] - zmax)
+            zsum += content[n]
+        for n in range(N):
+            content[n] /= zsum
+        for n in range(N):
+            gated[n] = g * content[n] + (1 - g) * previous[n]
+        for i in range(N):
+            u[i] = 0
+        for k in range(S):
+            offset = k - half
+            for i in range(N):
+                j = i - offset
+                if circular:
+                    if j < 0:
+                        j += N
+                    elif j >= N:
+                        j -= N
+                elif j < 0 or j >= N:
+                    continue
+                u[i] += s[k] * gated[j]
+        umax = zsum - zsum
+        for i in range(N):
+            u[i] += eps
+            if u[i] > umax:
+                umax = u[i]
+        return umax
+
+    def salt(op):
+        return 1  # bump when the generated code changes
+
+    @numba_basic.register_funcify_default_op_cache_key(Addressing)
+    def _addressing(op, node, **kwargs):
+        circular, eps = op.shift_mode == "circular", op.eps
+
+        @numba_basic.numba_njit
+        def addressing(K, beta, gate, shift, gamma, previous):
+            check(K, beta, gate, shift, gamma, previous)
+            B, H, N = K.shape
+            eps_ = np.full(1, eps, dtype=K.dtype)[0]
+            out = np.empty(K.shape, dtype=K.dtype)
+            content = np.empty(N, dtype=K.dtype)
+            gated = np.empty(N, dtype=K.dtype)
+            u = np.empty(N, dtype=K.dtype)
+            for b in range(B):
+                for h in range(H):
+                    umax = forward_row(K[b, h], beta[b, h], gate[b, h], shift[b, h],
+                                       previous[b, h], circular, eps_, content, gated, u)
+                    total = umax - umax
+                    for i in range(N):
+                        out[b, h, i] = (u[i] / umax) ** gamma[b, h]
+                        total += out[b, h, i]
+                    for i in range(N):
+                        out[b, h, i] /= total
+            return out
+
+        return addressing, salt(op)
+
+    @numba_basic.register_funcify_default_op_cache_key(AddressingGrad)
+    def _addressing_grad(op, node, **kwargs):
+        circular, eps = op.shift_mode == "circular", op.eps
+
+        @numba_basic.numba_njit
+        def addressing_grad(K, beta, gate, shift, gamma, previous, G):
+            check(K, beta, gate, shift, gamma, previous)
+            B, H, N = K.shape
+            S = shift.shape[2]
+            half = S // 2
+            if G.shape[0] != B or G.shape[1] != H or G.shape[2] != N:
+                raise ValueError("AddressingGrad: the gradient must have the shape of the "
+                                 "weightings")
+            eps_ = np.full(1, eps, dtype=K.dtype)[0]
+            d_K = np.empty(K.shape, dtype=K.dtype)
+            d_beta = np.empty(beta.shape, dtype=K.dtype)
+            d_gate = np.empty(gate.shape, dtype=K.dtype)
+            d_shift = np.empty(shift.shape, dtype=K.dtype)
+            d_gamma = np.empty(gamma.shape, dtype=K.dtype)
+            d_previous = np.empty(previous.shape, dtype=K.dtype)
+            content = np.empty(N, dtype=K.dtype)
+            gated = np.empty(N, dtype=K.dtype)
+            u = np.empty(N, dtype=K.dtype)
+            v = np.empty(N, dtype=K.dtype)
+            d_tilde = np.empty(N, dtype=K.dtype)
+            d_gated = np.empty(N, dtype=K.dtype)
+            for b in range(B):
+                for h in range(H):
+                    g, gam, bet = gate[b, h], gamma[b, h], beta[b, h]
+                    umax = forward_row(K[b, h], bet, g, shift[b, h], previous[b, h], circular,
+                                       eps_, content, gated, u)
+                    zero = umax - umax
+                    vsum = zero
+                    for i in range(N):
+                        v[i] = (u[i] / umax) ** gam
+                        vsum += v[i]
+                    gw = zero
+                    for i in range(N):
+                        gw += G[b, h, i] * v[i]
+                    gw /= vsum
+                    dgamma = zero
+                    for i in range(N):
+                        dv = (G[b, h, i] - gw) / vsum
+                        dgamma += dv * v[i] * np.log(u[i] / umax)
+                        d_tilde[i] = dv * gam * v[i] / u[i]
+                    d_gamma[b, h] = dgamma
+                    for j in range(N):
+                        d_gated[j] = 0
+                    for k in range(S):
+                        offset = k - half
+                        ds = zero
+                        for i in range(N):
+                            j = i - offset
+                            if circular:
+                                if j < 0:
+                                    j += N
+                                elif j >= N:
+                                    j -= N
+                            elif j < 0 or j >= N:
+                                continue
+                            ds += d_tilde[i] * gated[j]
+                            d_gated[j] += shift[b, h, k] * d_tilde[i]
+                        d_shift[b, h, k] = ds
+                    dgate = zero
+                    cdc = zero
+                    for n in range(N):
+                        dgate += (content[n] - previous[b, h, n]) * d_gated[n]
+                        d_previous[b, h, n] = (1 - g) * d_gated[n]
+                        cdc += content[n] * g * d_gated[n]
+                    d_gate[b, h] = dgate
+                    dbeta = zero
+                    for n in range(N):
+                        dz = content[n] * (g * d_gated[n] - cdc)
+                        dbeta += dz * K[b, h, n]
+                        d_K[b, h, n] = bet * dz
+                    d_beta[b, h] = dbeta
+            return d_K, d_beta, d_gate, d_shift, d_gamma, d_previous
+
+        return addressing_grad, salt(op)
+
+    return True
+
+
+_register_numba()

@@ -1,0 +1,1045 @@
+r"""The memory-sized computations of an NTM step as single operations, with their gradients.
+
+At every time step an NTM touches its whole :math:`N \times M` memory a few times: the write
+(erase and add), the read and the cosine similarity of every key with every row. Written as ordinary
+tensor expressions, each is several elementwise operations, reductions and broadcasts, and
+their gradients many more, each one pass over a ``(batch, N, M)`` array. With a batch of 16
+those passes, not the controller, are most of a training step.
+
+Here each is one ``Op`` that makes one pass over the memory, and so is its gradient:
+
+:class:`CosineSimilarity`
+    :math:`K[b, h, n] = \dfrac{k_{bh} \cdot M_{bn}}{\lVert k_{bh} \rVert \lVert M_{bn} \rVert
+    + \epsilon}`, gradient :class:`CosineSimilarityGrad`:
+
+    .. math::
+        D = \lVert k \rVert \lVert M_n \rVert + \epsilon, \quad P = k \cdot M_n, \quad
+        a = G / D, \quad c = G P / D^2 \\
+        \partial k_h = \sum_n a_{hn} M_n - \Big(\sum_n c_{hn} \lVert M_n \rVert\Big)
+        \frac{k_h}{\lVert k_h \rVert}, \qquad
+        \partial M_n = \sum_h a_{hn} k_h - \Big(\sum_h c_{hn} \lVert k_h \rVert\Big)
+        \frac{M_n}{\lVert M_n \rVert}
+
+    (a zero vector's direction :math:`x / \lVert x \rVert` is taken as 0).
+
+:class:`MemoryWrite`
+    :math:`M'[n, m] = M[n, m] \prod_h (1 - w_h[n] e_h[m]) + \sum_h w_h[n] a_h[m]`, gradient
+    :class:`MemoryWriteGrad`, with :math:`\pi_h[n, m] = \prod_{h' \neq h}(1 - w_{h'}[n]
+    e_{h'}[m])` and :math:`q_h = G \odot M \odot \pi_h`:
+
+    .. math::
+        \partial M = G \odot \prod_h (1 - w_h e_h^\top), \quad
+        \partial w_h[n] = \sum_m \big(G[n, m] a_h[m] - q_h[n, m] e_h[m]\big), \\
+        \partial e_h[m] = -\sum_n q_h[n, m] w_h[n], \quad
+        \partial a_h[m] = \sum_n G[n, m] w_h[n].
+
+:class:`MemoryRead`
+    :math:`r_h = \sum_n w_h[n] M_n`, gradient :class:`MemoryReadGrad`:
+    :math:`\partial w_h[n] = G_h \cdot M_n`, :math:`\partial M_n = \sum_h w_h[n] G_h`.
+
+Every op has three implementations computing the same loops: C code for PyTensor's C backend
+(``CVM``, ``C``), a Numba function for ``NUMBA``, and NumPy (``perform``) for the Python linker.
+Tests check each against an independent NumPy computation and finite differences.
+
+The heads use these ops unless the environment variable ``NTM_FUSED_MEMORY`` is ``0`` when
+:mod:`ntm` is imported; then they build the same equations from ordinary tensor operations
+(which any backend, JAX included, can compile).
+"""
+import os
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.gradient import grad_not_implemented
+from pytensor.graph.basic import Apply
+from pytensor.link.c.op import COp
+from pytensor.scalar import upcast
+
+__all__ = ["CosineSimilarity", "CosineSimilarityGrad", "MemoryWrite", "MemoryWriteGrad",
+           "MemoryRead", "MemoryReadGrad", "FUSED_MEMORY_ENABLED"]
+
+#: whether the heads use the fused ops (environment variable ``NTM_FUSED_MEMORY``, default on).
+FUSED_MEMORY_ENABLED = os.environ.get("NTM_FUSED_MEMORY", "1").strip().lower() not in (
+    "0", "off", "false", "no")
+
+
+def _as_float_tensors(who, names, values, ndims):
+    """The inputs as tensors of one float dtype, or a TypeError/ValueError naming the argument."""
+    tensors = [pt.as_tensor_variable(v) for v in values]
+    for name, tensor, ndim in zip(names, tensors, ndims):
+        if tensor.type.ndim != ndim:
+            raise ValueError(f"{who}: {name} must have {ndim} dimensions, got {tensor.type.ndim}")
+    dtype = upcast(*[t.dtype for t in tensors])
+    if not dtype.startswith("float"):
+        dtype = pytensor.config.floatX
+    if dtype not in ("float32", "float64"):
+        raise TypeError(f"{who}: expected float32 or float64 inputs, got {dtype}")
+    return [pt.cast(t, dtype) for t in tensors], dtype
+
+
+def _static(*dims):
+    """A static shape entry: the first known value among ``dims``."""
+    for dim in dims:
+        if dim is not None:
+            return dim
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# C helpers shared by the ops: contiguous copies of the inputs and checked output allocation.
+
+_C_SUPPORT = r"""
+/* A C-contiguous version of `x` (a new reference), or NULL with an exception set. */
+static PyArrayObject* ntm_contiguous(PyArrayObject* x) {
+    return (PyArrayObject*)PyArray_FROM_OF((PyObject*)x, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+}
+
+/* Make *out a C-contiguous array of shape dims and x's dtype (reused when it already is). */
+static int ntm_prepare_output(PyArrayObject** out, int nd, npy_intp* dims, PyArrayObject* like) {
+    int reuse = *out != NULL && PyArray_NDIM(*out) == nd && PyArray_IS_C_CONTIGUOUS(*out)
+                && PyArray_TYPE(*out) == PyArray_TYPE(like);
+    for (int i = 0; reuse && i < nd; ++i) reuse = PyArray_DIMS(*out)[i] == dims[i];
+    if (reuse) return 0;
+    Py_XDECREF(*out);
+    *out = (PyArrayObject*)PyArray_EMPTY(nd, dims, PyArray_TYPE(like), 0);
+    return *out == NULL ? -1 : 0;
+}
+
+/* Kernels are kept out of the generated executor function: inlined there, they lose their
+   registers to its many variables and are not vectorised. */
+#define NTM_KERNEL __attribute__((noinline))
+
+/* Row primitives on restrict-qualified pointers, so that the compiler vectorises them. */
+template <typename T>
+static inline T ntm_dot(const T* __restrict__ x, const T* __restrict__ y, npy_intp n) {
+    T sum = 0;
+    for (npy_intp i = 0; i < n; ++i) sum += x[i] * y[i];
+    return sum;
+}
+
+template <typename T>  /* y += alpha x */
+static inline void ntm_axpy(T alpha, const T* __restrict__ x, T* __restrict__ y, npy_intp n) {
+    for (npy_intp i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+/* S[b, h, n] = K[b, h] . M[b, n] / (|K[b, h]| |M[b, n]| + eps) */
+template <typename T>
+static NTM_KERNEL void ntm_cosine(const T* K, const T* M, T* __restrict__ S, npy_intp B, npy_intp H,
+                       npy_intp N, npy_intp W, T eps, T* __restrict__ knorm) {
+    for (npy_intp b = 0; b < B; ++b) {
+        const T* kb = K + b * H * W;
+        for (npy_intp h = 0; h < H; ++h) knorm[h] = std::sqrt(ntm_dot(kb + h * W, kb + h * W, W));
+        for (npy_intp n = 0; n < N; ++n) {
+            const T* row = M + (b * N + n) * W;
+            const T rnorm = std::sqrt(ntm_dot(row, row, W));
+            for (npy_intp h = 0; h < H; ++h)
+                S[(b * H + h) * N + n] = ntm_dot(kb + h * W, row, W) / (knorm[h] * rnorm + eps);
+        }
+    }
+}
+
+/* ntm_cosine_grad for one key per batch entry: two loops over each row. */
+template <typename T>
+static NTM_KERNEL void ntm_cosine_grad_one(const T* __restrict__ K, const T* __restrict__ M,
+                                           const T* __restrict__ G, T* __restrict__ dK,
+                                           T* __restrict__ dM, npy_intp B, npy_intp N,
+                                           npy_intp W, T eps) {
+    for (npy_intp b = 0; b < B; ++b) {
+        const T* __restrict__ k = K + b * W;
+        T* __restrict__ dk = dK + b * W;
+        const T knorm = std::sqrt(ntm_dot(k, k, W));
+        T kcoef = 0;
+        for (npy_intp m = 0; m < W; ++m) dk[m] = 0;
+        for (npy_intp n = 0; n < N; ++n) {
+            const T* __restrict__ row = M + (b * N + n) * W;
+            T* __restrict__ drow = dM + (b * N + n) * W;
+            T squares = 0, dot = 0;
+            for (npy_intp m = 0; m < W; ++m) {
+                squares += row[m] * row[m];
+                dot += k[m] * row[m];
+            }
+            const T rnorm = std::sqrt(squares);
+            const T g = G[b * N + n];
+            const T den = knorm * rnorm + eps;
+            const T a = g / den;
+            const T c = g * dot / (den * den);
+            const T scale = rnorm > 0 ? c * knorm / rnorm : 0;
+            for (npy_intp m = 0; m < W; ++m) {
+                drow[m] = a * k[m] - scale * row[m];
+                dk[m] += a * row[m];
+            }
+            kcoef += c * rnorm;
+        }
+        if (knorm > 0) ntm_axpy(-kcoef / knorm, k, dk, W);
+    }
+}
+
+/* Gradients of ntm_cosine given G = dL/dS (see the module docstring). */
+template <typename T>
+static NTM_KERNEL void ntm_cosine_grad(const T* K, const T* M, const T* G, T* __restrict__ dK,
+                            T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W,
+                            T eps, T* __restrict__ knorm, T* __restrict__ kcoef) {
+    if (H == 1) {
+        ntm_cosine_grad_one(K, M, G, dK, dM, B, N, W, eps);
+        return;
+    }
+    memset(dK, 0, sizeof(T) * B * H * W);
+    for (npy_intp b = 0; b < B; ++b) {
+        const T* kb = K + b * H * W;
+        T* dkb = dK + b * H * W;
+        for (npy_intp h = 0; h < H; ++h) {
+            knorm[h] = std::sqrt(ntm_dot(kb + h * W, kb + h * W, W));
+            kcoef[h] = 0;
+        }
+        for (npy_intp n = 0; n < N; ++n) {
+            const T* row = M + (b * N + n) * W;
+            T* drow = dM + (b * N + n) * W;
+            const T rnorm = std::sqrt(ntm_dot(row, row, W));
+            T rcoef = 0;
+            for (npy_intp m = 0; m < W; ++m) drow[m] = 0;
+            for (npy_intp h = 0; h < H; ++h) {
+                const T g = G[(b * H + h) * N + n];
+                const T den = knorm[h] * rnorm + eps;
+                const T a = g / den;
+                const T c = g * ntm_dot(kb + h * W, row, W) / (den * den);
+                ntm_axpy(a, kb + h * W, drow, W);
+                ntm_axpy(a, row, dkb + h * W, W);
+                rcoef += c * knorm[h];
+                kcoef[h] += c * rnorm;
+            }
+            if (rnorm > 0) ntm_axpy(-rcoef / rnorm, row, drow, W);
+        }
+        for (npy_intp h = 0; h < H; ++h)
+            if (knorm[h] > 0) ntm_axpy(-kcoef[h] / knorm[h], kb + h * W, dkb + h * W, W);
+    }
+}
+
+/* ntm_write for one write head */
+template <typename T>
+static NTM_KERNEL void ntm_write_one(const T* __restrict__ M, const T* __restrict__ Wt,
+                          const T* __restrict__ E, const T* __restrict__ A, T* __restrict__ O,
+                          npy_intp B, npy_intp N, npy_intp W) {
+    for (npy_intp b = 0; b < B; ++b) {
+        const T* __restrict__ e = E + b * W;
+        const T* __restrict__ a = A + b * W;
+        for (npy_intp n = 0; n < N; ++n) {
+            const T w = Wt[b * N + n];
+            const T* __restrict__ row = M + (b * N + n) * W;
+            T* __restrict__ out = O + (b * N + n) * W;
+            for (npy_intp m = 0; m < W; ++m) out[m] = row[m] * (1 - w * e[m]) + w * a[m];
+        }
+    }
+}
+
+/* O = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T */
+template <typename T>
+static NTM_KERNEL void ntm_write(const T* M, const T* Wt, const T* E, const T* A, T* __restrict__ O,
+                      npy_intp B, npy_intp H, npy_intp N, npy_intp W) {
+    if (H == 1) {
+        ntm_write_one(M, Wt, E, A, O, B, N, W);
+        return;
+    }
+    for (npy_intp b = 0; b < B; ++b) {
+        for (npy_intp n = 0; n < N; ++n) {
+            const T* __restrict__ row = M + (b * N + n) * W;
+            T* __restrict__ out = O + (b * N + n) * W;
+            for (npy_intp m = 0; m < W; ++m) out[m] = row[m];
+            for (npy_intp h = 0; h < H; ++h) {  /* erase */
+                const T w = Wt[(b * H + h) * N + n];
+                const T* __restrict__ e = E + (b * H + h) * W;
+                for (npy_intp m = 0; m < W; ++m) out[m] *= 1 - w * e[m];
+            }
+            for (npy_intp h = 0; h < H; ++h)  /* add */
+                ntm_axpy(Wt[(b * H + h) * N + n], A + (b * H + h) * W, out, W);
+        }
+    }
+}
+
+/* ntm_write_grad for one write head: one loop over each row. */
+template <typename T>
+static NTM_KERNEL void ntm_write_grad_one(const T* __restrict__ M, const T* __restrict__ Wt,
+                               const T* __restrict__ E, const T* __restrict__ A,
+                               const T* __restrict__ G, T* __restrict__ dM, T* __restrict__ dW,
+                               T* __restrict__ dE, T* __restrict__ dA, npy_intp B, npy_intp N,
+                               npy_intp W) {
+    memset(dE, 0, sizeof(T) * B * W);
+    memset(dA, 0, sizeof(T) * B * W);
+    for (npy_intp b = 0; b < B; ++b) {
+        const T* __restrict__ e = E + b * W;
+        const T* __restrict__ a = A + b * W;
+        T* __restrict__ de = dE + b * W;
+        T* __restrict__ da = dA + b * W;
+        for (npy_intp n = 0; n < N; ++n) {
+            const T w = Wt[b * N + n];
+            const T* __restrict__ row = M + (b * N + n) * W;
+            const T* __restrict__ g = G + (b * N + n) * W;
+            T* __restrict__ drow = dM + (b * N + n) * W;
+            T dw = 0;
+            for (npy_intp m = 0; m < W; ++m) {
+                const T q = g[m] * row[m];
+                drow[m] = g[m] * (1 - w * e[m]);
+                dw += g[m] * a[m] - q * e[m];
+                de[m] -= q * w;
+                da[m] += g[m] * w;
+            }
+            dW[b * N + n] = dw;
+        }
+    }
+}
+
+/* Gradients of ntm_write given G = dL/dO (see the module docstring); q and keep are scratch
+   rows of W values. */
+template <typename T>
+static NTM_KERNEL void ntm_write_grad(const T* M, const T* Wt, const T* E, const T* A, const T* G,
+                           T* __restrict__ dM, T* __restrict__ dW, T* __restrict__ dE,
+                           T* __restrict__ dA, npy_intp B, npy_intp H, npy_intp N, npy_intp W,
+                           T* __restrict__ q, T* __restrict__ keep) {
+    if (H == 1) {
+        ntm_write_grad_one(M, Wt, E, A, G, dM, dW, dE, dA, B, N, W);
+        return;
+    }
+    memset(dE, 0, sizeof(T) * B * H * W);
+    memset(dA, 0, sizeof(T) * B * H * W);
+    for (npy_intp b = 0; b < B; ++b) {
+        for (npy_intp n = 0; n < N; ++n) {
+            const T* __restrict__ row = M + (b * N + n) * W;
+            const T* __restrict__ g = G + (b * N + n) * W;
+            T* __restrict__ drow = dM + (b * N + n) * W;
+            for (npy_intp m = 0; m < W; ++m) keep[m] = 1;
+            for (npy_intp h = 0; h < H; ++h) {
+                const T w = Wt[(b * H + h) * N + n];
+                const T* __restrict__ e = E + (b * H + h) * W;
+                for (npy_intp m = 0; m < W; ++m) keep[m] *= 1 - w * e[m];
+            }
+            for (npy_intp m = 0; m < W; ++m) drow[m] = g[m] * keep[m];
+            for (npy_intp h = 0; h < H; ++h) {
+                const T w = Wt[(b * H + h) * N + n];
+                const T* __restrict__ e = E + (b * H + h) * W;
+                /* q = g * M * prod_{h' != h} (1 - w_h' e_h') */
+                for (npy_intp m = 0; m < W; ++m) q[m] = g[m] * row[m];
+                for (npy_intp j = 0; j < H; ++j) {
+                    if (j == h) continue;
+                    const T wj = Wt[(b * H + j) * N + n];
+                    const T* __restrict__ ej = E + (b * H + j) * W;
+                    for (npy_intp m = 0; m < W; ++m) q[m] *= 1 - wj * ej[m];
+                }
+                dW[(b * H + h) * N + n] = ntm_dot(g, A + (b * H + h) * W, W) - ntm_dot(q, e, W);
+                ntm_axpy(-w, q, dE + (b * H + h) * W, W);
+                ntm_axpy(w, g, dA + (b * H + h) * W, W);
+            }
+        }
+    }
+}
+
+/* R[b, h] = sum_n Wt[b, h, n] M[b, n] */
+template <typename T>
+static NTM_KERNEL void ntm_read(const T* Wt, const T* M, T* __restrict__ R, npy_intp B, npy_intp H,
+                     npy_intp N, npy_intp W) {
+    memset(R, 0, sizeof(T) * B * H * W);
+    for (npy_intp b = 0; b < B; ++b)
+        for (npy_intp n = 0; n < N; ++n)
+            for (npy_intp h = 0; h < H; ++h)
+                ntm_axpy(Wt[(b * H + h) * N + n], M + (b * N + n) * W, R + (b * H + h) * W, W);
+}
+
+/* Gradients of ntm_read given G = dL/dR. */
+template <typename T>
+static NTM_KERNEL void ntm_read_grad(const T* Wt, const T* M, const T* G, T* __restrict__ dW,
+                          T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W) {
+    for (npy_intp b = 0; b < B; ++b) {
+        for (npy_intp n = 0; n < N; ++n) {
+            const T* row = M + (b * N + n) * W;
+            T* drow = dM + (b * N + n) * W;
+            for (npy_intp m = 0; m < W; ++m) drow[m] = 0;
+            for (npy_intp h = 0; h < H; ++h) {
+                const T* g = G + (b * H + h) * W;
+                dW[(b * H + h) * N + n] = ntm_dot(g, row, W);
+                ntm_axpy(Wt[(b * H + h) * N + n], g, drow, W);
+            }
+        }
+    }
+}
+"""
+
+
+def _c_contiguous_inputs(names, fail, cleanup):
+    """C that replaces each input by a contiguous version (new references ``c_<name>``)."""
+    lines = [f"PyArrayObject* c_{n} = NULL;" for n in names]
+    for n, var in names.items():
+        lines.append(f"c_{n} = ntm_contiguous({var}); if (!c_{n}) {{ {cleanup} {fail} }}")
+    return "\n".join(lines)
+
+
+def _c_release(names):
+    return " ".join(f"Py_XDECREF(c_{n});" for n in names)
+
+
+# Shapes of the write's inputs: memory (B, N, M), weights (B, H, N), erase and add (B, H, M).
+_C_WRITE_SHAPES = """
+        const npy_intp B = PyArray_DIMS(c_mem)[0], N = PyArray_DIMS(c_mem)[1], W = PyArray_DIMS(c_mem)[2];
+        const npy_intp H = PyArray_DIMS(c_w)[1];
+        if (PyArray_DIMS(c_w)[0] != B || PyArray_DIMS(c_w)[2] != N
+                || PyArray_DIMS(c_e)[0] != B || PyArray_DIMS(c_e)[1] != H || PyArray_DIMS(c_e)[2] != W
+                || PyArray_DIMS(c_a)[0] != B || PyArray_DIMS(c_a)[1] != H || PyArray_DIMS(c_a)[2] != W) {{
+            PyErr_SetString(PyExc_ValueError, "{who}: memory (B, N, M), weights (B, H, N), "
+                            "erase and add (B, H, M) do not match");
+            {release} {fail}
+        }}
+"""
+
+
+class _MemoryOp(COp):
+    """Shared plumbing: C headers and support code, cache versions."""
+
+    __props__ = ()
+    _c_version = 6
+
+    def c_headers(self, **kwargs):
+        return ["<cmath>", "<string.h>"]
+
+    def c_support_code(self, **kwargs):
+        return _C_SUPPORT
+
+    def c_compile_args(self, **kwargs):
+        # Let the compiler reorder sums so that the loops over a row are vectorised.
+        return ["-fno-math-errno", "-fassociative-math", "-fno-signed-zeros",
+                "-fno-trapping-math"]
+
+    def c_code_cache_version(self):
+        return (self._c_version,)
+
+
+# --------------------------------------------------------------------------------------------
+# Cosine similarity
+
+
+class CosineSimilarity(_MemoryOp):
+    r"""Cosine similarity of each key with each memory row, in one pass over the memory.
+
+    ``CosineSimilarity(eps)(keys, memory)``: keys ``(batch, heads, M)``, memory
+    ``(batch, N, M)`` -> ``(batch, heads, N)``, :math:`k \cdot M_n / (\lVert k \rVert
+    \lVert M_n \rVert + \epsilon)`.
+    """
+
+    __props__ = ("eps",)
+
+    def __init__(self, eps=1e-6):
+        self.eps = float(eps)
+
+    def make_node(self, keys, memory):
+        (keys, memory), dtype = _as_float_tensors("CosineSimilarity", ("keys", "memory"),
+                                                  (keys, memory), (3, 3))
+        shape = (_static(keys.type.shape[0], memory.type.shape[0]), keys.type.shape[1],
+                 memory.type.shape[1])
+        return Apply(self, [keys, memory], [pt.tensor(dtype=dtype, shape=shape)])
+
+    def infer_shape(self, fgraph, node, shapes):
+        keys, memory = shapes
+        return [(keys[0], keys[1], memory[1])]
+
+    def perform(self, node, inputs, outputs):
+        keys, memory = inputs
+        _check_batch("CosineSimilarity", keys, memory)
+        dots = np.einsum("bhm,bnm->bhn", keys, memory)
+        key_norms = np.sqrt(np.sum(keys * keys, axis=-1))
+        row_norms = np.sqrt(np.sum(memory * memory, axis=-1))
+        denominator = key_norms[:, :, None] * row_norms[:, None, :] + keys.dtype.type(self.eps)
+        outputs[0][0] = (dots / denominator).astype(keys.dtype, copy=False)
+
+    def pullback(self, inputs, outputs, output_grads):
+        keys, memory = inputs
+        return CosineSimilarityGrad(self.eps)(keys, memory, output_grads[0])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        keys, memory = inputs
+        (out,) = outputs
+        fail = sub["fail"]
+        names = {"k": keys, "mem": memory}
+        release = _c_release(names) + " free(knorm);"
+        return f"""
+        {{
+        typedef dtype_{out} T;
+        T* knorm = NULL;
+        {_c_contiguous_inputs(names, fail, release)}
+        const npy_intp B = PyArray_DIMS(c_k)[0], H = PyArray_DIMS(c_k)[1], W = PyArray_DIMS(c_k)[2];
+        const npy_intp N = PyArray_DIMS(c_mem)[1];
+        if (PyArray_DIMS(c_mem)[0] != B || PyArray_DIMS(c_mem)[2] != W) {{
+            PyErr_Format(PyExc_ValueError, "CosineSimilarity: keys (%ld, %ld, %ld) and memory "
+                         "(%ld, %ld, %ld) must share the batch size and the row size",
+                         (long)B, (long)H, (long)W, (long)PyArray_DIMS(c_mem)[0], (long)N,
+                         (long)PyArray_DIMS(c_mem)[2]);
+            {release} {fail}
+        }}
+        npy_intp dims[3] = {{B, H, N}};
+        if (ntm_prepare_output(&{out}, 3, dims, c_k) != 0) {{ {release} {fail} }}
+        knorm = (T*)malloc(sizeof(T) * (H > 0 ? H : 1));
+        ntm_cosine<T>((const T*)PyArray_DATA(c_k), (const T*)PyArray_DATA(c_mem),
+                      (T*)PyArray_DATA({out}), B, H, N, W, (T){self.eps!r}, knorm);
+        {release}
+        }}
+        """
+
+
+class CosineSimilarityGrad(_MemoryOp):
+    """The gradients ``(d keys, d memory)`` of :class:`CosineSimilarity` given the output's
+    gradient (equations in the module docstring)."""
+
+    __props__ = ("eps",)
+
+    def __init__(self, eps=1e-6):
+        self.eps = float(eps)
+
+    def make_node(self, keys, memory, output_grad):
+        (keys, memory, output_grad), dtype = _as_float_tensors(
+            "CosineSimilarityGrad", ("keys", "memory", "output_grad"),
+            (keys, memory, output_grad), (3, 3, 3))
+        return Apply(self, [keys, memory, output_grad],
+                     [pt.tensor(dtype=dtype, shape=keys.type.shape),
+                      pt.tensor(dtype=dtype, shape=memory.type.shape)])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0], shapes[1]]
+
+    def perform(self, node, inputs, outputs):
+        keys, memory, grad = inputs
+        _check_batch("CosineSimilarityGrad", keys, memory)
+        if grad.shape != (keys.shape[0], keys.shape[1], memory.shape[1]):
+            raise ValueError(f"CosineSimilarityGrad: the gradient {grad.shape} must have the "
+                             "shape of the similarities")
+        dtype = keys.dtype
+        eps = dtype.type(self.eps)
+        key_norms = np.sqrt(np.sum(keys * keys, axis=-1))            # (b, h)
+        row_norms = np.sqrt(np.sum(memory * memory, axis=-1))        # (b, n)
+        dots = np.einsum("bhm,bnm->bhn", keys, memory)
+        denominator = key_norms[:, :, None] * row_norms[:, None, :] + eps
+        a = grad / denominator
+        c = grad * dots / (denominator * denominator)
+        key_directions = keys / np.where(key_norms > 0, key_norms, 1)[:, :, None]
+        row_directions = memory / np.where(row_norms > 0, row_norms, 1)[:, :, None]
+        d_keys = (np.einsum("bhn,bnm->bhm", a, memory)
+                  - np.einsum("bhn,bn->bh", c, row_norms)[:, :, None] * key_directions)
+        d_memory = (np.einsum("bhn,bhm->bnm", a, keys)
+                    - np.einsum("bhn,bh->bn", c, key_norms)[:, :, None] * row_directions)
+        outputs[0][0] = d_keys.astype(dtype, copy=False)
+        outputs[1][0] = d_memory.astype(dtype, copy=False)
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, i, x, "second derivatives of the cosine similarity")
+                for i, x in enumerate(inputs)]
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        keys, memory, grad = inputs
+        d_keys, d_memory = outputs
+        fail = sub["fail"]
+        names = {"k": keys, "mem": memory, "g": grad}
+        release = _c_release(names) + " free(knorm);"
+        return f"""
+        {{
+        typedef dtype_{d_keys} T;
+        T* knorm = NULL;
+        {_c_contiguous_inputs(names, fail, release)}
+        const npy_intp B = PyArray_DIMS(c_k)[0], H = PyArray_DIMS(c_k)[1], W = PyArray_DIMS(c_k)[2];
+        const npy_intp N = PyArray_DIMS(c_mem)[1];
+        if (PyArray_DIMS(c_mem)[0] != B || PyArray_DIMS(c_mem)[2] != W
+                || PyArray_DIMS(c_g)[0] != B || PyArray_DIMS(c_g)[1] != H
+                || PyArray_DIMS(c_g)[2] != N) {{
+            PyErr_SetString(PyExc_ValueError, "CosineSimilarityGrad: keys (B, H, M), memory "
+                            "(B, N, M) and the gradient (B, H, N) do not match");
+            {release} {fail}
+        }}
+        if (ntm_prepare_output(&{d_keys}, 3, PyArray_DIMS(c_k), c_k) != 0) {{ {release} {fail} }}
+        if (ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_k) != 0) {{ {release} {fail} }}
+        knorm = (T*)malloc(sizeof(T) * 2 * (H > 0 ? H : 1));
+        ntm_cosine_grad<T>((const T*)PyArray_DATA(c_k), (const T*)PyArray_DATA(c_mem),
+                           (const T*)PyArray_DATA(c_g), (T*)PyArray_DATA({d_keys}),
+                           (T*)PyArray_DATA({d_memory}), B, H, N, W, (T){self.eps!r}, knorm,
+                           knorm + (H > 0 ? H : 1));
+        {release}
+        }}
+        """
+
+
+# --------------------------------------------------------------------------------------------
+# Write
+
+
+class MemoryWrite(_MemoryOp):
+    r"""Erase then add, for every write head at once, in one pass over the memory.
+
+    ``MemoryWrite()(memory, weights, erase, add)``: memory ``(batch, N, M)``, weights
+    ``(batch, heads, N)``, erase and add ``(batch, heads, M)`` -> ``(batch, N, M)``,
+    :math:`M \odot \prod_h (1 - w_h e_h^\top) + \sum_h w_h a_h^\top`.
+    """
+
+    def make_node(self, memory, weights, erase, add):
+        inputs, dtype = _as_float_tensors("MemoryWrite", ("memory", "weights", "erase", "add"),
+                                          (memory, weights, erase, add), (3, 3, 3, 3))
+        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=inputs[0].type.shape)])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def perform(self, node, inputs, outputs):
+        memory, weights, erase, add = inputs
+        _check_write("MemoryWrite", memory, weights, erase, add)
+        keep = np.prod(1 - weights[:, :, :, None] * erase[:, :, None, :], axis=1)
+        added = np.einsum("bhn,bhm->bnm", weights, add)
+        outputs[0][0] = (memory * keep + added).astype(memory.dtype, copy=False)
+
+    def pullback(self, inputs, outputs, output_grads):
+        return MemoryWriteGrad()(*inputs, output_grads[0])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        memory, weights, erase, add = inputs
+        (out,) = outputs
+        fail = sub["fail"]
+        names = {"mem": memory, "w": weights, "e": erase, "a": add}
+        release = _c_release(names)
+        return f"""
+        {{
+        typedef dtype_{out} T;
+        {_c_contiguous_inputs(names, fail, release)}
+        {_C_WRITE_SHAPES.format(who="MemoryWrite", release=release, fail=fail)}
+        if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_mem), c_mem) != 0) {{ {release} {fail} }}
+        ntm_write<T>((const T*)PyArray_DATA(c_mem), (const T*)PyArray_DATA(c_w),
+                     (const T*)PyArray_DATA(c_e), (const T*)PyArray_DATA(c_a),
+                     (T*)PyArray_DATA({out}), B, H, N, W);
+        {release}
+        }}
+        """
+
+
+class MemoryWriteGrad(_MemoryOp):
+    """The gradients ``(d memory, d weights, d erase, d add)`` of :class:`MemoryWrite` given the
+    output's gradient (equations in the module docstring)."""
+
+    def make_node(self, memory, weights, erase, add, output_grad):
+        inputs, dtype = _as_float_tensors(
+            "MemoryWriteGrad", ("memory", "weights", "erase", "add", "output_grad"),
+            (memory, weights, erase, add, output_grad), (3, 3, 3, 3, 3))
+        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
+                                    for x in inputs[:4]])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return list(shapes[:4])
+
+    def perform(self, node, inputs, outputs):
+        memory, weights, erase, add, grad = inputs
+        _check_write("MemoryWriteGrad", memory, weights, erase, add)
+        if grad.shape != memory.shape:
+            raise ValueError(f"MemoryWriteGrad: the gradient {grad.shape} must have the "
+                             f"memory's shape {memory.shape}")
+        factors = 1 - weights[:, :, :, None] * erase[:, :, None, :]     # (b, h, n, m)
+        num_heads = weights.shape[1]
+        others = np.stack([np.prod(np.delete(factors, h, axis=1), axis=1)
+                           for h in range(num_heads)], axis=1)        # (b, h, n, m)
+        q = (grad * memory)[:, None] * others
+        d_memory = grad * np.prod(factors, axis=1)
+        d_weights = (np.einsum("bnm,bhm->bhn", grad, add)
+                     - np.einsum("bhnm,bhm->bhn", q, erase))
+        d_erase = -np.einsum("bhnm,bhn->bhm", q, weights)
+        d_add = np.einsum("bnm,bhn->bhm", grad, weights)
+        for i, value in enumerate((d_memory, d_weights, d_erase, d_add)):
+            outputs[i][0] = value.astype(memory.dtype, copy=False)
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, i, x, "second derivatives of the memory write")
+                for i, x in enumerate(inputs)]
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        memory, weights, erase, add, grad = inputs
+        d_memory, d_weights, d_erase, d_add = outputs
+        fail = sub["fail"]
+        names = {"mem": memory, "w": weights, "e": erase, "a": add, "g": grad}
+        release = _c_release(names) + " free(scratch);"
+        return f"""
+        {{
+        typedef dtype_{d_memory} T;
+        T* scratch = NULL;
+        {_c_contiguous_inputs(names, fail, release)}
+        {_C_WRITE_SHAPES.format(who="MemoryWriteGrad", release=release, fail=fail)}
+        if (PyArray_DIMS(c_g)[0] != B || PyArray_DIMS(c_g)[1] != N || PyArray_DIMS(c_g)[2] != W) {{
+            PyErr_SetString(PyExc_ValueError, "MemoryWriteGrad: the gradient must have the "
+                            "memory's shape");
+            {release} {fail}
+        }}
+        if (ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_mem) != 0
+                || ntm_prepare_output(&{d_weights}, 3, PyArray_DIMS(c_w), c_mem) != 0
+                || ntm_prepare_output(&{d_erase}, 3, PyArray_DIMS(c_e), c_mem) != 0
+                || ntm_prepare_output(&{d_add}, 3, PyArray_DIMS(c_a), c_mem) != 0) {{
+            {release} {fail}
+        }}
+        scratch = (T*)malloc(sizeof(T) * 2 * (W > 0 ? W : 1));
+        ntm_write_grad<T>((const T*)PyArray_DATA(c_mem), (const T*)PyArray_DATA(c_w),
+                          (const T*)PyArray_DATA(c_e), (const T*)PyArray_DATA(c_a),
+                          (const T*)PyArray_DATA(c_g), (T*)PyArray_DATA({d_memory}),
+                          (T*)PyArray_DATA({d_weights}), (T*)PyArray_DATA({d_erase}),
+                          (T*)PyArray_DATA({d_add}), B, H, N, W, scratch, scratch + W);
+        {release}
+        }}
+        """
+
+
+# --------------------------------------------------------------------------------------------
+# Read
+
+
+class MemoryRead(_MemoryOp):
+    r"""Every read head's read vector, in one pass over the memory.
+
+    ``MemoryRead()(weights, memory)``: weights ``(batch, heads, N)``, memory ``(batch, N, M)``
+    -> ``(batch, heads, M)``, :math:`r_h = \sum_n w_h[n] M_n`.
+    """
+
+    def make_node(self, weights, memory):
+        (weights, memory), dtype = _as_float_tensors("MemoryRead", ("weights", "memory"),
+                                                     (weights, memory), (3, 3))
+        shape = (_static(weights.type.shape[0], memory.type.shape[0]), weights.type.shape[1],
+                 memory.type.shape[2])
+        return Apply(self, [weights, memory], [pt.tensor(dtype=dtype, shape=shape)])
+
+    def infer_shape(self, fgraph, node, shapes):
+        weights, memory = shapes
+        return [(weights[0], weights[1], memory[2])]
+
+    def perform(self, node, inputs, outputs):
+        weights, memory = inputs
+        _check_read("MemoryRead", weights, memory)
+        outputs[0][0] = np.matmul(weights, memory).astype(memory.dtype, copy=False)
+
+    def pullback(self, inputs, outputs, output_grads):
+        return MemoryReadGrad()(*inputs, output_grads[0])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        weights, memory = inputs
+        (out,) = outputs
+        fail = sub["fail"]
+        names = {"w": weights, "mem": memory}
+        release = _c_release(names)
+        return f"""
+        {{
+        typedef dtype_{out} T;
+        {_c_contiguous_inputs(names, fail, release)}
+        const npy_intp B = PyArray_DIMS(c_mem)[0], N = PyArray_DIMS(c_mem)[1], W = PyArray_DIMS(c_mem)[2];
+        const npy_intp H = PyArray_DIMS(c_w)[1];
+        if (PyArray_DIMS(c_w)[0] != B || PyArray_DIMS(c_w)[2] != N) {{
+            PyErr_SetString(PyExc_ValueError, "MemoryRead: weights (B, H, N) and memory "
+                            "(B, N, M) do not match");
+            {release} {fail}
+        }}
+        npy_intp dims[3] = {{B, H, W}};
+        if (ntm_prepare_output(&{out}, 3, dims, c_mem) != 0) {{ {release} {fail} }}
+        ntm_read<T>((const T*)PyArray_DATA(c_w), (const T*)PyArray_DATA(c_mem),
+                    (T*)PyArray_DATA({out}), B, H, N, W);
+        {release}
+        }}
+        """
+
+
+class MemoryReadGrad(_MemoryOp):
+    r"""The gradients ``(d weights, d memory)`` of :class:`MemoryRead` given the output's
+    gradient :math:`G`: :math:`\partial w_h[n] = G_h \cdot M_n`,
+    :math:`\partial M_n = \sum_h w_h[n] G_h`."""
+
+    def make_node(self, weights, memory, output_grad):
+        inputs, dtype = _as_float_tensors("MemoryReadGrad", ("weights", "memory", "output_grad"),
+                                          (weights, memory, output_grad), (3, 3, 3))
+        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
+                                    for x in inputs[:2]])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return list(shapes[:2])
+
+    def perform(self, node, inputs, outputs):
+        weights, memory, grad = inputs
+        _check_read("MemoryReadGrad", weights, memory)
+        if grad.shape != (weights.shape[0], weights.shape[1], memory.shape[2]):
+            raise ValueError(f"MemoryReadGrad: the gradient {grad.shape} must have the shape "
+                             "of the read vectors")
+        outputs[0][0] = np.matmul(grad, memory.transpose(0, 2, 1)).astype(memory.dtype,
+                                                                           copy=False)
+        outputs[1][0] = np.matmul(weights.transpose(0, 2, 1), grad).astype(memory.dtype,
+                                                                            copy=False)
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, i, x, "second derivatives of the memory read")
+                for i, x in enumerate(inputs)]
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        weights, memory, grad = inputs
+        d_weights, d_memory = outputs
+        fail = sub["fail"]
+        names = {"w": weights, "mem": memory, "g": grad}
+        release = _c_release(names)
+        return f"""
+        {{
+        typedef dtype_{d_memory} T;
+        {_c_contiguous_inputs(names, fail, release)}
+        const npy_intp B = PyArray_DIMS(c_mem)[0], N = PyArray_DIMS(c_mem)[1], W = PyArray_DIMS(c_mem)[2];
+        const npy_intp H = PyArray_DIMS(c_w)[1];
+        if (PyArray_DIMS(c_w)[0] != B || PyArray_DIMS(c_w)[2] != N || PyArray_DIMS(c_g)[0] != B
+                || PyArray_DIMS(c_g)[1] != H || PyArray_DIMS(c_g)[2] != W) {{
+            PyErr_SetString(PyExc_ValueError, "MemoryReadGrad: weights (B, H, N), memory "
+                            "(B, N, M) and the gradient (B, H, M) do not match");
+            {release} {fail}
+        }}
+        if (ntm_prepare_output(&{d_weights}, 3, PyArray_DIMS(c_w), c_mem) != 0
+                || ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_mem) != 0) {{
+            {release} {fail}
+        }}
+        ntm_read_grad<T>((const T*)PyArray_DATA(c_w), (const T*)PyArray_DATA(c_mem),
+                         (const T*)PyArray_DATA(c_g), (T*)PyArray_DATA({d_weights}),
+                         (T*)PyArray_DATA({d_memory}), B, H, N, W);
+        {release}
+        }}
+        """
+
+
+def _check_batch(who, keys, memory):
+    if keys.shape[0] != memory.shape[0] or keys.shape[2] != memory.shape[2]:
+        raise ValueError(f"{who}: keys {keys.shape} and memory {memory.shape} must share the "
+                         "batch size and the row size")
+
+
+def _check_write(who, memory, weights, erase, add):
+    B, N, W = memory.shape
+    H = weights.shape[1]
+    if weights.shape != (B, H, N) or erase.shape != (B, H, W) or add.shape != (B, H, W):
+        raise ValueError(f"{who}: memory {memory.shape} (B, N, M), weights {weights.shape} "
+                         f"(B, H, N), erase {erase.shape} and add {add.shape} (B, H, M) do not "
+                         "match")
+
+
+def _check_read(who, weights, memory):
+    if weights.shape[0] != memory.shape[0] or weights.shape[2] != memory.shape[1]:
+        raise ValueError(f"{who}: weights {weights.shape} (B, H, N) and memory {memory.shape} "
+                         "(B, N, M) do not match")
+
+
+# --------------------------------------------------------------------------------------------
+# Numba implementations (registered when PyTensor's Numba backend can be imported).
+
+def _register_numba():
+    try:
+        from pytensor.link.numba.dispatch import basic as numba_basic
+    except ImportError:  # Numba not installed: the other backends still work
+        return False
+
+    @numba_basic.register_funcify_default_op_cache_key(CosineSimilarity)
+    def _cosine(op, node, **kwargs):
+        eps = op.eps
+
+        @numba_basic.numba_njit
+        def cosine(keys, memory):
+            B, H, W = keys.shape
+            N = memory.shape[1]
+            if memory.shape[0] != B or memory.shape[2] != W:
+                raise ValueError("CosineSimilarity: keys and memory must share the batch size "
+                                 "and the row size")
+            zero = np.zeros(1, dtype=keys.dtype)[0]
+            eps_ = np.full(1, eps, dtype=keys.dtype)[0]
+            out = np.empty((B, H, N), dtype=keys.dtype)
+            knorm = np.empty(H, dtype=keys.dtype)
+            for b in range(B):
+                for h in range(H):
+                    s = zero
+                    for m in range(W):
+                        s += keys[b, h, m] * keys[b, h, m]
+                    knorm[h] = np.sqrt(s)
+                for n in range(N):
+                    s = zero
+                    for m in range(W):
+                        s += memory[b, n, m] * memory[b, n, m]
+                    rnorm = np.sqrt(s)
+                    for h in range(H):
+                        dot = zero
+                        for m in range(W):
+                            dot += keys[b, h, m] * memory[b, n, m]
+                        out[b, h, n] = dot / (knorm[h] * rnorm + eps_)
+            return out
+
+        return cosine, 1
+
+    @numba_basic.register_funcify_default_op_cache_key(CosineSimilarityGrad)
+    def _cosine_grad(op, node, **kwargs):
+        eps = op.eps
+
+        @numba_basic.numba_njit
+        def cosine_grad(keys, memory, grad):
+            B, H, W = keys.shape
+            N = memory.shape[1]
+            if (memory.shape[0] != B or memory.shape[2] != W or grad.shape[0] != B
+                    or grad.shape[1] != H or grad.shape[2] != N):
+                raise ValueError("CosineSimilarityGrad: keys (B, H, M), memory (B, N, M) and "
+                                 "the gradient (B, H, N) do not match")
+            zero = np.zeros(1, dtype=keys.dtype)[0]
+            eps_ = np.full(1, eps, dtype=keys.dtype)[0]
+            d_keys = np.zeros_like(keys)
+            d_memory = np.empty(memory.shape, dtype=keys.dtype)
+            knorm = np.empty(H, dtype=keys.dtype)
+            kcoef = np.empty(H, dtype=keys.dtype)
+            for b in range(B):
+                for h in range(H):
+                    s = zero
+                    for m in range(W):
+                        s += keys[b, h, m] * keys[b, h, m]
+                    knorm[h] = np.sqrt(s)
+                    kcoef[h] = zero
+                for n in range(N):
+                    s = zero
+                    for m in range(W):
+                        s += memory[b, n, m] * memory[b, n, m]
+                    rnorm = np.sqrt(s)
+                    rcoef = zero
+                    for m in range(W):
+                        d_memory[b, n, m] = zero
+                    for h in range(H):
+                        dot = zero
+                        for m in range(W):
+                            dot += keys[b, h, m] * memory[b, n, m]
+                        g = grad[b, h, n]
+                        den = knorm[h] * rnorm + eps_
+                        a = g / den
+                        c = g * dot / (den * den)
+                        for m in range(W):
+                            d_memory[b, n, m] += a * keys[b, h, m]
+                            d_keys[b, h, m] += a * memory[b, n, m]
+                        rcoef += c * knorm[h]
+                        kcoef[h] += c * rnorm
+                    if rnorm > 0:
+                        scale = rcoef / rnorm
+                        for m in range(W):
+                            d_memory[b, n, m] -= scale * memory[b, n, m]
+                for h in range(H):
+                    if knorm[h] > 0:
+                        scale = kcoef[h] / knorm[h]
+                        for m in range(W):
+                            d_keys[b, h, m] -= scale * keys[b, h, m]
+            return d_keys, d_memory
+
+        return cosine_grad, 1
+
+    @numba_basic.numba_njit
+    def _check_write_shapes(memory, weights, erase, add):
+        B, N, W = memory.shape
+        H = weights.shape[1]
+        if (weights.shape[0] != B or weights.shape[2] != N or erase.shape[0] != B
+                or erase.shape[1] != H or erase.shape[2] != W or add.shape[0] != B
+                or add.shape[1] != H or add.shape[2] != W):
+            raise ValueError("MemoryWrite: memory (B, N, M), weights (B, H, N), erase and add "
+                             "(B, H, M) do not match")
+
+    @numba_basic.register_funcify_default_op_cache_key(MemoryWrite)
+    def _write(op, node, **kwargs):
+        @numba_basic.numba_njit
+        def write(memory, weights, erase, add):
+            B, N, W = memory.shape
+            H = weights.shape[1]
+            _check_write_shapes(memory, weights, erase, add)
+            out = np.empty(memory.shape, dtype=memory.dtype)
+            one = np.ones(1, dtype=memory.dtype)[0]
+            for b in range(B):
+                for n in range(N):
+                    for m in range(W):
+                        keep = one
+                        added = one - one
+                        for h in range(H):
+                            w = weights[b, h, n]
+                            keep *= one - w * erase[b, h, m]
+                            added += w * add[b, h, m]
+                        out[b, n, m] = memory[b, n, m] * keep + added
+            return out
+
+        return write, 1
+
+    @numba_basic.register_funcify_default_op_cache_key(MemoryWriteGrad)
+    def _write_grad(op, node, **kwargs):
+        @numba_basic.numba_njit
+        def write_grad(memory, weights, erase, add, grad):
+            B, N, W = memory.shape
+            H = weights.shape[1]
+            _check_write_shapes(memory, weights, erase, add)
+            if grad.shape != memory.shape:
+                raise ValueError("MemoryWriteGrad: the gradient must have the memory's shape")
+            one = np.ones(1, dtype=memory.dtype)[0]
+            d_memory = np.empty(memory.shape, dtype=memory.dtype)
+            d_weights = np.zeros(weights.shape, dtype=memory.dtype)
+            d_erase = np.zeros(erase.shape, dtype=memory.dtype)
+            d_add = np.zeros(add.shape, dtype=memory.dtype)
+            factor = np.empty(H, dtype=memory.dtype)
+            for b in range(B):
+                for n in range(N):
+                    for m in range(W):
+                        g = grad[b, n, m]
+                        keep = one
+                        for h in range(H):
+                            factor[h] = one - weights[b, h, n] * erase[b, h, m]
+                            keep *= factor[h]
+                        d_memory[b, n, m] = g * keep
+                        for h in range(H):
+                            others = one
+                            for j in range(H):
+                                if j != h:
+                                    others *= factor[j]
+                            w = weights[b, h, n]
+                            q = g * memory[b, n, m] * others
+                            d_weights[b, h, n] += g * add[b, h, m] - q * erase[b, h, m]
+                            d_erase[b, h, m] -= q * w
+                            d_add[b, h, m] += g * w
+            return d_memory, d_weights, d_erase, d_add
+
+        return write_grad, 1
+
+    @numba_basic.numba_njit
+    def _check_read_shapes(weights, memory):
+        if weights.shape[0] != memory.shape[0] or weights.shape[2] != memory.shape[1]:
+            raise ValueError("MemoryRead: weights (B, H, N) and memory (B, N, M) do not match")
+
+    @numba_basic.register_funcify_default_op_cache_key(MemoryRead)
+    def _read(op, node, **kwargs):
+        @numba_basic.numba_njit
+        def read(weights, memory):
+            _check_read_shapes(weights, memory)
+            B, N, W = memory.shape
+            H = weights.shape[1]
+            out = np.zeros((B, H, W), dtype=memory.dtype)
+            for b in range(B):
+                for n in range(N):
+                    for h in range(H):
+                        w = weights[b, h, n]
+                        for m in range(W):
+                            out[b, h, m] += w * memory[b, n, m]
+            return out
+
+        return read, 1
+
+    @numba_basic.register_funcify_default_op_cache_key(MemoryReadGrad)
+    def _read_grad(op, node, **kwargs):
+        @numba_basic.numba_njit
+        def read_grad(weights, memory, grad):
+            _check_read_shapes(weights, memory)
+            B, N, W = memory.shape
+            H = weights.shape[1]
+            if grad.shape[0] != B or grad.shape[1] != H or grad.shape[2] != W:
+                raise ValueError("MemoryReadGrad: the gradient must have the shape of the read "
+                                 "vectors")
+            zero = np.zeros(1, dtype=memory.dtype)[0]
+            d_weights = np.empty(weights.shape, dtype=memory.dtype)
+            d_memory = np.zeros(memory.shape, dtype=memory.dtype)
+            for b in range(B):
+                for n in range(N):
+                    for h in range(H):
+                        w = weights[b, h, n]
+                        dot = zero
+                        for m in range(W):
+                            dot += grad[b, h, m] * memory[b, n, m]
+                            d_memory[b, n, m] += w * grad[b, h, m]
+                        d_weights[b, h, n] = dot
+            return d_weights, d_memory
+
+        return read_grad, 1
+
+    return True
+
+
+_register_numba()

@@ -1,0 +1,253 @@
+"""ntm.memory_kernels: the fused cosine similarity and memory write, and their gradients, in
+every backend, against NumPy loops and finite differences."""
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pytensor.gradient import verify_grad
+
+from ntm.addressing_kernels import Addressing, AddressingGrad
+from ntm.memory_kernels import (CosineSimilarity, CosineSimilarityGrad, MemoryRead,
+                                MemoryReadGrad, MemoryWrite, MemoryWriteGrad)
+
+BACKENDS = ["FAST_COMPILE", "CVM", "NUMBA"]  # NumPy perform, C code, Numba
+
+
+def numpy_cosine(keys, memory, eps):
+    B, H, _ = keys.shape
+    N = memory.shape[1]
+    out = np.zeros((B, H, N))
+    for b in range(B):
+        for h in range(H):
+            for n in range(N):
+                k, row = keys[b, h], memory[b, n]
+                out[b, h, n] = k @ row / (np.sqrt(k @ k) * np.sqrt(row @ row) + eps)
+    return out
+
+
+def numpy_write(memory, weights, erase, add):
+    out = memory.copy()
+    for h in range(weights.shape[1]):  # every erasure first, then every addition
+        out = out * (1 - weights[:, h, :, None] * erase[:, h, None, :])
+    for h in range(weights.shape[1]):
+        out = out + weights[:, h, :, None] * add[:, h, None, :]
+    return out
+
+
+def numpy_read(weights, memory):
+    B, H, N = weights.shape
+    out = np.zeros((B, H, memory.shape[2]))
+    for b in range(B):
+        for h in range(H):
+            for n in range(N):
+                out[b, h] += weights[b, h, n] * memory[b, n]
+    return out
+
+
+def tensors3(*names, dtype="float64"):
+    return [pt.tensor3(name, dtype=dtype) for name in names]
+
+
+def write_inputs(rng, B, N, W, H):
+    memory = rng.normal(0, 1, (B, N, W))
+    weights = rng.dirichlet(np.ones(N), (B, H))
+    erase = rng.uniform(0, 1, (B, H, W))
+    add = rng.normal(0, 1, (B, H, W))
+    return memory, weights, erase, add
+
+
+def uses(function, op_class):
+    nodes = function.maker.fgraph.apply_nodes
+    found = [n for n in nodes if isinstance(n.op, op_class)]
+    return len(found) > 0
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cosine_similarity_matches_numpy(mode, dtype):
+    rng = np.random.RandomState(0)
+    keys_value = rng.normal(0, 1, (3, 2, 5))
+    memory_value = rng.normal(0, 1, (3, 7, 5))
+    memory_value[1, 4] = 0  # a zero row: similarity 0, not NaN
+    keys, memory = tensors3("keys", "memory", dtype=dtype)
+    function = pytensor.function([keys, memory], CosineSimilarity(1e-6)(keys, memory),
+                                 mode=mode)
+    assert uses(function, CosineSimilarity)
+    result = function(keys_value.astype(dtype), memory_value.astype(dtype))
+    assert result.shape == (3, 2, 7) and result.dtype == dtype
+    tolerance = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(result, numpy_cosine(keys_value, memory_value, 1e-6),
+                               rtol=tolerance, atol=tolerance)
+    assert result[1, :, 4].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+@pytest.mark.parametrize("num_heads", [1, 3])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_memory_write_matches_numpy(mode, num_heads, dtype):
+    values = write_inputs(np.random.RandomState(1), 2, 6, 4, num_heads)
+    inputs = tensors3("memory", "weights", "erase", "add", dtype=dtype)
+    function = pytensor.function(inputs, MemoryWrite()(*inputs), mode=mode)
+    assert uses(function, MemoryWrite)
+    result = function(*[v.astype(dtype) for v in values])
+    assert result.shape == (2, 6, 4) and result.dtype == dtype
+    tolerance = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(result, numpy_write(*values), rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+@pytest.mark.parametrize("num_heads", [1, 3])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_memory_read_matches_numpy(mode, num_heads, dtype):
+    rng = np.random.RandomState(6)
+    weights_value = rng.dirichlet(np.ones(6), (2, num_heads))
+    memory_value = rng.normal(0, 1, (2, 6, 4))
+    weights, memory = tensors3("weights", "memory", dtype=dtype)
+    function = pytensor.function([weights, memory], MemoryRead()(weights, memory), mode=mode)
+    assert uses(function, MemoryRead)
+    result = function(weights_value.astype(dtype), memory_value.astype(dtype))
+    assert result.shape == (2, num_heads, 4) and result.dtype == dtype
+    tolerance = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(result, numpy_read(weights_value, memory_value), rtol=tolerance,
+                               atol=tolerance)
+
+
+@pytest.mark.parametrize("mode", ["FAST_COMPILE", "CVM"])
+@pytest.mark.parametrize("num_heads", [1, 2])
+def test_memory_read_gradient_by_finite_differences(mode, num_heads):
+    rng = np.random.RandomState(7)
+    verify_grad(MemoryRead(), [rng.dirichlet(np.ones(5), (2, num_heads)),
+                               rng.normal(0, 1, (2, 5, 3))],
+                rng=rng, mode=mode, eps=1e-7, abs_tol=1e-6, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["FAST_COMPILE", "CVM"])
+def test_cosine_similarity_gradient_by_finite_differences(mode):
+    rng = np.random.RandomState(2)
+    verify_grad(CosineSimilarity(1e-6), [rng.normal(0, 1, (2, 3, 4)), rng.normal(0, 1, (2, 5, 4))],
+                rng=rng, mode=mode, eps=1e-7, abs_tol=1e-6, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["FAST_COMPILE", "CVM"])
+@pytest.mark.parametrize("num_heads", [1, 2, 3])
+def test_memory_write_gradient_by_finite_differences(mode, num_heads):
+    rng = np.random.RandomState(3)
+    verify_grad(MemoryWrite(), list(write_inputs(rng, 2, 5, 4, num_heads)), rng=rng, mode=mode,
+                eps=1e-7, abs_tol=1e-6, rel_tol=1e-6)
+
+
+def plain_cosine(keys, memory, eps):
+    dots = pt.matmul(keys, memory.transpose(0, 2, 1))
+    key_norms = pt.sqrt(pt.sum(keys ** 2, axis=-1))
+    row_norms = pt.sqrt(pt.sum(memory ** 2, axis=-1))
+    return dots / (key_norms[:, :, None] * row_norms[:, None, :] + eps)
+
+
+def plain_write(memory, weights, erase, add):
+    keep = pt.prod(1.0 - weights[:, :, :, None] * erase[:, :, None, :], axis=1)
+    return memory * keep + pt.matmul(weights.transpose(0, 2, 1), add)
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+def test_gradients_equal_those_of_the_plain_expressions(mode):
+    """Each backend's gradient ops against PyTensor's own gradient of the same equations."""
+    rng = np.random.RandomState(4)
+    B, N, W, H = 3, 8, 5, 2
+    keys, memory, weights, erase, add = tensors3("keys", "memory", "weights", "erase", "add")
+    values = [rng.normal(0, 1, (B, H, W)), *write_inputs(rng, B, N, W, H)]
+    coefficients = rng.normal(0, 1, (B, H, N)), rng.normal(0, 1, (B, N, W))
+    inputs = [keys, memory, weights, erase, add]
+
+    def cost(cosine, write, read):
+        written = write(memory, weights, erase, add)
+        return (pt.sum(cosine(keys, written, 1e-6) * coefficients[0])
+                + pt.sum(written * coefficients[1])
+                + pt.sum(read(cosine(keys, written, 1e-6), written) ** 2))
+
+    fused = pytensor.function(inputs, pytensor.grad(
+        cost(lambda k, m, e: CosineSimilarity(e)(k, m), lambda *a: MemoryWrite()(*a),
+             lambda w, m: MemoryRead()(w, m)), inputs), mode=mode)
+    assert all(uses(fused, op) for op in (CosineSimilarityGrad, MemoryWriteGrad, MemoryReadGrad))
+    plain = pytensor.function(inputs, pytensor.grad(cost(plain_cosine, plain_write, pt.matmul),
+                                                    inputs), mode="FAST_COMPILE")
+    for got, expected in zip(fused(*values), plain(*values)):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+def test_zero_vectors_have_finite_gradients(mode):
+    keys, memory = tensors3("keys", "memory")
+    d_keys, d_memory = pytensor.grad(pt.sum(CosineSimilarity(1e-6)(keys, memory)),
+                                     [keys, memory])
+    function = pytensor.function([keys, memory], [d_keys, d_memory], mode=mode)
+    keys_value = np.zeros((1, 1, 3))
+    memory_value = np.random.RandomState(5).normal(0, 1, (1, 4, 3))
+    memory_value[0, 2] = 0
+    got_keys, got_memory = function(keys_value, memory_value)
+    assert np.isfinite(got_keys).all() and np.isfinite(got_memory).all()
+    # d/dk of k.M_n / (|k||M_n| + eps) at k = 0 is sum_n M_n / eps
+    np.testing.assert_allclose(got_keys[0, 0], memory_value[0].sum(axis=0) / 1e-6)
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+def test_mismatched_shapes_fail_with_a_message(mode):
+    keys, memory = tensors3("keys", "memory")
+    function = pytensor.function([keys, memory], CosineSimilarity()(keys, memory), mode=mode)
+    with pytest.raises(ValueError, match="batch size"):
+        function(np.zeros((2, 1, 3)), np.zeros((3, 4, 3)))
+    inputs = tensors3("memory", "weights", "erase", "add")
+    write = pytensor.function(inputs, MemoryWrite()(*inputs), mode=mode)
+    with pytest.raises(ValueError, match="do not match"):
+        write(np.zeros((2, 4, 3)), np.zeros((2, 1, 5)), np.zeros((2, 1, 3)), np.zeros((2, 1, 3)))
+    weights, memory = tensors3("weights", "memory")
+    read = pytensor.function([weights, memory], MemoryRead()(weights, memory), mode=mode)
+    with pytest.raises(ValueError, match="do not match"):
+        read(np.zeros((2, 1, 5)), np.zeros((2, 4, 3)))
+
+
+def test_wrong_number_of_dimensions_is_refused_when_building():
+    with pytest.raises(ValueError, match="memory must have 3 dimensions"):
+        CosineSimilarity()(pt.tensor3("keys"), pt.matrix("memory"))
+    with pytest.raises(ValueError, match="erase must have 3 dimensions"):
+        MemoryWrite()(pt.tensor3(), pt.tensor3(), pt.matrix(), pt.tensor3())
+
+
+@pytest.mark.parametrize("num_writes", [1, 2])
+def test_the_ntm_computes_the_same_with_and_without_the_fused_ops(monkeypatch, num_writes):
+    """Outputs and every parameter's gradient of an NTM, fused ops against plain tensor ops."""
+    from ntm import memory_kernels
+    from ntm.controllers import DenseController
+    from ntm.heads import ReadHead, WriteHead
+    from ntm.lasagne import layers
+    from ntm.lasagne.random import set_rng
+    from ntm.layers import NTMLayer
+    from ntm.memory import Memory
+
+    set_rng(np.random.RandomState(7))
+    shape = (8, 4)
+    l_input = layers.InputLayer((None, None, 3))
+    controller = DenseController(l_input, shape, 10, num_reads=1)
+    heads = [WriteHead(controller, 3, shape) for _ in range(num_writes)]
+    heads.append(ReadHead(controller, 3, shape))
+    l_ntm = NTMLayer(l_input, Memory(shape), controller, heads)
+    params = layers.get_all_params(l_ntm, trainable=True)
+    x = np.random.RandomState(8).randint(0, 2, (2, 6, 3)).astype(pytensor.config.floatX)
+
+    def evaluate(fused):
+        monkeypatch.setattr(memory_kernels, "FUSED_MEMORY_ENABLED", fused)
+        details = layers.get_output(l_ntm, get_details=True)
+        cost = pt.sum(pt.sqr(details[1])) + pt.sum(details[0][:, -1] ** 2)
+        function = pytensor.function([l_input.input_var],
+                                     details + pytensor.grad(cost, params))
+        inner = [n.op for n in function.maker.fgraph.apply_nodes if hasattr(n.op, "fgraph")]
+        inner_ops = {type(n.op) for op in inner for n in op.fgraph.apply_nodes}
+        return function(x), inner_ops
+
+    fused_values, fused_ops = evaluate(True)
+    plain_values, plain_ops = evaluate(False)
+    assert {CosineSimilarity, MemoryWrite, MemoryRead, Addressing, CosineSimilarityGrad,
+            MemoryWriteGrad, MemoryReadGrad, AddressingGrad} <= fused_ops
+    assert not {CosineSimilarity, MemoryWrite, MemoryRead, Addressing} & plain_ops
+    for fused, plain in zip(fused_values, plain_values):
+        assert fused.shape == plain.shape
+        np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-8)
