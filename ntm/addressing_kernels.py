@@ -38,7 +38,8 @@ import pytensor.tensor as pt
 from pytensor.gradient import grad_not_implemented
 from pytensor.graph.basic import Apply
 
-from .memory_kernels import _as_float_tensors, _c_contiguous_inputs, _c_release, _MemoryOp
+from .memory_kernels import (_as_float_tensors, _c_contiguous_inputs, _c_release, _MemoryOp,
+                             source_version)
 
 __all__ = ["Addressing", "AddressingGrad", "SHIFT_MODES"]
 
@@ -393,6 +394,9 @@ def _check_shapes(who, K, beta, gate, shift, gamma, previous):
 # --------------------------------------------------------------------------------------------
 # Numba implementations (registered when PyTensor's Numba backend can be imported).
 
+SOURCE_VERSION = source_version(__file__)
+
+
 def _register_numba():
     try:
         from pytensor.link.numba.dispatch import basic as numba_basic
@@ -447,15 +451,12 @@ def _register_numba():
                 umax = u[i]
         return umax
 
-    def salt(op):
-        return 1  # bump when the generated code changes
-
     @numba_basic.register_funcify_default_op_cache_key(Addressing)
     def _addressing(op, node, **kwargs):
         circular, eps = op.shift_mode == "circular", op.eps
 
         @numba_basic.numba_njit
-        def addressing(K, beta, gate, shift, gamma, previous):
+        def addressing_contiguous(K, beta, gate, shift, gamma, previous):
             check(K, beta, gate, shift, gamma, previous)
             B, H, N = K.shape
             eps_ = np.full(1, eps, dtype=K.dtype)[0]
@@ -475,14 +476,22 @@ def _register_numba():
                         out[b, h, i] /= total
             return out
 
-        return addressing, salt(op)
+        @numba_basic.numba_njit
+        def addressing(K, beta, gate, shift, gamma, previous):
+            # C-contiguous arrays: the loops index them without strides
+            return addressing_contiguous(np.ascontiguousarray(K), np.ascontiguousarray(beta),
+                                         np.ascontiguousarray(gate), np.ascontiguousarray(shift),
+                                         np.ascontiguousarray(gamma),
+                                         np.ascontiguousarray(previous))
+
+        return addressing, SOURCE_VERSION
 
     @numba_basic.register_funcify_default_op_cache_key(AddressingGrad)
     def _addressing_grad(op, node, **kwargs):
         circular, eps = op.shift_mode == "circular", op.eps
 
         @numba_basic.numba_njit
-        def addressing_grad(K, beta, gate, shift, gamma, previous, G):
+        def addressing_grad_contiguous(K, beta, gate, shift, gamma, previous, G):
             check(K, beta, gate, shift, gamma, previous)
             B, H, N = K.shape
             S = shift.shape[2]
@@ -555,7 +564,17 @@ def _register_numba():
                     d_beta[b, h] = dbeta
             return d_K, d_beta, d_gate, d_shift, d_gamma, d_previous
 
-        return addressing_grad, salt(op)
+        @numba_basic.numba_njit
+        def addressing_grad(K, beta, gate, shift, gamma, previous, G):
+            # C-contiguous arrays: the loops index them without strides
+            return addressing_grad_contiguous(np.ascontiguousarray(K), np.ascontiguousarray(beta),
+                                              np.ascontiguousarray(gate),
+                                              np.ascontiguousarray(shift),
+                                              np.ascontiguousarray(gamma),
+                                              np.ascontiguousarray(previous),
+                                              np.ascontiguousarray(G))
+
+        return addressing_grad, SOURCE_VERSION
 
     return True
 

@@ -1,10 +1,10 @@
 r"""The memory-sized computations of an NTM step as single operations, with their gradients.
 
 At every time step an NTM touches its whole :math:`N \times M` memory a few times: the write
-(erase and add), the read and the cosine similarity of every key with every row. Written as ordinary
-tensor expressions, each is several elementwise operations, reductions and broadcasts, and
-their gradients many more, each one pass over a ``(batch, N, M)`` array. With a batch of 16
-those passes, not the controller, are most of a training step.
+(erase and add), the read and the cosine similarity of every key with every row. Written as
+ordinary tensor expressions, each is several elementwise operations, reductions and
+broadcasts, and their gradients many more, each one pass over a ``(batch, N, M)`` array. With
+a batch of 16 those passes, not the controller, are most of a training step.
 
 Here each is one ``Op`` that makes one pass over the memory, and so is its gradient:
 
@@ -45,6 +45,7 @@ The heads use these ops unless the environment variable ``NTM_FUSED_MEMORY`` is 
 :mod:`ntm` is imported; then they build the same equations from ordinary tensor operations
 (which any backend, JAX included, can compile).
 """
+import hashlib
 import os
 
 import numpy as np
@@ -819,6 +820,16 @@ def _check_read(who, weights, memory):
 # --------------------------------------------------------------------------------------------
 # Numba implementations (registered when PyTensor's Numba backend can be imported).
 
+def source_version(path):
+    """An int that changes with the file at ``path``: the key under which PyTensor caches the
+    Numba functions defined there (so that an edited kernel is never taken from the cache)."""
+    with open(path, "rb") as source:
+        return int(hashlib.sha256(source.read()).hexdigest()[:12], 16)
+
+
+SOURCE_VERSION = source_version(__file__)
+
+
 def _register_numba():
     try:
         from pytensor.link.numba.dispatch import basic as numba_basic
@@ -830,7 +841,7 @@ def _register_numba():
         eps = op.eps
 
         @numba_basic.numba_njit
-        def cosine(keys, memory):
+        def cosine_contiguous(keys, memory):
             B, H, W = keys.shape
             N = memory.shape[1]
             if memory.shape[0] != B or memory.shape[2] != W:
@@ -858,14 +869,19 @@ def _register_numba():
                         out[b, h, n] = dot / (knorm[h] * rnorm + eps_)
             return out
 
-        return cosine, 1
+        @numba_basic.numba_njit
+        def cosine(keys, memory):
+            # C-contiguous arrays: the loops index them without strides
+            return cosine_contiguous(np.ascontiguousarray(keys), np.ascontiguousarray(memory))
+
+        return cosine, SOURCE_VERSION
 
     @numba_basic.register_funcify_default_op_cache_key(CosineSimilarityGrad)
     def _cosine_grad(op, node, **kwargs):
         eps = op.eps
 
         @numba_basic.numba_njit
-        def cosine_grad(keys, memory, grad):
+        def cosine_grad_contiguous(keys, memory, grad):
             B, H, W = keys.shape
             N = memory.shape[1]
             if (memory.shape[0] != B or memory.shape[2] != W or grad.shape[0] != B
@@ -917,7 +933,14 @@ def _register_numba():
                             d_keys[b, h, m] -= scale * keys[b, h, m]
             return d_keys, d_memory
 
-        return cosine_grad, 1
+        @numba_basic.numba_njit
+        def cosine_grad(keys, memory, grad):
+            # C-contiguous arrays: the loops index them without strides
+            return cosine_grad_contiguous(np.ascontiguousarray(keys),
+                                          np.ascontiguousarray(memory),
+                                          np.ascontiguousarray(grad))
+
+        return cosine_grad, SOURCE_VERSION
 
     @numba_basic.numba_njit
     def _check_write_shapes(memory, weights, erase, add):
@@ -932,63 +955,87 @@ def _register_numba():
     @numba_basic.register_funcify_default_op_cache_key(MemoryWrite)
     def _write(op, node, **kwargs):
         @numba_basic.numba_njit
-        def write(memory, weights, erase, add):
+        def write_contiguous(memory, weights, erase, add):
+            _check_write_shapes(memory, weights, erase, add)
             B, N, W = memory.shape
             H = weights.shape[1]
-            _check_write_shapes(memory, weights, erase, add)
-            out = np.empty(memory.shape, dtype=memory.dtype)
-            one = np.ones(1, dtype=memory.dtype)[0]
+            out = memory.copy()
             for b in range(B):
                 for n in range(N):
-                    for m in range(W):
-                        keep = one
-                        added = one - one
-                        for h in range(H):
-                            w = weights[b, h, n]
-                            keep *= one - w * erase[b, h, m]
-                            added += w * add[b, h, m]
-                        out[b, n, m] = memory[b, n, m] * keep + added
+                    row = out[b, n]
+                    for h in range(H):  # erase
+                        w = weights[b, h, n]
+                        e = erase[b, h]
+                        for m in range(W):
+                            row[m] *= 1 - w * e[m]
+                    for h in range(H):  # add
+                        w = weights[b, h, n]
+                        a = add[b, h]
+                        for m in range(W):
+                            row[m] += w * a[m]
             return out
 
-        return write, 1
+        @numba_basic.numba_njit
+        def write(memory, weights, erase, add):
+            # C-contiguous arrays: the loops index them without strides
+            return write_contiguous(np.ascontiguousarray(memory), np.ascontiguousarray(weights),
+                                    np.ascontiguousarray(erase), np.ascontiguousarray(add))
+
+        return write, SOURCE_VERSION
 
     @numba_basic.register_funcify_default_op_cache_key(MemoryWriteGrad)
     def _write_grad(op, node, **kwargs):
         @numba_basic.numba_njit
-        def write_grad(memory, weights, erase, add, grad):
-            B, N, W = memory.shape
-            H = weights.shape[1]
+        def write_grad_contiguous(memory, weights, erase, add, grad):
             _check_write_shapes(memory, weights, erase, add)
             if grad.shape != memory.shape:
                 raise ValueError("MemoryWriteGrad: the gradient must have the memory's shape")
-            one = np.ones(1, dtype=memory.dtype)[0]
+            B, N, W = memory.shape
+            H = weights.shape[1]
             d_memory = np.empty(memory.shape, dtype=memory.dtype)
-            d_weights = np.zeros(weights.shape, dtype=memory.dtype)
+            d_weights = np.empty(weights.shape, dtype=memory.dtype)
             d_erase = np.zeros(erase.shape, dtype=memory.dtype)
             d_add = np.zeros(add.shape, dtype=memory.dtype)
-            factor = np.empty(H, dtype=memory.dtype)
+            q = np.empty(W, dtype=memory.dtype)
             for b in range(B):
                 for n in range(N):
+                    row, g, drow = memory[b, n], grad[b, n], d_memory[b, n]
                     for m in range(W):
-                        g = grad[b, n, m]
-                        keep = one
-                        for h in range(H):
-                            factor[h] = one - weights[b, h, n] * erase[b, h, m]
-                            keep *= factor[h]
-                        d_memory[b, n, m] = g * keep
-                        for h in range(H):
-                            others = one
-                            for j in range(H):
-                                if j != h:
-                                    others *= factor[j]
-                            w = weights[b, h, n]
-                            q = g * memory[b, n, m] * others
-                            d_weights[b, h, n] += g * add[b, h, m] - q * erase[b, h, m]
-                            d_erase[b, h, m] -= q * w
-                            d_add[b, h, m] += g * w
+                        drow[m] = g[m]
+                    for h in range(H):  # d memory = G * prod_h (1 - w_h e_h)
+                        w = weights[b, h, n]
+                        e = erase[b, h]
+                        for m in range(W):
+                            drow[m] *= 1 - w * e[m]
+                    for h in range(H):
+                        w = weights[b, h, n]
+                        e, a = erase[b, h], add[b, h]
+                        for m in range(W):  # q = G * M * prod_{j != h} (1 - w_j e_j)
+                            q[m] = g[m] * row[m]
+                        for j in range(H):
+                            if j != h:
+                                wj = weights[b, j, n]
+                                ej = erase[b, j]
+                                for m in range(W):
+                                    q[m] *= 1 - wj * ej[m]
+                        dw = q[0] - q[0]
+                        de, da = d_erase[b, h], d_add[b, h]
+                        for m in range(W):
+                            dw += g[m] * a[m] - q[m] * e[m]
+                            de[m] -= q[m] * w
+                            da[m] += g[m] * w
+                        d_weights[b, h, n] = dw
             return d_memory, d_weights, d_erase, d_add
 
-        return write_grad, 1
+        @numba_basic.numba_njit
+        def write_grad(memory, weights, erase, add, grad):
+            # C-contiguous arrays: the loops index them without strides
+            return write_grad_contiguous(np.ascontiguousarray(memory),
+                                         np.ascontiguousarray(weights),
+                                         np.ascontiguousarray(erase), np.ascontiguousarray(add),
+                                         np.ascontiguousarray(grad))
+
+        return write_grad, SOURCE_VERSION
 
     @numba_basic.numba_njit
     def _check_read_shapes(weights, memory):
@@ -998,7 +1045,7 @@ def _register_numba():
     @numba_basic.register_funcify_default_op_cache_key(MemoryRead)
     def _read(op, node, **kwargs):
         @numba_basic.numba_njit
-        def read(weights, memory):
+        def read_contiguous(weights, memory):
             _check_read_shapes(weights, memory)
             B, N, W = memory.shape
             H = weights.shape[1]
@@ -1011,12 +1058,17 @@ def _register_numba():
                             out[b, h, m] += w * memory[b, n, m]
             return out
 
-        return read, 1
+        @numba_basic.numba_njit
+        def read(weights, memory):
+            # C-contiguous arrays: the loops index them without strides
+            return read_contiguous(np.ascontiguousarray(weights), np.ascontiguousarray(memory))
+
+        return read, SOURCE_VERSION
 
     @numba_basic.register_funcify_default_op_cache_key(MemoryReadGrad)
     def _read_grad(op, node, **kwargs):
         @numba_basic.numba_njit
-        def read_grad(weights, memory, grad):
+        def read_grad_contiguous(weights, memory, grad):
             _check_read_shapes(weights, memory)
             B, N, W = memory.shape
             H = weights.shape[1]
@@ -1037,7 +1089,13 @@ def _register_numba():
                         d_weights[b, h, n] = dot
             return d_weights, d_memory
 
-        return read_grad, 1
+        @numba_basic.numba_njit
+        def read_grad(weights, memory, grad):
+            # C-contiguous arrays: the loops index them without strides
+            return read_grad_contiguous(np.ascontiguousarray(weights),
+                                        np.ascontiguousarray(memory), np.ascontiguousarray(grad))
+
+        return read_grad, SOURCE_VERSION
 
     return True
 
