@@ -95,15 +95,15 @@ __all__ = [
 
 #: PyTensor mode used unless ``--mode`` or the environment variable ``NTM_MODE`` says otherwise.
 #: Chosen with ``benchmarks/train_step.py`` (see the README): the C backend starts training in
-#: about 15 s and steps 2.5 to 4 times faster than FAST_COMPILE; Numba steps 2 to 4 times faster
-#: still, but its first run compiles for about 4 minutes (cached on disk afterwards), so it is
+#: about 8 s and steps 6 to 9 times faster than FAST_COMPILE; Numba steps up to 2 times faster
+#: still, but its first run compiles for about 3 minutes (cached on disk afterwards), so it is
 #: the choice for long runs (``--mode NUMBA``), not the default.
 DEFAULT_MODE = "CVM"
 
 #: Learning rate of each optimizer when ``--learning-rate`` is not given. Graves' RMSProp at
-#: 3e-4 rather than the paper's 1e-4: on the copy task (``benchmarks/convergence.py``) 5 of 5
-#: seeds converged after 1,500-2,500 sequences, where at 1e-4 two of four stayed at chance
-#: level for 9,000-15,000.
+#: 3e-4 rather than the paper's 1e-4: on the copy task (``benchmarks/convergence.py``, an earlier
+#: compiled graph) 5 of 5 seeds converged after 1,500-2,500 sequences, where at 1e-4 two of
+#: four stayed at chance level for 9,000-15,000 (the README has the current graph's figures).
 LEARNING_RATES = OrderedDict([("graves_rmsprop", 3e-4), ("adam", 1e-3), ("rmsprop", 1e-3)])
 
 #: Controller classes by their ``--controller`` name.
