@@ -35,11 +35,10 @@ for ``NUMBA`` and NumPy for the Python linker compute the same loops; the heads 
 """
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import grad_not_implemented
 from pytensor.graph.basic import Apply
 
-from .memory_kernels import (_as_float_tensors, _c_contiguous_inputs, _c_release, _MemoryOp,
-                             source_version)
+from .memory_kernels import (_as_float_tensors, _c_contiguous_inputs, _c_release, _c_shapes,
+                             _GradientOp, _MemoryOp, source_version)
 
 __all__ = ["Addressing", "AddressingGrad", "SHIFT_MODES"]
 
@@ -126,7 +125,7 @@ class Addressing(_MemoryOp):
         typedef dtype_{out} T;
         T* scratch = NULL;
         {_c_contiguous_inputs(names, fail, release)}
-        {_C_DIMENSIONS.format(who="Addressing", release=release, fail=fail)}
+        {_c_shapes("Addressing", _LAYOUT, release, fail, extra="S <= N")}
         if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_K), c_K) != 0) {{ {release} {fail} }}
         scratch = (T*)malloc(sizeof(T) * 3 * (N > 0 ? N : 1));
         ntm_addressing<T>({_c_data(names)}, (T*)PyArray_DATA({out}), B * H, N, S, {circular},
@@ -139,24 +138,16 @@ class Addressing(_MemoryOp):
         return super().c_support_code(**kwargs) + _C_SUPPORT
 
 
-class AddressingGrad(_MemoryOp):
+class AddressingGrad(_GradientOp):
     """The gradients of :class:`Addressing` with respect to its six inputs, given the new
     weightings' gradient (equations in the module docstring)."""
 
     __props__ = ("shift_mode", "eps")
+    input_names, input_ndims = _INPUT_NAMES + ("output_grad",), _INPUT_NDIMS + (3,)
 
     def __init__(self, shift_mode="circular", eps=1e-6):
         _check_mode("AddressingGrad", shift_mode)
         self.shift_mode, self.eps = shift_mode, float(eps)
-
-    def make_node(self, *inputs):
-        inputs, dtype = _as_float_tensors("AddressingGrad", _INPUT_NAMES + ("output_grad",),
-                                          inputs, _INPUT_NDIMS + (3,))
-        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
-                                    for x in inputs[:6]])
-
-    def infer_shape(self, fgraph, node, shapes):
-        return list(shapes[:6])
 
     def perform(self, node, inputs, outputs):
         K, beta, gate, shift, gamma, previous, G = inputs
@@ -202,10 +193,6 @@ class AddressingGrad(_MemoryOp):
         for i, value in enumerate((d_K, d_beta, d_gate, d_shift, d_gamma, d_previous)):
             outputs[i][0] = value.astype(K.dtype, copy=False)
 
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, i, x, "second derivatives of the addressing")
-                for i, x in enumerate(inputs)]
-
     def c_support_code(self, **kwargs):
         return super().c_support_code(**kwargs) + _C_SUPPORT
 
@@ -224,12 +211,8 @@ class AddressingGrad(_MemoryOp):
         typedef dtype_{outputs[0]} T;
         T* scratch = NULL;
         {_c_contiguous_inputs(names, fail, release)}
-        {_C_DIMENSIONS.format(who="AddressingGrad", release=release, fail=fail)}
-        if (PyArray_DIMS(c_G)[0] != B || PyArray_DIMS(c_G)[1] != H || PyArray_DIMS(c_G)[2] != N) {{
-            PyErr_SetString(PyExc_ValueError, "AddressingGrad: the gradient must have the shape "
-                            "of the weightings");
-            {release} {fail}
-        }}
+        {_c_shapes("AddressingGrad", dict(_LAYOUT, G=("gradient", "BHN")), release, fail,
+                   extra="S <= N")}
         if ({prepare}) {{ {release} {fail} }}
         scratch = (T*)malloc(sizeof(T) * 6 * (N > 0 ? N : 1));
         ntm_addressing_grad<T>({_c_data(names)}, {results}, B * H, N, S, {circular},
@@ -366,21 +349,9 @@ def _c_data(names):
     return ", ".join(f"(const T*)PyArray_DATA(c_{n})" for n in names)
 
 
-# Shapes: K (B, H, N), beta/gate/gamma (B, H), s (B, H, S), prev (B, H, N).
-_C_DIMENSIONS = """
-        const npy_intp B = PyArray_DIMS(c_K)[0], H = PyArray_DIMS(c_K)[1], N = PyArray_DIMS(c_K)[2];
-        const npy_intp S = PyArray_DIMS(c_s)[2];
-        if (PyArray_DIMS(c_beta)[0] != B || PyArray_DIMS(c_beta)[1] != H
-                || PyArray_DIMS(c_gate)[0] != B || PyArray_DIMS(c_gate)[1] != H
-                || PyArray_DIMS(c_gamma)[0] != B || PyArray_DIMS(c_gamma)[1] != H
-                || PyArray_DIMS(c_s)[0] != B || PyArray_DIMS(c_s)[1] != H
-                || PyArray_DIMS(c_prev)[0] != B || PyArray_DIMS(c_prev)[1] != H
-                || PyArray_DIMS(c_prev)[2] != N || S > N) {{
-            PyErr_SetString(PyExc_ValueError, "{who}: similarities (B, H, N), beta, gate and gamma "
-                            "(B, H), shift (B, H, S <= N) and previous (B, H, N) do not match");
-            {release} {fail}
-        }}
-"""
+# What the C code checks: C name -> (what it is, dimensions).
+_LAYOUT = {"K": ("similarities", "BHN"), "beta": ("beta", "BH"), "gate": ("gate", "BH"),
+           "s": ("shift", "BHS"), "gamma": ("gamma", "BH"), "prev": ("previous", "BHN")}
 
 def _check_shapes(who, K, beta, gate, shift, gamma, previous):
     B, H, N = K.shape
@@ -414,6 +385,14 @@ def _register_numba():
                              "shift (B, H, S <= N) and previous (B, H, N) do not match")
 
     @numba_basic.numba_njit
+    def source(i, offset, N, circular):
+        """The location of ``gated`` that a move by ``offset`` brings to ``i`` (-1: none)."""
+        j = i - offset
+        if circular:
+            return j + N if j < 0 else (j - N if j >= N else j)
+        return j if 0 <= j < N else -1
+
+    @numba_basic.numba_njit
     def forward_row(K, beta, g, s, previous, circular, eps, content, gated, u):
         """One (batch, head) row up to u = shift(gated) + eps; returns max u."""
         N, S = K.shape[0], s.shape[0]
@@ -435,15 +414,9 @@ def _register_numba():
         for k in range(S):
             offset = k - half
             for i in range(N):
-                j = i - offset
-                if circular:
-                    if j < 0:
-                        j += N
-                    elif j >= N:
-                        j -= N
-                elif j < 0 or j >= N:
-                    continue
-                u[i] += s[k] * gated[j]
+                j = source(i, offset, N, circular)
+                if j >= 0:
+                    u[i] += s[k] * gated[j]
         umax = zsum - zsum
         for i in range(N):
             u[i] += eps
@@ -538,16 +511,10 @@ def _register_numba():
                         offset = k - half
                         ds = zero
                         for i in range(N):
-                            j = i - offset
-                            if circular:
-                                if j < 0:
-                                    j += N
-                                elif j >= N:
-                                    j -= N
-                            elif j < 0 or j >= N:
-                                continue
-                            ds += d_tilde[i] * gated[j]
-                            d_gated[j] += shift[b, h, k] * d_tilde[i]
+                            j = source(i, offset, N, circular)
+                            if j >= 0:
+                                ds += d_tilde[i] * gated[j]
+                                d_gated[j] += shift[b, h, k] * d_tilde[i]
                         d_shift[b, h, k] = ds
                     dgate = zero
                     cdc = zero

@@ -64,6 +64,24 @@ FUSED_MEMORY_ENABLED = os.environ.get("NTM_FUSED_MEMORY", "1").strip().lower() n
     "0", "off", "false", "no")
 
 
+def source_version(*paths):
+    """An int that changes with the files at ``paths``: the version under which PyTensor caches
+    the C modules and Numba functions of the kernels defined there (so that an edited kernel is
+    never taken from a cache)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as source:
+            digest.update(source.read())
+    return int(digest.hexdigest()[:12], 16)
+
+
+SOURCE_VERSION = source_version(__file__)
+
+#: version of the kernels' C code, which both modules' ops share
+C_VERSION = source_version(__file__, os.path.join(os.path.dirname(__file__),
+                                                  "addressing_kernels.py"))
+
+
 def _as_float_tensors(who, names, values, ndims):
     """The inputs as tensors of one float dtype, or a TypeError/ValueError naming the argument."""
     tensors = [pt.as_tensor_variable(v) for v in values]
@@ -78,12 +96,13 @@ def _as_float_tensors(who, names, values, ndims):
     return [pt.cast(t, dtype) for t in tensors], dtype
 
 
-def _static(*dims):
-    """A static shape entry: the first known value among ``dims``."""
-    for dim in dims:
-        if dim is not None:
-            return dim
-    return None
+def _batched_node(op, names, values, x_axis, y_axis):
+    """The node of ``op`` on two 3-D inputs ``x`` and ``y`` (batch first) whose output is
+    ``(batch, x.shape[x_axis], y.shape[y_axis])``."""
+    (x, y), dtype = _as_float_tensors(type(op).__name__, names, values, (3, 3))
+    batch = x.type.shape[0] if x.type.shape[0] is not None else y.type.shape[0]
+    shape = (batch, x.type.shape[x_axis], y.type.shape[y_axis])
+    return Apply(op, [x, y], [pt.tensor(dtype=dtype, shape=shape)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,25 +394,43 @@ def _c_release(names):
     return " ".join(f"Py_XDECREF(c_{n});" for n in names)
 
 
-# Shapes of the write's inputs: memory (B, N, M), weights (B, H, N), erase and add (B, H, M).
-_C_WRITE_SHAPES = """
-        const npy_intp B = PyArray_DIMS(c_mem)[0], N = PyArray_DIMS(c_mem)[1], W = PyArray_DIMS(c_mem)[2];
-        const npy_intp H = PyArray_DIMS(c_w)[1];
-        if (PyArray_DIMS(c_w)[0] != B || PyArray_DIMS(c_w)[2] != N
-                || PyArray_DIMS(c_e)[0] != B || PyArray_DIMS(c_e)[1] != H || PyArray_DIMS(c_e)[2] != W
-                || PyArray_DIMS(c_a)[0] != B || PyArray_DIMS(c_a)[1] != H || PyArray_DIMS(c_a)[2] != W) {{
-            PyErr_SetString(PyExc_ValueError, "{who}: memory (B, N, M), weights (B, H, N), "
-                            "erase and add (B, H, M) do not match");
-            {release} {fail}
-        }}
-"""
+def _c_shapes(who, layout, release, fail, extra=None):
+    """C that names every dimension and fails with a ValueError unless the inputs agree.
+
+    ``layout`` maps an input's C name (``c_<name>``) to ``(what it is, its dimensions)``, each
+    dimension a one-letter C variable: its first appearance defines it
+    (``const npy_intp B = PyArray_DIMS(c_mem)[0];``), every later one is checked against it.
+    ``extra`` is one more C condition that must hold.
+    """
+    defined, declarations, conditions, described = set(), [], [], []
+    for name, (what, dims) in layout.items():
+        for axis, dim in enumerate(dims):
+            size = f"PyArray_DIMS(c_{name})[{axis}]"
+            if dim in defined:
+                conditions.append(f"{size} != {dim}")
+            else:
+                defined.add(dim)
+                declarations.append(f"const npy_intp {dim} = {size};")
+        described.append(f"{what} ({', '.join(dims)})")
+    if extra:
+        conditions.append(f"!({extra})")
+    message = f"{who}: {', '.join(described)} do not match"
+    check = (f"if ({' || '.join(conditions)}) {{ PyErr_SetString(PyExc_ValueError, "
+             f"\"{message}\"); {release} {fail} }}" if conditions else "")
+    return "\n".join(declarations + [check])
+
+
+# What each op's C code checks: C name -> (what it is, dimensions); M is called W in C.
+_COSINE_LAYOUT = {"k": ("keys", "BHW"), "mem": ("memory", "BNW")}
+_WRITE_LAYOUT = {"mem": ("memory", "BNW"), "w": ("weights", "BHN"), "e": ("erase", "BHW"),
+                 "a": ("add", "BHW")}
+_READ_LAYOUT = {"w": ("weights", "BHN"), "mem": ("memory", "BNW")}
 
 
 class _MemoryOp(COp):
     """Shared plumbing: C headers and support code, cache versions."""
 
     __props__ = ()
-    _c_version = 6
 
     def c_headers(self, **kwargs):
         return ["<cmath>", "<string.h>"]
@@ -407,7 +444,29 @@ class _MemoryOp(COp):
                 "-fno-trapping-math"]
 
     def c_code_cache_version(self):
-        return (self._c_version,)
+        return (C_VERSION,)
+
+
+class _GradientOp(_MemoryOp):
+    """An op computing the gradients of a forward op with respect to each of its inputs, from
+    those inputs and the output's gradient (the last input): every gradient has the shape of
+    its input. ``input_names`` and ``input_ndims`` describe the inputs."""
+
+    input_names = ()
+    input_ndims = ()
+
+    def make_node(self, *inputs):
+        inputs, dtype = _as_float_tensors(type(self).__name__, self.input_names, inputs,
+                                          self.input_ndims)
+        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
+                                    for x in inputs[:-1]])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return list(shapes[:-1])
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, i, x, f"second derivatives ({type(self).__name__})")
+                for i, x in enumerate(inputs)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,11 +487,8 @@ class CosineSimilarity(_MemoryOp):
         self.eps = float(eps)
 
     def make_node(self, keys, memory):
-        (keys, memory), dtype = _as_float_tensors("CosineSimilarity", ("keys", "memory"),
-                                                  (keys, memory), (3, 3))
-        shape = (_static(keys.type.shape[0], memory.type.shape[0]), keys.type.shape[1],
-                 memory.type.shape[1])
-        return Apply(self, [keys, memory], [pt.tensor(dtype=dtype, shape=shape)])
+        # (batch, heads, N): the keys' first two axes, the memory's second
+        return _batched_node(self, ("keys", "memory"), (keys, memory), 1, 1)
 
     def infer_shape(self, fgraph, node, shapes):
         keys, memory = shapes
@@ -462,15 +518,7 @@ class CosineSimilarity(_MemoryOp):
         typedef dtype_{out} T;
         T* knorm = NULL;
         {_c_contiguous_inputs(names, fail, release)}
-        const npy_intp B = PyArray_DIMS(c_k)[0], H = PyArray_DIMS(c_k)[1], W = PyArray_DIMS(c_k)[2];
-        const npy_intp N = PyArray_DIMS(c_mem)[1];
-        if (PyArray_DIMS(c_mem)[0] != B || PyArray_DIMS(c_mem)[2] != W) {{
-            PyErr_Format(PyExc_ValueError, "CosineSimilarity: keys (%ld, %ld, %ld) and memory "
-                         "(%ld, %ld, %ld) must share the batch size and the row size",
-                         (long)B, (long)H, (long)W, (long)PyArray_DIMS(c_mem)[0], (long)N,
-                         (long)PyArray_DIMS(c_mem)[2]);
-            {release} {fail}
-        }}
+        {_c_shapes("CosineSimilarity", _COSINE_LAYOUT, release, fail)}
         npy_intp dims[3] = {{B, H, N}};
         if (ntm_prepare_output(&{out}, 3, dims, c_k) != 0) {{ {release} {fail} }}
         knorm = (T*)malloc(sizeof(T) * (H > 0 ? H : 1));
@@ -481,25 +529,15 @@ class CosineSimilarity(_MemoryOp):
         """
 
 
-class CosineSimilarityGrad(_MemoryOp):
+class CosineSimilarityGrad(_GradientOp):
     """The gradients ``(d keys, d memory)`` of :class:`CosineSimilarity` given the output's
     gradient (equations in the module docstring)."""
 
     __props__ = ("eps",)
+    input_names, input_ndims = ("keys", "memory", "output_grad"), (3, 3, 3)
 
     def __init__(self, eps=1e-6):
         self.eps = float(eps)
-
-    def make_node(self, keys, memory, output_grad):
-        (keys, memory, output_grad), dtype = _as_float_tensors(
-            "CosineSimilarityGrad", ("keys", "memory", "output_grad"),
-            (keys, memory, output_grad), (3, 3, 3))
-        return Apply(self, [keys, memory, output_grad],
-                     [pt.tensor(dtype=dtype, shape=keys.type.shape),
-                      pt.tensor(dtype=dtype, shape=memory.type.shape)])
-
-    def infer_shape(self, fgraph, node, shapes):
-        return [shapes[0], shapes[1]]
 
     def perform(self, node, inputs, outputs):
         keys, memory, grad = inputs
@@ -524,10 +562,6 @@ class CosineSimilarityGrad(_MemoryOp):
         outputs[0][0] = d_keys.astype(dtype, copy=False)
         outputs[1][0] = d_memory.astype(dtype, copy=False)
 
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, i, x, "second derivatives of the cosine similarity")
-                for i, x in enumerate(inputs)]
-
     def c_code(self, node, name, inputs, outputs, sub):
         keys, memory, grad = inputs
         d_keys, d_memory = outputs
@@ -539,15 +573,8 @@ class CosineSimilarityGrad(_MemoryOp):
         typedef dtype_{d_keys} T;
         T* knorm = NULL;
         {_c_contiguous_inputs(names, fail, release)}
-        const npy_intp B = PyArray_DIMS(c_k)[0], H = PyArray_DIMS(c_k)[1], W = PyArray_DIMS(c_k)[2];
-        const npy_intp N = PyArray_DIMS(c_mem)[1];
-        if (PyArray_DIMS(c_mem)[0] != B || PyArray_DIMS(c_mem)[2] != W
-                || PyArray_DIMS(c_g)[0] != B || PyArray_DIMS(c_g)[1] != H
-                || PyArray_DIMS(c_g)[2] != N) {{
-            PyErr_SetString(PyExc_ValueError, "CosineSimilarityGrad: keys (B, H, M), memory "
-                            "(B, N, M) and the gradient (B, H, N) do not match");
-            {release} {fail}
-        }}
+        {_c_shapes("CosineSimilarityGrad", dict(_COSINE_LAYOUT, g=("gradient", "BHN")), release,
+                   fail)}
         if (ntm_prepare_output(&{d_keys}, 3, PyArray_DIMS(c_k), c_k) != 0) {{ {release} {fail} }}
         if (ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_k) != 0) {{ {release} {fail} }}
         knorm = (T*)malloc(sizeof(T) * 2 * (H > 0 ? H : 1));
@@ -600,7 +627,7 @@ class MemoryWrite(_MemoryOp):
         {{
         typedef dtype_{out} T;
         {_c_contiguous_inputs(names, fail, release)}
-        {_C_WRITE_SHAPES.format(who="MemoryWrite", release=release, fail=fail)}
+        {_c_shapes("MemoryWrite", _WRITE_LAYOUT, release, fail)}
         if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_mem), c_mem) != 0) {{ {release} {fail} }}
         ntm_write<T>((const T*)PyArray_DATA(c_mem), (const T*)PyArray_DATA(c_w),
                      (const T*)PyArray_DATA(c_e), (const T*)PyArray_DATA(c_a),
@@ -610,19 +637,12 @@ class MemoryWrite(_MemoryOp):
         """
 
 
-class MemoryWriteGrad(_MemoryOp):
+class MemoryWriteGrad(_GradientOp):
     """The gradients ``(d memory, d weights, d erase, d add)`` of :class:`MemoryWrite` given the
     output's gradient (equations in the module docstring)."""
 
-    def make_node(self, memory, weights, erase, add, output_grad):
-        inputs, dtype = _as_float_tensors(
-            "MemoryWriteGrad", ("memory", "weights", "erase", "add", "output_grad"),
-            (memory, weights, erase, add, output_grad), (3, 3, 3, 3, 3))
-        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
-                                    for x in inputs[:4]])
-
-    def infer_shape(self, fgraph, node, shapes):
-        return list(shapes[:4])
+    input_names = ("memory", "weights", "erase", "add", "output_grad")
+    input_ndims = (3, 3, 3, 3, 3)
 
     def perform(self, node, inputs, outputs):
         memory, weights, erase, add, grad = inputs
@@ -643,10 +663,6 @@ class MemoryWriteGrad(_MemoryOp):
         for i, value in enumerate((d_memory, d_weights, d_erase, d_add)):
             outputs[i][0] = value.astype(memory.dtype, copy=False)
 
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, i, x, "second derivatives of the memory write")
-                for i, x in enumerate(inputs)]
-
     def c_code(self, node, name, inputs, outputs, sub):
         memory, weights, erase, add, grad = inputs
         d_memory, d_weights, d_erase, d_add = outputs
@@ -658,12 +674,7 @@ class MemoryWriteGrad(_MemoryOp):
         typedef dtype_{d_memory} T;
         T* scratch = NULL;
         {_c_contiguous_inputs(names, fail, release)}
-        {_C_WRITE_SHAPES.format(who="MemoryWriteGrad", release=release, fail=fail)}
-        if (PyArray_DIMS(c_g)[0] != B || PyArray_DIMS(c_g)[1] != N || PyArray_DIMS(c_g)[2] != W) {{
-            PyErr_SetString(PyExc_ValueError, "MemoryWriteGrad: the gradient must have the "
-                            "memory's shape");
-            {release} {fail}
-        }}
+        {_c_shapes("MemoryWriteGrad", dict(_WRITE_LAYOUT, g=("gradient", "BNW")), release, fail)}
         if (ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_mem) != 0
                 || ntm_prepare_output(&{d_weights}, 3, PyArray_DIMS(c_w), c_mem) != 0
                 || ntm_prepare_output(&{d_erase}, 3, PyArray_DIMS(c_e), c_mem) != 0
@@ -693,11 +704,8 @@ class MemoryRead(_MemoryOp):
     """
 
     def make_node(self, weights, memory):
-        (weights, memory), dtype = _as_float_tensors("MemoryRead", ("weights", "memory"),
-                                                     (weights, memory), (3, 3))
-        shape = (_static(weights.type.shape[0], memory.type.shape[0]), weights.type.shape[1],
-                 memory.type.shape[2])
-        return Apply(self, [weights, memory], [pt.tensor(dtype=dtype, shape=shape)])
+        # (batch, heads, M): the weightings' first two axes, the memory's third
+        return _batched_node(self, ("weights", "memory"), (weights, memory), 1, 2)
 
     def infer_shape(self, fgraph, node, shapes):
         weights, memory = shapes
@@ -721,13 +729,7 @@ class MemoryRead(_MemoryOp):
         {{
         typedef dtype_{out} T;
         {_c_contiguous_inputs(names, fail, release)}
-        const npy_intp B = PyArray_DIMS(c_mem)[0], N = PyArray_DIMS(c_mem)[1], W = PyArray_DIMS(c_mem)[2];
-        const npy_intp H = PyArray_DIMS(c_w)[1];
-        if (PyArray_DIMS(c_w)[0] != B || PyArray_DIMS(c_w)[2] != N) {{
-            PyErr_SetString(PyExc_ValueError, "MemoryRead: weights (B, H, N) and memory "
-                            "(B, N, M) do not match");
-            {release} {fail}
-        }}
+        {_c_shapes("MemoryRead", _READ_LAYOUT, release, fail)}
         npy_intp dims[3] = {{B, H, W}};
         if (ntm_prepare_output(&{out}, 3, dims, c_mem) != 0) {{ {release} {fail} }}
         ntm_read<T>((const T*)PyArray_DATA(c_w), (const T*)PyArray_DATA(c_mem),
@@ -737,19 +739,12 @@ class MemoryRead(_MemoryOp):
         """
 
 
-class MemoryReadGrad(_MemoryOp):
+class MemoryReadGrad(_GradientOp):
     r"""The gradients ``(d weights, d memory)`` of :class:`MemoryRead` given the output's
     gradient :math:`G`: :math:`\partial w_h[n] = G_h \cdot M_n`,
     :math:`\partial M_n = \sum_h w_h[n] G_h`."""
 
-    def make_node(self, weights, memory, output_grad):
-        inputs, dtype = _as_float_tensors("MemoryReadGrad", ("weights", "memory", "output_grad"),
-                                          (weights, memory, output_grad), (3, 3, 3))
-        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
-                                    for x in inputs[:2]])
-
-    def infer_shape(self, fgraph, node, shapes):
-        return list(shapes[:2])
+    input_names, input_ndims = ("weights", "memory", "output_grad"), (3, 3, 3)
 
     def perform(self, node, inputs, outputs):
         weights, memory, grad = inputs
@@ -762,10 +757,6 @@ class MemoryReadGrad(_MemoryOp):
         outputs[1][0] = np.matmul(weights.transpose(0, 2, 1), grad).astype(memory.dtype,
                                                                             copy=False)
 
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, i, x, "second derivatives of the memory read")
-                for i, x in enumerate(inputs)]
-
     def c_code(self, node, name, inputs, outputs, sub):
         weights, memory, grad = inputs
         d_weights, d_memory = outputs
@@ -776,14 +767,7 @@ class MemoryReadGrad(_MemoryOp):
         {{
         typedef dtype_{d_memory} T;
         {_c_contiguous_inputs(names, fail, release)}
-        const npy_intp B = PyArray_DIMS(c_mem)[0], N = PyArray_DIMS(c_mem)[1], W = PyArray_DIMS(c_mem)[2];
-        const npy_intp H = PyArray_DIMS(c_w)[1];
-        if (PyArray_DIMS(c_w)[0] != B || PyArray_DIMS(c_w)[2] != N || PyArray_DIMS(c_g)[0] != B
-                || PyArray_DIMS(c_g)[1] != H || PyArray_DIMS(c_g)[2] != W) {{
-            PyErr_SetString(PyExc_ValueError, "MemoryReadGrad: weights (B, H, N), memory "
-                            "(B, N, M) and the gradient (B, H, M) do not match");
-            {release} {fail}
-        }}
+        {_c_shapes("MemoryReadGrad", dict(_READ_LAYOUT, g=("gradient", "BHW")), release, fail)}
         if (ntm_prepare_output(&{d_weights}, 3, PyArray_DIMS(c_w), c_mem) != 0
                 || ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_mem) != 0) {{
             {release} {fail}
@@ -798,8 +782,8 @@ class MemoryReadGrad(_MemoryOp):
 
 def _check_batch(who, keys, memory):
     if keys.shape[0] != memory.shape[0] or keys.shape[2] != memory.shape[2]:
-        raise ValueError(f"{who}: keys {keys.shape} and memory {memory.shape} must share the "
-                         "batch size and the row size")
+        raise ValueError(f"{who}: keys {keys.shape} (B, H, M) and memory {memory.shape} "
+                         "(B, N, M) do not match")
 
 
 def _check_write(who, memory, weights, erase, add):
@@ -820,21 +804,20 @@ def _check_read(who, weights, memory):
 # --------------------------------------------------------------------------------------------
 # Numba implementations (registered when PyTensor's Numba backend can be imported).
 
-def source_version(path):
-    """An int that changes with the file at ``path``: the key under which PyTensor caches the
-    Numba functions defined there (so that an edited kernel is never taken from the cache)."""
-    with open(path, "rb") as source:
-        return int(hashlib.sha256(source.read()).hexdigest()[:12], 16)
-
-
-SOURCE_VERSION = source_version(__file__)
-
 
 def _register_numba():
     try:
         from pytensor.link.numba.dispatch import basic as numba_basic
     except ImportError:  # Numba not installed: the other backends still work
         return False
+
+    @numba_basic.numba_njit
+    def row_dot(x, y, zero):
+        """The dot product of two rows (``zero`` of their dtype)."""
+        total = zero
+        for m in range(x.shape[0]):
+            total += x[m] * y[m]
+        return total
 
     @numba_basic.register_funcify_default_op_cache_key(CosineSimilarity)
     def _cosine(op, node, **kwargs):
@@ -845,28 +828,20 @@ def _register_numba():
             B, H, W = keys.shape
             N = memory.shape[1]
             if memory.shape[0] != B or memory.shape[2] != W:
-                raise ValueError("CosineSimilarity: keys and memory must share the batch size "
-                                 "and the row size")
+                raise ValueError("CosineSimilarity: keys (B, H, M) and memory (B, N, M) do not "
+                                 "match")
             zero = np.zeros(1, dtype=keys.dtype)[0]
             eps_ = np.full(1, eps, dtype=keys.dtype)[0]
             out = np.empty((B, H, N), dtype=keys.dtype)
             knorm = np.empty(H, dtype=keys.dtype)
             for b in range(B):
                 for h in range(H):
-                    s = zero
-                    for m in range(W):
-                        s += keys[b, h, m] * keys[b, h, m]
-                    knorm[h] = np.sqrt(s)
+                    knorm[h] = np.sqrt(row_dot(keys[b, h], keys[b, h], zero))
                 for n in range(N):
-                    s = zero
-                    for m in range(W):
-                        s += memory[b, n, m] * memory[b, n, m]
-                    rnorm = np.sqrt(s)
+                    row = memory[b, n]
+                    rnorm = np.sqrt(row_dot(row, row, zero))
                     for h in range(H):
-                        dot = zero
-                        for m in range(W):
-                            dot += keys[b, h, m] * memory[b, n, m]
-                        out[b, h, n] = dot / (knorm[h] * rnorm + eps_)
+                        out[b, h, n] = row_dot(keys[b, h], row, zero) / (knorm[h] * rnorm + eps_)
             return out
 
         @numba_basic.numba_njit
@@ -896,23 +871,16 @@ def _register_numba():
             kcoef = np.empty(H, dtype=keys.dtype)
             for b in range(B):
                 for h in range(H):
-                    s = zero
-                    for m in range(W):
-                        s += keys[b, h, m] * keys[b, h, m]
-                    knorm[h] = np.sqrt(s)
+                    knorm[h] = np.sqrt(row_dot(keys[b, h], keys[b, h], zero))
                     kcoef[h] = zero
                 for n in range(N):
-                    s = zero
-                    for m in range(W):
-                        s += memory[b, n, m] * memory[b, n, m]
-                    rnorm = np.sqrt(s)
+                    row = memory[b, n]
+                    rnorm = np.sqrt(row_dot(row, row, zero))
                     rcoef = zero
                     for m in range(W):
                         d_memory[b, n, m] = zero
                     for h in range(H):
-                        dot = zero
-                        for m in range(W):
-                            dot += keys[b, h, m] * memory[b, n, m]
+                        dot = row_dot(keys[b, h], row, zero)
                         g = grad[b, h, n]
                         den = knorm[h] * rnorm + eps_
                         a = g / den
