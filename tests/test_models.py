@@ -11,7 +11,8 @@ MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 def test_the_shipped_copy_model_copies_length_120_without_a_bit_error(capsys):
     path = os.path.join(MODELS, "copy.npz")
     result = copy_task.main(["--load", path, "--iterations", "0", "--eval-lengths", "20,120",
-                             "--eval-batches", "16", "--mode", "FAST_COMPILE", "--quiet"])
+                             "--batch-size", "1", "--eval-batches", "16", "--mode",
+                             "FAST_COMPILE", "--quiet"])
     assert result.exit_code == 0
     by_length = {row["value"]: row for row in result.evaluation}
     assert by_length[120]["sequences"] == 16
