@@ -25,8 +25,8 @@ from utils import training  # noqa: E402
 from utils.generators import CopyTask  # noqa: E402
 from utils.visualization import delimiter_marker  # noqa: E402
 
-__all__ = ["TASK_OPTIONS", "COPY_TRAINING_DEFAULTS", "build_model", "copy_task_options", "make_copy_like_task",
-           "make_parser", "run_copy_like", "main"]
+__all__ = ["TASK_OPTIONS", "COPY_TRAINING_DEFAULTS", "build_model", "copy_task_options",
+           "make_copy_like_task", "make_parser", "run_copy_like", "main"]
 
 
 def copy_task_options(max_length=20):

@@ -234,7 +234,10 @@ static inline T ntm_address_row(const T* __restrict__ K, T beta, T g, const T* _
     T zmax = beta * K[0];
     for (npy_intp n = 1; n < N; ++n) if (beta * K[n] > zmax) zmax = beta * K[n];
     T zsum = 0;
-    for (npy_intp n = 0; n < N; ++n) { content[n] = std::exp(beta * K[n] - zmax); zsum += content[n]; }
+    for (npy_intp n = 0; n < N; ++n) {
+        content[n] = std::exp(beta * K[n] - zmax);
+        zsum += content[n];
+    }
     for (npy_intp n = 0; n < N; ++n) content[n] /= zsum;
     for (npy_intp n = 0; n < N; ++n) gated[n] = g * content[n] + (1 - g) * prev[n];
     for (npy_intp i = 0; i < N; ++i) u[i] = 0;
@@ -297,7 +300,8 @@ static NTM_KERNEL void ntm_addressing_grad(
             d_tilde[i] = dv * gam * v[i] / u[i];
         }
         dGamma[r] = dgamma;
-        /* shift: d_gated[j] = sum_k s[k] d_tilde[j + offset_k]; dS[k] = sum_i d_tilde[i] gated[i - offset_k] */
+        /* shift: d_gated[j] = sum_k s[k] d_tilde[j + offset_k],
+                  dS[k] = sum_i d_tilde[i] gated[i - offset_k] */
         for (npy_intp j = 0; j < N; ++j) d_gated[j] = 0;
         for (npy_intp k = 0; k < S; ++k) {
             const npy_intp offset = k - half;

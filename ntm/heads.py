@@ -354,7 +354,7 @@ class HeadCollection:
         :class:`~ntm.addressing_kernels.Addressing` op, else :func:`content_addressing`,
         :func:`interpolate`, :func:`shift` and :func:`sharpen`.
         """
-        if memory_kernels.FUSED_MEMORY_ENABLED if fused is None else fused:
+        if memory_kernels.use_fused(fused):
             similarities = cosine_similarity(emitted["key"], memory, fused=True)
             return Addressing(self.shift_mode, SHARPEN_EPSILON)(
                 similarities, emitted["beta"], emitted["gate"], emitted["shift"],
@@ -375,7 +375,7 @@ class ReadHeadCollection(HeadCollection):
         With ``fused`` (default: :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED`) one
         :class:`~ntm.memory_kernels.MemoryRead` op, else a batched matrix product.
         """
-        if memory_kernels.FUSED_MEMORY_ENABLED if fused is None else fused:
+        if memory_kernels.use_fused(fused):
             return memory_kernels.MemoryRead()(weights, memory)
         return pt.matmul(weights, memory)
 
@@ -396,7 +396,7 @@ class WriteHeadCollection(HeadCollection):
             memory, and one for the gradient) instead of ordinary tensor operations; by default
             as :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED` says.
         """
-        if memory_kernels.FUSED_MEMORY_ENABLED if fused is None else fused:
+        if memory_kernels.use_fused(fused):
             return memory_kernels.MemoryWrite()(memory, weights, erase, add)
         if self.num_heads == 1:
             w = weights[:, 0, :, None]

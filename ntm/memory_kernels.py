@@ -57,11 +57,17 @@ from pytensor.link.c.op import COp
 from pytensor.scalar import upcast
 
 __all__ = ["CosineSimilarity", "CosineSimilarityGrad", "MemoryWrite", "MemoryWriteGrad",
-           "MemoryRead", "MemoryReadGrad", "FUSED_MEMORY_ENABLED"]
+           "MemoryRead", "MemoryReadGrad", "FUSED_MEMORY_ENABLED", "use_fused"]
 
 #: whether the heads use the fused ops (environment variable ``NTM_FUSED_MEMORY``, default on).
 FUSED_MEMORY_ENABLED = os.environ.get("NTM_FUSED_MEMORY", "1").strip().lower() not in (
     "0", "off", "false", "no")
+
+
+def use_fused(fused=None):
+    """Whether to build with the fused ops: ``fused`` if given, else
+    :data:`FUSED_MEMORY_ENABLED` (read at call time, so tests may change it)."""
+    return FUSED_MEMORY_ENABLED if fused is None else bool(fused)
 
 
 def source_version(*paths):
@@ -111,7 +117,8 @@ def _batched_node(op, names, values, x_axis, y_axis):
 _C_SUPPORT = r"""
 /* A C-contiguous version of `x` (a new reference), or NULL with an exception set. */
 static PyArrayObject* ntm_contiguous(PyArrayObject* x) {
-    return (PyArrayObject*)PyArray_FROM_OF((PyObject*)x, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+    return (PyArrayObject*)PyArray_FROM_OF((PyObject*)x,
+                                           NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
 }
 
 /* Make *out a C-contiguous array of shape dims and x's dtype (reused when it already is). */
@@ -144,7 +151,8 @@ static inline void ntm_axpy(T alpha, const T* __restrict__ x, T* __restrict__ y,
 
 /* S[b, h, n] = K[b, h] . M[b, n] / (|K[b, h]| |M[b, n]| + eps) */
 template <typename T>
-static NTM_KERNEL void ntm_cosine(const T* K, const T* M, T* __restrict__ S, npy_intp B, npy_intp H,
+static NTM_KERNEL void ntm_cosine(const T* K, const T* M, T* __restrict__ S, npy_intp B,
+                                  npy_intp H,
                        npy_intp N, npy_intp W, T eps, T* __restrict__ knorm) {
     for (npy_intp b = 0; b < B; ++b) {
         const T* kb = K + b * H * W;
@@ -253,7 +261,8 @@ static NTM_KERNEL void ntm_write_one(const T* __restrict__ M, const T* __restric
 
 /* O = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T */
 template <typename T>
-static NTM_KERNEL void ntm_write(const T* M, const T* Wt, const T* E, const T* A, T* __restrict__ O,
+static NTM_KERNEL void ntm_write(const T* M, const T* Wt, const T* E, const T* A,
+                                 T* __restrict__ O,
                       npy_intp B, npy_intp H, npy_intp N, npy_intp W) {
     if (H == 1) {
         ntm_write_one(M, Wt, E, A, O, B, N, W);
@@ -575,8 +584,10 @@ class CosineSimilarityGrad(_GradientOp):
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("CosineSimilarityGrad", dict(_COSINE_LAYOUT, g=("gradient", "BHN")), release,
                    fail)}
-        if (ntm_prepare_output(&{d_keys}, 3, PyArray_DIMS(c_k), c_k) != 0) {{ {release} {fail} }}
-        if (ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_k) != 0) {{ {release} {fail} }}
+        if (ntm_prepare_output(&{d_keys}, 3, PyArray_DIMS(c_k), c_k) != 0
+                || ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_k) != 0) {{
+            {release} {fail}
+        }}
         knorm = (T*)malloc(sizeof(T) * 2 * (H > 0 ? H : 1));
         ntm_cosine_grad<T>((const T*)PyArray_DATA(c_k), (const T*)PyArray_DATA(c_mem),
                            (const T*)PyArray_DATA(c_g), (T*)PyArray_DATA({d_keys}),

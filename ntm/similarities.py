@@ -27,7 +27,7 @@ def cosine_similarity(keys, memory, eps=1e-6, fused=None):
     -------
     tensor of shape ``(batch, heads, N)``
     """
-    if memory_kernels.FUSED_MEMORY_ENABLED if fused is None else fused:
+    if memory_kernels.use_fused(fused):
         return memory_kernels.CosineSimilarity(eps)(keys, memory)
     dots = pt.matmul(keys, memory.transpose(0, 2, 1))
     key_norms = pt.sqrt(pt.sum(keys ** 2, axis=-1))
