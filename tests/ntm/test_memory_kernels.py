@@ -1,5 +1,5 @@
-"""ntm.memory_kernels: the fused cosine similarity and memory write, and their gradients, in
-every backend, against NumPy loops and finite differences."""
+"""ntm.memory_kernels: the fused cosine similarity, memory write and memory read, and their
+gradients, in every backend, against NumPy loops, finite differences and the plain graph."""
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -9,6 +9,7 @@ from pytensor.gradient import verify_grad
 from ntm.addressing_kernels import Addressing, AddressingGrad
 from ntm.memory_kernels import (CosineSimilarity, CosineSimilarityGrad, MemoryRead,
                                 MemoryReadGrad, MemoryWrite, MemoryWriteGrad)
+from ntm.similarities import cosine_similarity
 
 BACKENDS = ["FAST_COMPILE", "CVM", "NUMBA"]  # NumPy perform, C code, Numba
 
@@ -136,11 +137,8 @@ def test_memory_write_gradient_by_finite_differences(mode, num_heads):
                 eps=1e-7, abs_tol=1e-6, rel_tol=1e-6)
 
 
-def plain_cosine(keys, memory, eps):
-    dots = pt.matmul(keys, memory.transpose(0, 2, 1))
-    key_norms = pt.sqrt(pt.sum(keys ** 2, axis=-1))
-    row_norms = pt.sqrt(pt.sum(memory ** 2, axis=-1))
-    return dots / (key_norms[:, :, None] * row_norms[:, None, :] + eps)
+def plain_cosine_similarity(keys, memory, eps):
+    return cosine_similarity(keys, memory, eps, fused=False)
 
 
 def plain_write(memory, weights, erase, add):
@@ -168,7 +166,7 @@ def test_gradients_equal_those_of_the_plain_expressions(mode):
         cost(lambda k, m, e: CosineSimilarity(e)(k, m), lambda *a: MemoryWrite()(*a),
              lambda w, m: MemoryRead()(w, m)), inputs), mode=mode)
     assert all(uses(fused, op) for op in (CosineSimilarityGrad, MemoryWriteGrad, MemoryReadGrad))
-    plain = pytensor.function(inputs, pytensor.grad(cost(plain_cosine, plain_write, pt.matmul),
+    plain = pytensor.function(inputs, pytensor.grad(cost(plain_cosine_similarity, plain_write, pt.matmul),
                                                     inputs), mode="FAST_COMPILE")
     for got, expected in zip(fused(*values), plain(*values)):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
