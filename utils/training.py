@@ -47,6 +47,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.link.jax.linker import JAXLinker  # imported by PyTensor itself; needs no jax
 
+from ntm.compilation import parallel_compilation
 from ntm.controllers import DenseController, GRUController, LSTMController, RecurrentController
 from ntm.heads import ReadHead, WriteHead
 from ntm.lasagne import layers, nonlinearities, objectives
@@ -906,8 +907,9 @@ class Trainer:
         return time.perf_counter() - started
 
     def _function(self, name, inputs, outputs, shared, updates=None, options=None):
-        """Compile (in the model's float type), or load from the cache with a cache_key."""
-        with pytensor.config.change_flags(floatX=self.floatX):
+        """Compile (in the model's float type), or load from the cache with a cache_key; missing
+        C modules are compiled in parallel (:func:`ntm.compilation.parallel_compilation`)."""
+        with pytensor.config.change_flags(floatX=self.floatX), parallel_compilation():
             if self.cache_key is None:
                 return pytensor.function(inputs, outputs, updates=updates, mode=self.mode,
                                          name=name)

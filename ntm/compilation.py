@@ -1,0 +1,352 @@
+"""Compiling a function's C modules in parallel.
+
+On a machine whose PyTensor compile directory is empty, compiling the NTM's training function
+is mostly the C compiler: one C++ module per distinct operation (about 125 for the copy
+model, half a second each), which PyTensor builds one after another. Inside
+:func:`parallel_compilation`, the linker first collects, for each function it links (scan's
+inner functions included), the modules that are not in the cache yet, and has a pool of
+threads run the compiler on them at once; PyTensor then links as usual, in its own order and
+under its own lock, and where it would compile a module it takes the finished one instead
+(moved into the directory it prepared, then imported, and registered in the cache exactly as
+its own would be). A module is taken only when its source code and compiler arguments are
+identical to what PyTensor asks for, and anything that goes wrong in the parallel part (a
+compiler error, a PyTensor whose internals differ) falls back to PyTensor's own compilation,
+which then reports the error as usual. Results are therefore the same modules, only sooner:
+with ``w`` cores the compiler's share of the time divides by about ``w``.
+
+Usage::
+
+    with ntm.compilation.parallel_compilation():
+        train = pytensor.function(inputs, outputs, updates=updates)
+
+The environment variable ``NTM_PARALLEL_COMPILE`` sets the default number of threads (``0``
+or ``1``: compile one module at a time, as PyTensor does); its default is the number of cores
+this process may use.
+"""
+import os
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+__all__ = ["parallel_compilation", "CompilationReport", "default_workers",
+           "ENVIRONMENT_VARIABLE", "PRECOMPILED_HEADERS"]
+
+ENVIRONMENT_VARIABLE = "NTM_PARALLEL_COMPILE"
+
+#: The lines every PyTensor C module starts with (``CLinker``'s headers, in its order).
+PRECOMPILED_HEADERS = ("<Python.h>", '"pytensor_mod_helper.h"', "<math.h>",
+                       "<numpy/arrayobject.h>", "<numpy/arrayscalars.h>",
+                       "<numpy/npy_math.h>")
+_HEADER_PREFIX = "".join(f"#include {header}\n" for header in PRECOMPILED_HEADERS)
+
+# One compilation phase at a time per process: the patches below are process-wide.
+_phase_lock = threading.RLock()
+_state = threading.local()
+
+
+def default_workers():
+    """Threads used by :func:`parallel_compilation`: ``$NTM_PARALLEL_COMPILE``, else the
+    number of cores this process may run on."""
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    if value:
+        try:
+            return max(0, int(value))
+        except ValueError:
+            raise ValueError(f"{ENVIRONMENT_VARIABLE} must be a whole number of threads, "
+                             f"got {value!r}") from None
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class CompilationReport:
+    """What :func:`parallel_compilation` did (filled in while the context lasts).
+
+    Attributes
+    ----------
+    workers : int
+        Compiler threads (1: the context changed nothing).
+    built : int
+        Modules the threads compiled.
+    taken : int
+        Of these, modules PyTensor took instead of compiling them itself.
+    failed : int
+        Modules the threads could not compile (PyTensor then compiled them, or reported why
+        not).
+    precompiled_header : bool
+        Whether a precompiled header was used.
+    """
+    workers: int = 1
+    built: int = 0
+    taken: int = 0
+    failed: int = 0
+    precompiled_header: bool = False
+
+
+class _Prebuilder:
+    """Compiles missing C modules on a thread pool and hands them to PyTensor's linker."""
+
+    def __init__(self, workers, report):
+        from pytensor.link.c import cmodule
+        from pytensor.link.c.basic import get_module_cache
+
+        self.cmodule = cmodule
+        self.report = report
+        self.cache = get_module_cache()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ntm-cxx")
+        self.jobs = {}  # (source, compiler arguments) -> future of the built library's path
+        self.headers = {}  # compiler arguments -> [lock, built, precompiled header or None]
+        self.lock = threading.Lock()
+
+    # -- the parallel part ------------------------------------------------------------------
+
+    def submit_fgraph(self, fgraph):
+        """Start compiling every module of ``fgraph``'s nodes that is not in the cache."""
+        from pytensor.graph.fg import FunctionGraph
+        from pytensor.link.c.basic import CLinker
+        from pytensor.link.c.interface import CLinkerOp
+        from pytensor.scan.op import Scan
+
+        for node in fgraph.toposort():
+            if not isinstance(node.op, CLinkerOp) or isinstance(node.op, Scan):
+                continue
+            try:
+                linker = CLinker().accept(FunctionGraph(node.inputs, node.outputs),
+                                          no_recycling=[])
+                key = linker.cmodule_key()
+                if key in self.cache.entry_from_key:
+                    continue
+                job = self._job(linker)
+                source = job[0]
+                if self.cmodule.get_module_hash(source, key) in \
+                        self.cache.module_hash_to_key_data:
+                    continue
+            except Exception:  # no C code for this node (e.g. a Python-only op): skip
+                continue
+            with self.lock:
+                if job not in self.jobs:
+                    self.jobs[job] = self.pool.submit(self._compile, linker, job)
+
+    @staticmethod
+    def _job(linker):
+        """What identifies a module's build: its source and the compiler's arguments."""
+        module = linker.get_dynamic_module()
+        return (module.code(), tuple(linker.compile_args()), tuple(linker.libraries()),
+                tuple(linker.header_dirs()), tuple(linker.lib_dirs()))
+
+    def _compile(self, linker, job):
+        """Build one module in a directory of its own; returns the library's path."""
+        source, preargs, libraries, header_dirs, lib_dirs = job
+        preargs = list(preargs) + self._precompiled_header(source, preargs, header_dirs)
+        location = self.cmodule.dlimport_workdir(self.cache.dirname)
+        _state.compile_only = True
+        try:
+            built = linker.c_compiler().compile_str(
+                module_name=linker.get_dynamic_module().code_hash, src_code=source,
+                location=location, include_dirs=list(header_dirs), lib_dirs=list(lib_dirs),
+                libs=list(libraries), preargs=preargs)
+        except BaseException:
+            shutil.rmtree(location, ignore_errors=True)
+            with self.lock:
+                self.report.failed += 1
+            raise
+        finally:
+            _state.compile_only = False
+        with self.lock:
+            self.report.built += 1
+        return built
+
+    def _precompiled_header(self, source, preargs, header_dirs):
+        """Compiler arguments that include :data:`PRECOMPILED_HEADERS` precompiled, or none.
+
+        Every PyTensor module starts with the same includes of Python's and NumPy's headers,
+        and parsing them is about a third of the compiler's time. A module whose source starts
+        with exactly these lines is compiled with ``-include`` of a header holding them, which
+        the compiler reads precompiled when it was built with the same arguments (else it
+        reads the header as text: the same module, only slower); the module's own includes
+        of them then do nothing, so it is the same program.
+        """
+        if not source.startswith(_HEADER_PREFIX):
+            return []
+        flags = (tuple(preargs), tuple(header_dirs))
+        with self.lock:
+            entry = self.headers.setdefault(flags, [threading.Lock(), False, None])
+        with entry[0]:  # built once per set of arguments; other threads wait for it
+            if not entry[1]:
+                entry[1], entry[2] = True, self._build_header(*flags)
+        if entry[2] is None:
+            return []
+        self.report.precompiled_header = True
+        return ["-include", entry[2]]
+
+    def _build_header(self, preargs, header_dirs):
+        """Precompile :data:`PRECOMPILED_HEADERS` for these compiler arguments; returns the
+        header's path (its ``.gch`` next to it), or None when the compiler refuses."""
+        import hashlib
+        import subprocess
+
+        import pytensor
+
+        digest = hashlib.sha256(repr((pytensor.config.cxx, preargs, header_dirs,
+                                      _HEADER_PREFIX)).encode()).hexdigest()[:24]
+        directory = os.path.join(self.cache.dirname, "ntm-precompiled-headers", digest)
+        header = os.path.join(directory, "ntm_modules.h")
+        if os.path.exists(header + ".gch") and os.path.exists(header):
+            return header
+        os.makedirs(directory, exist_ok=True)
+        suffix = f".{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with open(header + suffix, "w") as file:
+                file.write(_HEADER_PREFIX)
+            # The same arguments as PyTensor's own compilation (cmodule.GCC_compiler).
+            include_dirs = [d for d in header_dirs if d] + self.cmodule.std_include_dirs()
+            command = [pytensor.config.cxx, "-g", *preargs, *(f"-I{d}" for d in include_dirs),
+                       "-fvisibility=hidden", "-x", "c++-header", header + suffix,
+                       "-o", header + ".gch" + suffix]
+            if subprocess.run(command, capture_output=True).returncode != 0:
+                return None
+            # The compiled header first, so that a header present means its .gch is too.
+            os.replace(header + ".gch" + suffix, header + ".gch")
+            os.replace(header + suffix, header)
+            return header
+        except OSError:
+            return None
+        finally:
+            for path in (header + suffix, header + ".gch" + suffix):
+                if os.path.exists(path):
+                    os.remove(path)
+
+    # -- handing modules to PyTensor --------------------------------------------------------
+
+    def take(self, linker, location):
+        """The module PyTensor's ``compile_cmodule(location)`` would build, if prebuilt."""
+        try:
+            job = self._job(linker)
+        except Exception:
+            return None
+        with self.lock:
+            future = self.jobs.pop(job, None)
+        if future is None:
+            return None
+        try:
+            built = future.result()
+        except Exception:  # PyTensor compiles it again and reports the error itself
+            return None
+        source_dir = os.path.dirname(built)
+        for name in os.listdir(source_dir):
+            os.replace(os.path.join(source_dir, name), os.path.join(location, name))
+        os.rmdir(source_dir)
+        module = self.cmodule.dlimport(os.path.join(location, os.path.basename(built)))
+        with self.lock:
+            self.report.taken += 1
+        return module
+
+    def close(self):
+        """Wait for the pool and remove the modules nobody took."""
+        with self.lock:
+            leftovers = list(self.jobs.values())
+            self.jobs.clear()
+        for future in leftovers:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        for future in leftovers:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                shutil.rmtree(os.path.dirname(future.result()), ignore_errors=True)
+
+
+@contextmanager
+def parallel_compilation(workers=None):
+    """Within this context, functions compiled with PyTensor's C backend (``CVM``, ``C``,
+    ``FAST_RUN`` and the other VM linkers) build their missing C modules in parallel.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Compiler threads; default :func:`default_workers`. With fewer than 2, inside another
+        use of this context, or while another thread is in one, nothing changes.
+
+    Yields
+    ------
+    CompilationReport
+        Filled in as functions are compiled.
+
+    Notes
+    -----
+    While it lasts, the context replaces PyTensor's ``VMLinker.make_all``,
+    ``CLinker.compile_cmodule`` and ``cmodule.dlimport`` with versions that call the originals
+    (for the whole process: a function compiled meanwhile by another thread may also be given
+    finished modules).
+    """
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a whole number of threads >= 0, got {workers!r}")
+    report = CompilationReport()
+    if workers < 2 or not _phase_lock.acquire(blocking=False):
+        yield report
+        return
+    try:
+        if getattr(_state, "active", False):  # nested: the outer context does the work
+            yield report
+            return
+        with _patched(workers, report):
+            yield report
+    finally:
+        _phase_lock.release()
+
+
+@contextmanager
+def _patched(workers, report):
+    try:
+        from pytensor.link.c import cmodule
+        from pytensor.link.c.basic import CLinker
+        from pytensor.link.vm import VMLinker
+
+        prebuilder = _Prebuilder(workers, report)
+    except Exception:  # an unexpected PyTensor: compile as usual
+        yield
+        return
+    report.workers = workers
+
+    original_make_all = VMLinker.make_all
+    original_compile = CLinker.compile_cmodule
+    original_dlimport = cmodule.dlimport
+
+    def make_all(self, *args, **kwargs):
+        if self.c_thunks is not False:
+            try:
+                prebuilder.submit_fgraph(self.fgraph)
+            except Exception:  # linking goes on as usual
+                pass
+        return original_make_all(self, *args, **kwargs)
+
+    def compile_cmodule(self, location=None):
+        module = None
+        if location is not None:
+            try:
+                module = prebuilder.take(self, location)
+            except Exception:
+                module = None
+        return original_compile(self, location) if module is None else module
+
+    def dlimport(fullpath, suffix=None):
+        # The compiler threads only build the library; PyTensor imports it when it takes it.
+        if getattr(_state, "compile_only", False):
+            return fullpath
+        return original_dlimport(fullpath, suffix)
+
+    VMLinker.make_all = make_all
+    CLinker.compile_cmodule = compile_cmodule
+    cmodule.dlimport = dlimport
+    _state.active = True
+    try:
+        yield
+    finally:
+        _state.active = False
+        VMLinker.make_all = original_make_all
+        CLinker.compile_cmodule = original_compile
+        cmodule.dlimport = original_dlimport
+        prebuilder.close()

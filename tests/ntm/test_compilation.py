@@ -1,0 +1,172 @@
+"""Parallel compilation of C modules: same modules, same results, registered in the cache.
+
+Each case runs a small script in a fresh process with its own empty PyTensor compile directory,
+so that there are modules to compile and the user's cache is left alone.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ntm import compilation
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# A scan (its inner function is linked by a nested linker) and its gradient, with constants
+# that make the modules this test's own.
+SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    import pytensor
+    import pytensor.tensor as pt
+    from ntm import compilation
+
+    x = pt.matrix("x")
+    w = pt.matrix("w")
+
+    def step(x_t, h, w):
+        return pt.tanh(pt.dot(h, w) * 0.8125 + x_t) + pt.exp(-abs(x_t)) * 0.0625
+
+    h = pytensor.scan(step, sequences=[x], outputs_info=[pt.zeros((x.shape[1],))],
+                         non_sequences=[w], return_updates=False)
+    cost = (h ** 2).sum()
+    outputs = [cost, pytensor.grad(cost, w)]
+    if os.environ.get("FAIL_THREADS"):
+        def fail(self, linker, job):
+            raise RuntimeError("no compiler in this thread")
+        compilation._Prebuilder._compile = fail
+    with compilation.parallel_compilation() as report:
+        function = pytensor.function([x, w], outputs, mode="CVM")
+    rng = np.random.default_rng(0)
+    xs, ws = rng.normal(size=(5, 3)), rng.normal(size=(3, 3)) * 0.5
+    cost_value, grad_value = function(xs, ws)
+    print(json.dumps({{"cost": float(cost_value), "grad": grad_value.tolist(),
+                      "xs": xs.tolist(), "ws": ws.tolist(), "report": vars(report)}}))
+""")
+
+
+def _run(compiledir, workers, **environment):
+    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={compiledir},floatX=float64",
+               NTM_PARALLEL_COMPILE=str(workers), **environment)
+    completed = subprocess.run([sys.executable, "-c", SCRIPT.format(root=ROOT)], env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _modules(compiledir):
+    """Operations' module directories of the compile directory, and those without a cache
+    entry (PyTensor's own extensions, ``cutils_ext`` and ``lazylinker_ext``, are not counted)."""
+    found, unregistered = set(), set()
+    for root, dirs, files in os.walk(compiledir):
+        if "mod.cpp" in files and os.path.basename(root).startswith("tmp"):
+            found.add(os.path.basename(root))
+            if "key.pkl" not in files:
+                unregistered.add(os.path.basename(root))
+    return found, unregistered
+
+
+def _reference(xs, ws):
+    """The script's cost and gradient in NumPy (backpropagation through time by hand)."""
+    xs, ws = np.asarray(xs), np.asarray(ws)
+    h = np.zeros(xs.shape[1])
+    hs, pre = [h], []
+    for x_t in xs:
+        a = h @ ws * 0.8125 + x_t
+        h = np.tanh(a) + np.exp(-np.abs(x_t)) * 0.0625
+        pre.append(a)
+        hs.append(h)
+    cost = sum((h ** 2).sum() for h in hs[1:])
+    grad, dh = np.zeros_like(ws), np.zeros(xs.shape[1])
+    for t in reversed(range(len(xs))):
+        dh = dh + 2 * hs[t + 1]
+        da = dh * (1 - np.tanh(pre[t]) ** 2)
+        grad += np.outer(hs[t], da) * 0.8125
+        dh = ws @ da * 0.8125
+    return cost, grad
+
+
+@pytest.fixture(scope="module")
+def parallel_run(tmp_path_factory):
+    compiledir = tmp_path_factory.mktemp("compiledir")
+    return compiledir, _run(compiledir, 2)
+
+
+def test_threads_build_every_module_and_pytensor_takes_them(parallel_run):
+    compiledir, result = parallel_run
+    report = result["report"]
+    assert report["workers"] == 2
+    assert report["built"] > 0 and report["failed"] == 0
+    assert report["taken"] == report["built"]
+    found, unregistered = _modules(compiledir)
+    assert len(found) >= report["taken"] and not unregistered
+
+
+def test_results_match_numpy(parallel_run):
+    _, result = parallel_run
+    cost, grad = _reference(result["xs"], result["ws"])
+    np.testing.assert_allclose(result["cost"], cost, rtol=1e-12)
+    np.testing.assert_allclose(result["grad"], grad, rtol=1e-10, atol=1e-12)
+
+
+def test_a_second_process_finds_every_module_in_the_cache(parallel_run):
+    compiledir, first = parallel_run
+    before, _ = _modules(compiledir)
+    second = _run(compiledir, 2)
+    assert second["report"]["built"] == 0
+    assert _modules(compiledir)[0] == before
+    assert second["cost"] == first["cost"] and second["grad"] == first["grad"]
+
+
+def test_same_modules_and_results_one_at_a_time(parallel_run, tmp_path):
+    compiledir, parallel = parallel_run
+    serial = _run(tmp_path, 1)
+    assert serial["report"] == dict(workers=1, built=0, taken=0, failed=0,
+                                    precompiled_header=False)
+    assert len(_modules(tmp_path)[0]) == len(_modules(compiledir)[0])
+    assert serial["cost"] == parallel["cost"] and serial["grad"] == parallel["grad"]
+
+
+def test_pytensor_compiles_what_the_threads_could_not(tmp_path, parallel_run):
+    _, parallel = parallel_run
+    result = _run(tmp_path, 2, FAIL_THREADS="1")
+    assert result["report"]["built"] == 0 and result["report"]["taken"] == 0
+    found, unregistered = _modules(tmp_path)
+    assert found and not unregistered
+    assert result["cost"] == parallel["cost"] and result["grad"] == parallel["grad"]
+
+
+def test_default_workers_from_the_environment(monkeypatch):
+    monkeypatch.setenv(compilation.ENVIRONMENT_VARIABLE, "3")
+    assert compilation.default_workers() == 3
+    monkeypatch.setenv(compilation.ENVIRONMENT_VARIABLE, "many")
+    with pytest.raises(ValueError, match="NTM_PARALLEL_COMPILE"):
+        compilation.default_workers()
+    monkeypatch.delenv(compilation.ENVIRONMENT_VARIABLE)
+    assert compilation.default_workers() >= 1
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, "2", True])
+def test_bad_worker_counts_fail_early(workers):
+    with pytest.raises(ValueError, match="workers"):
+        with compilation.parallel_compilation(workers):
+            pass
+
+
+def test_one_worker_or_nesting_changes_nothing():
+    from pytensor.link.vm import VMLinker
+
+    original = VMLinker.make_all
+    with compilation.parallel_compilation(1) as report:
+        assert VMLinker.make_all is original and report.workers == 1
+    with compilation.parallel_compilation(2) as outer:
+        patched = VMLinker.make_all
+        assert patched is not original and outer.workers == 2
+        with compilation.parallel_compilation(2) as inner:
+            assert VMLinker.make_all is patched and inner.workers == 1
+    assert VMLinker.make_all is original
