@@ -103,6 +103,7 @@ def test_threads_build_every_module_and_pytensor_takes_them(parallel_run):
     assert report["workers"] == 2
     assert report["built"] > 0 and report["failed"] == 0
     assert report["taken"] == report["built"]
+    assert report["precompiled_header"]  # g++ here
     found, unregistered = _modules(compiledir)
     assert len(found) >= report["taken"] and not unregistered
 
