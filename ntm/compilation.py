@@ -12,7 +12,13 @@ its own would be). A module is taken only when its source code and compiler argu
 identical to what PyTensor asks for, and anything that goes wrong in the parallel part (a
 compiler error, a PyTensor whose internals differ) falls back to PyTensor's own compilation,
 which then reports the error as usual. Results are therefore the same modules, only sooner:
-with ``w`` cores the compiler's share of the time divides by about ``w``.
+with ``w`` cores the compiler's share of the time divides by about ``w``. The threads also
+read the headers every module starts with from a precompiled header (built once per
+compiler and arguments, under the compile directory) and leave out debug information, which
+together take about 40% off each module's compile time.
+
+For the copy model on 2 cores, a machine's first compilation of the training function went
+from 74 to 29 s (README, *Speed*).
 
 Usage::
 
