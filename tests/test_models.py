@@ -76,8 +76,8 @@ def test_the_shipped_repeat_copy_model_repeats_without_error_in_its_training_ran
 def test_the_shipped_dynamic_ngrams_model_predicts_far_better_than_chance():
     row = _evaluate("dynamic_ngrams", "200", batches=8)[200]
     # Chance (p = 1/2 at every step) costs 200 bits; the Bayes-optimal predictor is a lower
-    # bound on average. The shipped model is 7.5 bits above it (README).
-    assert row["reference_bits_per_seq"] < row["bits_per_seq"] < row["reference_bits_per_seq"] + 15
+    # bound on average. The shipped model is about 4 bits above it (README; 2.4 on these eight).
+    assert row["reference_bits_per_seq"] < row["bits_per_seq"] < row["reference_bits_per_seq"] + 8
     assert row["bits_per_seq"] < 150
 
 
