@@ -309,8 +309,9 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                                   "history)")
     checkpoints.add_argument("--load", metavar="PATH.npz", default=None,
                              help="start from the parameters of this checkpoint (to evaluate, "
-                                  "plot or fine-tune); model options not given are taken "
-                                  "from it")
+                                  "plot or fine-tune; the optimizer starts afresh, which can "
+                                  "throw a nearly converged model back: --resume keeps its "
+                                  "state); model options not given are taken from it")
     checkpoints.add_argument("--resume", metavar="PATH.npz", default=None,
                              help="continue this checkpoint's run up to --iterations, "
                                   "exactly as if it had not stopped; options not given are "
