@@ -61,6 +61,7 @@ def build_training_function(mode, profile=False):
     from ntm.lasagne.random import set_rng
     from ntm.layers import NTMLayer
     from ntm.memory import Memory
+    from ntm.modes import keep_storage
 
     set_rng(np.random.RandomState(0))
     size, num_units, memory_shape = 8, 100, (128, 20)
@@ -78,9 +79,10 @@ def build_training_function(mode, profile=False):
     grads = pytensor.grad(loss, params)
     grad_s = time.perf_counter() - started
     started = time.perf_counter()
-    with parallel_compilation():  # as the examples compile (matters only for missing modules)
+    # As the examples compile: missing modules in parallel, storage kept between calls.
+    with parallel_compilation():
         train = pytensor.function([l_input.input_var, target], loss,
-                                  updates=updates.adam(grads, params), mode=mode,
+                                  updates=updates.adam(grads, params), mode=keep_storage(mode),
                                   profile=profile)
     return train, grad_s, time.perf_counter() - started
 

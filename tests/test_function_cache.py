@@ -8,6 +8,7 @@ import pytensor.tensor as pt
 import pytest
 
 from ntm.lasagne.random import set_rng
+from ntm.modes import keep_storage
 from utils import function_cache, training
 from utils.function_cache import cached_function
 
@@ -64,6 +65,14 @@ def test_another_key_or_mode_is_compiled_afresh(cache_dir):
     assert not compile_regression(key="a", mode="CVM")[1]
     assert compile_regression(key="a", mode="CVM")[1]
     assert len(list(cache_dir.iterdir())) == 3
+
+
+def test_a_mode_object_is_keyed_by_its_settings_and_loaded_with_them(cache_dir):
+    kept = keep_storage("CVM")
+    assert not compile_regression(mode=kept)[1]
+    function, loaded, _ = compile_regression(mode=keep_storage("CVM"))  # an equal new object
+    assert loaded and function.maker.linker.allow_gc is False
+    assert not compile_regression(mode="CVM")[1]  # the name: PyTensor's default settings
 
 
 def test_unreadable_file_is_ignored_and_replaced(cache_dir):

@@ -35,6 +35,8 @@ from pytensor.link.basic import JITLinker, PerformLinker
 from pytensor.link.c.basic import CLinker, OpWiseCLinker
 from pytensor.link.vm import VMLinker
 
+from ntm.modes import describe as describe_mode
+
 from .files import atomic_write
 
 __all__ = ["cached_function", "default_cache_dir", "is_cacheable", "ENVIRONMENT_VARIABLE",
@@ -110,7 +112,7 @@ def _fingerprint(key, inputs, shared, mode, name, sources):
         "format": _FORMAT,
         "key": key,
         "name": name,
-        "mode": str(mode),
+        "mode": describe_mode(mode),
         "inputs": [[variable.name, str(variable.type)] for variable in inputs],
         "shared": [[variable.name, str(variable.type)] for variable in shared],
         "flags": flags,

@@ -1,0 +1,54 @@
+"""ntm.modes: a virtual machine that keeps intermediate storage gives the same results."""
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pytensor.compile.mode import get_mode
+
+from ntm.lasagne import layers
+from ntm.modes import describe, keep_storage
+from tests.small_ntm import binary_sequences, small_ntm
+
+
+def test_keep_storage_turns_off_the_virtual_machines_garbage_collection():
+    for name in ("CVM", "FAST_COMPILE"):
+        assert get_mode(name).linker.allow_gc  # PyTensor's default, which this changes
+        mode = keep_storage(name)
+        assert mode.linker.allow_gc is False
+        assert mode.linker.use_cloop == get_mode(name).linker.use_cloop
+        assert mode.provided_optimizer is get_mode(name).provided_optimizer
+    mode = keep_storage("CVM")
+    assert keep_storage(mode) is mode  # nothing left to change
+
+
+def test_modes_without_a_virtual_machine_are_returned_unchanged():
+    pytest.importorskip("numba")
+    assert keep_storage("NUMBA") is get_mode("NUMBA")
+
+
+def test_bad_mode_fails_early():
+    with pytest.raises(TypeError, match="keep_storage: mode must be a PyTensor mode"):
+        keep_storage(3)
+
+
+def test_describe_is_stable_and_tells_the_linker_settings_apart():
+    assert describe("CVM") == "CVM"
+    assert describe(keep_storage("CVM")) == describe(keep_storage("CVM"))
+    assert describe(keep_storage("CVM")) != describe(get_mode("CVM"))
+    assert "0x" not in describe(keep_storage("CVM"))  # no object addresses
+
+
+def test_an_ntm_gradient_with_kept_storage_matches_the_default_over_calls_of_changing_shape():
+    """Reused buffers must never leak values between calls: batch sizes and lengths change
+    from call to call, and each result equals a fresh function's in PyTensor's default mode."""
+    l_input, l_ntm = small_ntm()
+    output = layers.get_output(l_ntm)
+    params = layers.get_all_params(l_ntm, trainable=True)
+    cost = pt.sum(output ** 2)
+    grads = pytensor.grad(cost, params)
+    kept = pytensor.function([l_input.input_var], [cost] + grads, mode=keep_storage("CVM"))
+    default = pytensor.function([l_input.input_var], [cost] + grads, mode="CVM")
+    for shape, seed in (((2, 6, 3), 0), ((3, 4, 3), 1), ((2, 6, 3), 2), ((1, 9, 3), 3)):
+        x = binary_sequences(shape, seed)
+        for got, expected in zip(kept(x), default(x)):
+            np.testing.assert_array_equal(got, expected)
