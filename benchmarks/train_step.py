@@ -61,7 +61,7 @@ def build_training_function(mode, profile=False):
     from ntm.lasagne.random import set_rng
     from ntm.layers import NTMLayer
     from ntm.memory import Memory
-    from ntm.modes import keep_storage
+    from ntm.modes import keep_storage, storage_kept
 
     set_rng(np.random.RandomState(0))
     size, num_units, memory_shape = 8, 100, (128, 20)
@@ -80,7 +80,7 @@ def build_training_function(mode, profile=False):
     grad_s = time.perf_counter() - started
     started = time.perf_counter()
     # As the examples compile: missing modules in parallel, storage kept between calls.
-    with parallel_compilation():
+    with parallel_compilation(), storage_kept():
         train = pytensor.function([l_input.input_var, target], loss,
                                   updates=updates.adam(grads, params), mode=keep_storage(mode),
                                   profile=profile)
@@ -177,8 +177,10 @@ def main(argv=None):
         print(json.dumps(measure(args.worker, batch_sizes, lengths, args.steps)))
         return
 
+    threads = os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))
     print(f"copy NTM (dense 100, 1 read + 1 write head, memory 128 x 20), {args.floatX}, Adam, "
-          f"{args.steps} steps per row", flush=True)
+          f"{args.steps} steps per row; C memory kernels on up to {threads} threads "
+          "(OMP_NUM_THREADS)", flush=True)
     print("| mode | gradient + compile | first call | batch | length | step median (min-max) "
           "| peak memory |")
     print("|---|---|---|---|---|---|---|", flush=True)
@@ -189,7 +191,10 @@ def main(argv=None):
         flags = ",".join(f for f in (os.environ.get("PYTENSOR_FLAGS"), f"floatX={args.floatX}")
                          if f)
         finished = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                                  env={**os.environ, "PYTENSOR_FLAGS": flags})
+                                  env={**os.environ, "PYTENSOR_FLAGS": flags,
+                                       # as in the examples (utils/__init__.py)
+                                       "OPENBLAS_NUM_THREADS": os.environ.get(
+                                           "OPENBLAS_NUM_THREADS", "1")})
         if finished.returncode != 0:
             print(f"| {mode} | failed: {finished.stderr.strip().splitlines()[-1]} |||||",
                   flush=True)

@@ -117,19 +117,25 @@ class Addressing(_MemoryOp):
     def c_code(self, node, name, inputs, outputs, sub):
         (out,) = outputs
         names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev"), inputs))
-        release = _c_release(names) + " free(scratch);"
+        release = _c_release(names)
         fail = sub["fail"]
         circular = "true" if self.shift_mode == "circular" else "false"
         return f"""
         {{
         typedef dtype_{out} T;
-        T* scratch = NULL;
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("Addressing", _LAYOUT, release, fail, extra="S <= N")}
         if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_K), c_K) != 0) {{ {release} {fail} }}
-        scratch = (T*)malloc(sizeof(T) * 3 * (N > 0 ? N : 1));
-        ntm_addressing<T>({_c_data(names)}, (T*)PyArray_DATA({out}), B * H, N, S, {circular},
-                          (T){self.eps!r}, scratch);
+        const T *K = (const T*)PyArray_DATA(c_K), *beta = (const T*)PyArray_DATA(c_beta),
+                *gate = (const T*)PyArray_DATA(c_gate), *s = (const T*)PyArray_DATA(c_s),
+                *gamma = (const T*)PyArray_DATA(c_gamma), *prev = (const T*)PyArray_DATA(c_prev);
+        T* w = (T*)PyArray_DATA({out});
+        ntm_for_chunks(B * H, 8 * N, [&](npy_intp r, npy_intp count) {{
+            T* scratch = (T*)malloc(sizeof(T) * 3 * (N > 0 ? N : 1));
+            ntm_addressing<T>(K + r * N, beta + r, gate + r, s + r * S, gamma + r, prev + r * N,
+                              w + r * N, count, N, S, {circular}, (T){self.eps!r}, scratch);
+            free(scratch);
+        }});
         {release}
         }}
         """
@@ -198,25 +204,35 @@ class AddressingGrad(_GradientOp):
 
     def c_code(self, node, name, inputs, outputs, sub):
         names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev", "G"), inputs))
-        release = _c_release(names) + " free(scratch);"
+        release = _c_release(names)
         fail = sub["fail"]
         circular = "true" if self.shift_mode == "circular" else "false"
         shapes_of = ("c_K", "c_beta", "c_gate", "c_s", "c_gamma", "c_prev")
         prepare = " || ".join(f"ntm_prepare_output(&{out}, PyArray_NDIM({like}), "
                               f"PyArray_DIMS({like}), c_K) != 0"
                               for out, like in zip(outputs, shapes_of))
-        results = ", ".join(f"(T*)PyArray_DATA({out})" for out in outputs)
+        results = ", ".join(f"*{result} = (T*)PyArray_DATA({out})" for result, out in
+                            zip(("dK", "dBeta", "dGate", "dS", "dGamma", "dPrev"), outputs))
         return f"""
         {{
         typedef dtype_{outputs[0]} T;
-        T* scratch = NULL;
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("AddressingGrad", dict(_LAYOUT, G=("gradient", "BHN")), release, fail,
                    extra="S <= N")}
         if ({prepare}) {{ {release} {fail} }}
-        scratch = (T*)malloc(sizeof(T) * 6 * (N > 0 ? N : 1));
-        ntm_addressing_grad<T>({_c_data(names)}, {results}, B * H, N, S, {circular},
-                               (T){self.eps!r}, scratch);
+        const T *K = (const T*)PyArray_DATA(c_K), *beta = (const T*)PyArray_DATA(c_beta),
+                *gate = (const T*)PyArray_DATA(c_gate), *s = (const T*)PyArray_DATA(c_s),
+                *gamma = (const T*)PyArray_DATA(c_gamma), *prev = (const T*)PyArray_DATA(c_prev),
+                *G = (const T*)PyArray_DATA(c_G);
+        T {results};
+        ntm_for_chunks(B * H, 16 * N, [&](npy_intp r, npy_intp count) {{
+            T* scratch = (T*)malloc(sizeof(T) * 6 * (N > 0 ? N : 1));
+            ntm_addressing_grad<T>(K + r * N, beta + r, gate + r, s + r * S, gamma + r,
+                                   prev + r * N, G + r * N, dK + r * N, dBeta + r, dGate + r,
+                                   dS + r * S, dGamma + r, dPrev + r * N, count, N, S,
+                                   {circular}, (T){self.eps!r}, scratch);
+            free(scratch);
+        }});
         {release}
         }}
         """
@@ -346,11 +362,6 @@ static NTM_KERNEL void ntm_addressing_grad(
     }
 }
 """
-
-
-def _c_data(names):
-    """``(const T*)PyArray_DATA(c_<name>)`` for each name, comma-separated."""
-    return ", ".join(f"(const T*)PyArray_DATA(c_{n})" for n in names)
 
 
 # What the C code checks: C name -> (what it is, dimensions).

@@ -7,6 +7,7 @@ from .heads import ReadHead, ReadHeadCollection, WriteHead, WriteHeadCollection
 from .lasagne.layers.base import MergeLayer
 from .lasagne.utils import unique
 from .memory import Memory
+from .modes import SCAN_MODE
 
 __all__ = ["NTMLayer"]
 
@@ -171,7 +172,7 @@ class NTMLayer(MergeLayer):
             return new
 
         outputs = pytensor.scan(step, sequences=sequences, outputs_info=initial,
-                                return_updates=False, name="ntm_scan")
+                                return_updates=False, name="ntm_scan", mode=SCAN_MODE)
         hidden_seq = outputs[1].dimshuffle(1, 0, 2)
         if not get_details:
             return hidden_seq[:, -1] if self.only_return_final else hidden_seq

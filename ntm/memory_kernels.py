@@ -56,6 +56,8 @@ from pytensor.graph.basic import Apply
 from pytensor.link.c.op import COp
 from pytensor.scalar import upcast
 
+from . import kernel_threads
+
 __all__ = ["CosineSimilarity", "CosineSimilarityGrad", "MemoryWrite", "MemoryWriteGrad",
            "MemoryRead", "MemoryReadGrad", "FUSED_MEMORY_ENABLED", "use_fused"]
 
@@ -84,8 +86,8 @@ def source_version(*paths):
 SOURCE_VERSION = source_version(__file__)
 
 #: version of the kernels' C code, which both modules' ops share
-C_VERSION = source_version(__file__, os.path.join(os.path.dirname(__file__),
-                                                  "addressing_kernels.py"))
+C_VERSION = source_version(__file__, *(os.path.join(os.path.dirname(__file__), name)
+                                       for name in ("addressing_kernels.py", "kernel_threads.py")))
 
 
 def _as_float_tensors(who, names, values, ndims):
@@ -445,12 +447,13 @@ class _MemoryOp(COp):
         return ["<cmath>", "<string.h>"]
 
     def c_support_code(self, **kwargs):
-        return _C_SUPPORT
+        return kernel_threads.C_SUPPORT + _C_SUPPORT
 
     def c_compile_args(self, **kwargs):
-        # Let the compiler reorder sums so that the loops over a row are vectorised.
+        # Let the compiler reorder sums so that the loops over a row are vectorised; the
+        # batch is split between threads where OpenMP is available (ntm.kernel_threads).
         return ["-fno-math-errno", "-fassociative-math", "-fno-signed-zeros",
-                "-fno-trapping-math"]
+                "-fno-trapping-math"] + kernel_threads.openmp_flags()
 
     def c_code_cache_version(self):
         return (C_VERSION,)
@@ -521,18 +524,23 @@ class CosineSimilarity(_MemoryOp):
         (out,) = outputs
         fail = sub["fail"]
         names = {"k": keys, "mem": memory}
-        release = _c_release(names) + " free(knorm);"
+        release = _c_release(names)
         return f"""
         {{
         typedef dtype_{out} T;
-        T* knorm = NULL;
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("CosineSimilarity", _COSINE_LAYOUT, release, fail)}
         npy_intp dims[3] = {{B, H, N}};
         if (ntm_prepare_output(&{out}, 3, dims, c_k) != 0) {{ {release} {fail} }}
-        knorm = (T*)malloc(sizeof(T) * (H > 0 ? H : 1));
-        ntm_cosine<T>((const T*)PyArray_DATA(c_k), (const T*)PyArray_DATA(c_mem),
-                      (T*)PyArray_DATA({out}), B, H, N, W, (T){self.eps!r}, knorm);
+        const T* K = (const T*)PyArray_DATA(c_k);
+        const T* M = (const T*)PyArray_DATA(c_mem);
+        T* S = (T*)PyArray_DATA({out});
+        ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
+            T* knorm = (T*)malloc(sizeof(T) * (H > 0 ? H : 1));
+            ntm_cosine<T>(K + b * H * W, M + b * N * W, S + b * H * N, count, H, N, W,
+                          (T){self.eps!r}, knorm);
+            free(knorm);
+        }});
         {release}
         }}
         """
@@ -576,11 +584,10 @@ class CosineSimilarityGrad(_GradientOp):
         d_keys, d_memory = outputs
         fail = sub["fail"]
         names = {"k": keys, "mem": memory, "g": grad}
-        release = _c_release(names) + " free(knorm);"
+        release = _c_release(names)
         return f"""
         {{
         typedef dtype_{d_keys} T;
-        T* knorm = NULL;
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("CosineSimilarityGrad", dict(_COSINE_LAYOUT, g=("gradient", "BHN")), release,
                    fail)}
@@ -588,11 +595,18 @@ class CosineSimilarityGrad(_GradientOp):
                 || ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_k) != 0) {{
             {release} {fail}
         }}
-        knorm = (T*)malloc(sizeof(T) * 2 * (H > 0 ? H : 1));
-        ntm_cosine_grad<T>((const T*)PyArray_DATA(c_k), (const T*)PyArray_DATA(c_mem),
-                           (const T*)PyArray_DATA(c_g), (T*)PyArray_DATA({d_keys}),
-                           (T*)PyArray_DATA({d_memory}), B, H, N, W, (T){self.eps!r}, knorm,
-                           knorm + (H > 0 ? H : 1));
+        const T* K = (const T*)PyArray_DATA(c_k);
+        const T* M = (const T*)PyArray_DATA(c_mem);
+        const T* G = (const T*)PyArray_DATA(c_g);
+        T* dK = (T*)PyArray_DATA({d_keys});
+        T* dM = (T*)PyArray_DATA({d_memory});
+        ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
+            T* knorm = (T*)malloc(sizeof(T) * 2 * (H > 0 ? H : 1));
+            ntm_cosine_grad<T>(K + b * H * W, M + b * N * W, G + b * H * N, dK + b * H * W,
+                               dM + b * N * W, count, H, N, W, (T){self.eps!r}, knorm,
+                               knorm + (H > 0 ? H : 1));
+            free(knorm);
+        }});
         {release}
         }}
         """
@@ -640,9 +654,15 @@ class MemoryWrite(_MemoryOp):
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("MemoryWrite", _WRITE_LAYOUT, release, fail)}
         if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_mem), c_mem) != 0) {{ {release} {fail} }}
-        ntm_write<T>((const T*)PyArray_DATA(c_mem), (const T*)PyArray_DATA(c_w),
-                     (const T*)PyArray_DATA(c_e), (const T*)PyArray_DATA(c_a),
-                     (T*)PyArray_DATA({out}), B, H, N, W);
+        const T* M = (const T*)PyArray_DATA(c_mem);
+        const T* Wt = (const T*)PyArray_DATA(c_w);
+        const T* E = (const T*)PyArray_DATA(c_e);
+        const T* A = (const T*)PyArray_DATA(c_a);
+        T* O = (T*)PyArray_DATA({out});
+        ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
+            ntm_write<T>(M + b * N * W, Wt + b * H * N, E + b * H * W, A + b * H * W,
+                         O + b * N * W, count, H, N, W);
+        }});
         {release}
         }}
         """
@@ -679,11 +699,10 @@ class MemoryWriteGrad(_GradientOp):
         d_memory, d_weights, d_erase, d_add = outputs
         fail = sub["fail"]
         names = {"mem": memory, "w": weights, "e": erase, "a": add, "g": grad}
-        release = _c_release(names) + " free(scratch);"
+        release = _c_release(names)
         return f"""
         {{
         typedef dtype_{d_memory} T;
-        T* scratch = NULL;
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("MemoryWriteGrad", dict(_WRITE_LAYOUT, g=("gradient", "BNW")), release, fail)}
         if (ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_mem) != 0
@@ -692,12 +711,22 @@ class MemoryWriteGrad(_GradientOp):
                 || ntm_prepare_output(&{d_add}, 3, PyArray_DIMS(c_a), c_mem) != 0) {{
             {release} {fail}
         }}
-        scratch = (T*)malloc(sizeof(T) * 2 * (W > 0 ? W : 1));
-        ntm_write_grad<T>((const T*)PyArray_DATA(c_mem), (const T*)PyArray_DATA(c_w),
-                          (const T*)PyArray_DATA(c_e), (const T*)PyArray_DATA(c_a),
-                          (const T*)PyArray_DATA(c_g), (T*)PyArray_DATA({d_memory}),
-                          (T*)PyArray_DATA({d_weights}), (T*)PyArray_DATA({d_erase}),
-                          (T*)PyArray_DATA({d_add}), B, H, N, W, scratch, scratch + W);
+        const T* M = (const T*)PyArray_DATA(c_mem);
+        const T* Wt = (const T*)PyArray_DATA(c_w);
+        const T* E = (const T*)PyArray_DATA(c_e);
+        const T* A = (const T*)PyArray_DATA(c_a);
+        const T* G = (const T*)PyArray_DATA(c_g);
+        T* dM = (T*)PyArray_DATA({d_memory});
+        T* dWt = (T*)PyArray_DATA({d_weights});
+        T* dE = (T*)PyArray_DATA({d_erase});
+        T* dA = (T*)PyArray_DATA({d_add});
+        ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
+            T* scratch = (T*)malloc(sizeof(T) * 2 * (W > 0 ? W : 1));
+            ntm_write_grad<T>(M + b * N * W, Wt + b * H * N, E + b * H * W, A + b * H * W,
+                              G + b * N * W, dM + b * N * W, dWt + b * H * N, dE + b * H * W,
+                              dA + b * H * W, count, H, N, W, scratch, scratch + W);
+            free(scratch);
+        }});
         {release}
         }}
         """
@@ -743,8 +772,12 @@ class MemoryRead(_MemoryOp):
         {_c_shapes("MemoryRead", _READ_LAYOUT, release, fail)}
         npy_intp dims[3] = {{B, H, W}};
         if (ntm_prepare_output(&{out}, 3, dims, c_mem) != 0) {{ {release} {fail} }}
-        ntm_read<T>((const T*)PyArray_DATA(c_w), (const T*)PyArray_DATA(c_mem),
-                    (T*)PyArray_DATA({out}), B, H, N, W);
+        const T* Wt = (const T*)PyArray_DATA(c_w);
+        const T* M = (const T*)PyArray_DATA(c_mem);
+        T* R = (T*)PyArray_DATA({out});
+        ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
+            ntm_read<T>(Wt + b * H * N, M + b * N * W, R + b * H * W, count, H, N, W);
+        }});
         {release}
         }}
         """
@@ -783,9 +816,15 @@ class MemoryReadGrad(_GradientOp):
                 || ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_mem) != 0) {{
             {release} {fail}
         }}
-        ntm_read_grad<T>((const T*)PyArray_DATA(c_w), (const T*)PyArray_DATA(c_mem),
-                         (const T*)PyArray_DATA(c_g), (T*)PyArray_DATA({d_weights}),
-                         (T*)PyArray_DATA({d_memory}), B, H, N, W);
+        const T* Wt = (const T*)PyArray_DATA(c_w);
+        const T* M = (const T*)PyArray_DATA(c_mem);
+        const T* G = (const T*)PyArray_DATA(c_g);
+        T* dWt = (T*)PyArray_DATA({d_weights});
+        T* dM = (T*)PyArray_DATA({d_memory});
+        ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
+            ntm_read_grad<T>(Wt + b * H * N, M + b * N * W, G + b * H * W, dWt + b * H * N,
+                             dM + b * N * W, count, H, N, W);
+        }});
         {release}
         }}
         """

@@ -17,15 +17,30 @@ from 195 to 169 ms, at batch 1 from 6.1 to 5.1 ms; the peak memory of a step at 
 length 120 from 94 to 108 MiB (what is kept is what a step needs anyway). Modes whose linker
 compiles the whole function (``NUMBA``, ``JAX``) are returned unchanged.
 
+A scan's inner function is a second virtual machine. PyTensor compiles it to keep its storage
+from one time step to the next only when the scan names its mode (the library's scans name
+:data:`SCAN_MODE`), and empties it after every call of the scan unless ``config.allow_gc`` is
+off while the outer function is linked: :func:`storage_kept` turns it off for that time.
 Usage::
 
-    train = pytensor.function(inputs, loss, updates=updates, mode=ntm.modes.keep_storage("CVM"))
+    with ntm.modes.storage_kept():
+        train = pytensor.function(inputs, loss, updates=updates,
+                                  mode=ntm.modes.keep_storage("CVM"))
 """
+from contextlib import contextmanager
+
 import pytensor
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.link.vm import VMLinker
 
-__all__ = ["keep_storage", "describe"]
+__all__ = ["keep_storage", "storage_kept", "describe", "SCAN_MODE"]
+
+#: The mode the library's scans name for their inner function. PyTensor compiles the inner
+#: function of a scan without a mode (the default) with a virtual machine that frees its
+#: storage after every time step, whatever the scan's ``allow_gc``; for a named mode it uses
+#: the scan's ``allow_gc`` (False: kept). The backends that compile the whole graph (Numba,
+#: JAX) take the inner graph's rewrites from it, the same ``fast_run`` ones as the default's.
+SCAN_MODE = "CVM"
 
 
 def keep_storage(mode=None):
@@ -49,6 +64,18 @@ def keep_storage(mode=None):
     if isinstance(resolved.linker, VMLinker) and resolved.linker.allow_gc:
         return resolved.clone(link_kwargs={"allow_gc": False})
     return resolved
+
+
+@contextmanager
+def storage_kept():
+    """While it lasts, scans linked into a function (compiled, or loaded from a pickle) keep
+    their inner function's storage from one call of the function to the next.
+
+    PyTensor frees a scan's inner storage after every call unless ``config.allow_gc`` is off
+    when the scan is linked; this turns it off for that time only.
+    """
+    with pytensor.config.change_flags(allow_gc=False):
+        yield
 
 
 def describe(mode):

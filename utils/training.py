@@ -55,7 +55,7 @@ from ntm.lasagne import random as lasagne_random
 from ntm.lasagne import updates as lasagne_updates
 from ntm.layers import NTMLayer
 from ntm.memory import Memory
-from ntm.modes import keep_storage
+from ntm.modes import keep_storage, storage_kept
 from ntm.updates import graves_rmsprop
 
 from .files import atomic_write
@@ -911,9 +911,10 @@ class Trainer:
     def _function(self, name, inputs, outputs, shared, updates=None, options=None):
         """Compile (in the model's float type), or load from the cache with a cache_key; missing
         C modules are compiled in parallel (:func:`ntm.compilation.parallel_compilation`), and
-        the function keeps its intermediate storage between calls (:func:`ntm.modes.keep_storage`)."""
+        the function keeps its intermediate storage between calls (:mod:`ntm.modes`)."""
         mode = keep_storage(self.mode)
-        with pytensor.config.change_flags(floatX=self.floatX), parallel_compilation():
+        with (pytensor.config.change_flags(floatX=self.floatX), parallel_compilation(),
+              storage_kept()):
             if self.cache_key is None:
                 return pytensor.function(inputs, outputs, updates=updates, mode=mode, name=name)
             function, loaded = cached_function(

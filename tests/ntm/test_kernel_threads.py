@@ -1,0 +1,100 @@
+"""ntm.kernel_threads: the C kernels split the batch between threads with the same results."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytensor
+import pytest
+
+from ntm import kernel_threads
+from ntm.memory_kernels import MemoryRead
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Computes every kernel and its gradient at batch 16 (enough work to be split between
+# threads) and prints them as JSON lists of float32 bit patterns.
+WORKER = r"""
+import json, sys
+import numpy as np
+import pytensor, pytensor.tensor as pt
+from ntm.addressing_kernels import Addressing
+from ntm.memory_kernels import CosineSimilarity, MemoryRead, MemoryWrite
+
+rng = np.random.RandomState(0)
+B, H, N, W, S = 16, 2, 128, 20, 3
+f32 = lambda a: np.asarray(a, dtype="float32")
+values = dict(
+    keys=f32(rng.normal(size=(B, H, W))), memory=f32(rng.normal(size=(B, N, W))),
+    weights=f32(rng.dirichlet(np.ones(N), (B, H))), erase=f32(rng.uniform(size=(B, H, W))),
+    add=f32(rng.normal(size=(B, H, W))), beta=f32(rng.uniform(0.5, 5, (B, H))),
+    gate=f32(rng.uniform(size=(B, H))), shift=f32(rng.dirichlet(np.ones(S), (B, H))),
+    gamma=f32(rng.uniform(1, 3, (B, H))))
+v = {name: pt.tensor(name, dtype="float32", shape=(None,) * value.ndim)
+     for name, value in values.items()}
+similarity = CosineSimilarity()(v["keys"], v["memory"])
+weights = Addressing()(similarity, v["beta"], v["gate"], v["shift"], v["gamma"], v["weights"])
+written = MemoryWrite()(v["memory"], weights, v["erase"], v["add"])
+read = MemoryRead()(weights, written)
+cost = (read * f32(rng.normal(size=(B, H, W)))).sum() + (written ** 2).sum()
+grads = pytensor.grad(cost, list(v.values()))
+function = pytensor.function(list(v.values()), [similarity, weights, written, read] + grads,
+                             mode="CVM")
+results = function(*values.values())
+print(json.dumps([np.asarray(r, dtype="float32").view("uint32").ravel().tolist()
+                  for r in results]))
+"""
+
+
+def run_worker(threads):
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1"}
+    finished = subprocess.run([sys.executable, "-c", WORKER], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    return [np.array(bits, dtype=np.uint32) for bits in
+            json.loads(finished.stdout.strip().splitlines()[-1])]
+
+
+def test_results_do_not_depend_on_the_number_of_threads():
+    if not kernel_threads.openmp_flags():
+        pytest.skip("no OpenMP in this C++ compiler: the kernels run on one thread")
+    one, two = run_worker(1), run_worker(2)
+    assert len(one) == len(two) == 4 + 9
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)  # bit for bit
+    assert any(np.any(a != 0) for a in one)
+
+
+def test_a_split_batch_matches_numpy():
+    """Large enough to be split (2 cores here): the C kernel against NumPy's matmul."""
+    rng = np.random.RandomState(1)
+    weights = rng.dirichlet(np.ones(128), (16, 2))
+    memory = rng.normal(size=(16, 128, 20))
+    w, m = pytensor.tensor.tensor3("w"), pytensor.tensor.tensor3("m")
+    read = pytensor.function([w, m], MemoryRead()(w, m), mode="CVM")
+    assert 16 * 2 * 128 * 20 >= kernel_threads.MIN_PARALLEL_WORK
+    np.testing.assert_allclose(read(weights, memory), np.matmul(weights, memory), rtol=1e-12)
+
+
+def test_the_kernels_are_compiled_with_the_openmp_flags():
+    from ntm.memory_kernels import CosineSimilarity
+
+    flags = kernel_threads.openmp_flags()
+    if os.path.basename(pytensor.config.cxx).startswith("g++"):
+        assert flags == ["-fopenmp"]  # GCC has OpenMP
+    assert CosineSimilarity().c_compile_args()[-1:] == flags[-1:]
+
+
+def test_openmp_can_be_turned_off(monkeypatch):
+    monkeypatch.setattr(kernel_threads, "OPENMP_ENABLED", False)
+    assert kernel_threads.openmp_flags() == []
+
+
+def test_the_compilers_answer_is_kept_in_the_compile_directory(tmp_path):
+    answer = kernel_threads._compiler_supports_openmp(str(tmp_path))
+    (kept,) = tmp_path.glob("ntm-openmp-*")
+    assert kept.read_text() == ("1" if answer else "0")
+    kept.write_text("0")  # the next process reads the answer instead of compiling
+    assert kernel_threads._compiler_supports_openmp(str(tmp_path)) is False
+    assert [p.name for p in tmp_path.iterdir()] == [kept.name]  # no temporary file left
