@@ -11,17 +11,17 @@ from the operating system, and the first write to each page faults, on every cal
 storage and reuses it when the next call's result has the same shape: the same operations
 on the same values, without the allocations.
 
-Measured with ``python benchmarks/train_step.py`` (copy model, 2 cores, float32; README,
-*Speed*): CVM at batch 16 and length 20 went from 35.2 to 29.8 ms a step, at length 120
-from 195 to 169 ms, at batch 1 from 6.1 to 5.1 ms; the peak memory of a step at batch 16 and
-length 120 from 94 to 108 MiB (what is kept is what a step needs anyway). Modes whose linker
-compiles the whole function (``NUMBA``, ``JAX``) are returned unchanged.
-
 A scan's inner function is a second virtual machine. PyTensor compiles it to keep its storage
 from one time step to the next only when the scan names its mode (the library's scans name
 :data:`SCAN_MODE`), and empties it after every call of the scan unless ``config.allow_gc`` is
 off while the outer function is linked: :func:`storage_kept` turns it off for that time.
-Usage::
+
+With the three, ``OMP_NUM_THREADS=1 python benchmarks/train_step.py --modes CVM`` (copy
+model, float32, one thread; README, *Speed*): batch 1 and length 20 went from 6.1 to 4.8 ms a
+step (length 120: 33.7 to 26.3 ms), batch 16 from 35.2 to 29.4-31.3 ms (length 120: 195 to
+167-187 ms); the peak memory of a step at batch 16 and length 120 from 94 to 108 MiB (what is
+kept is what a step needs anyway). Modes whose linker compiles the whole function
+(``NUMBA``, ``JAX``) are returned unchanged by :func:`keep_storage`. Usage::
 
     with ntm.modes.storage_kept():
         train = pytensor.function(inputs, loss, updates=updates,
