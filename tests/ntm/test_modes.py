@@ -6,7 +6,7 @@ import pytest
 from pytensor.compile.mode import get_mode
 
 from ntm.lasagne import layers
-from ntm.modes import describe, keep_storage
+from ntm.modes import SCAN_MODE, describe, keep_storage, storage_kept
 from tests.small_ntm import binary_sequences, small_ntm
 
 
@@ -52,3 +52,27 @@ def test_an_ntm_gradient_with_kept_storage_matches_the_default_over_calls_of_cha
         x = binary_sequences(shape, seed)
         for got, expected in zip(kept(x), default(x)):
             np.testing.assert_array_equal(got, expected)
+
+
+def test_the_ntm_scans_step_keeps_its_storage_between_time_steps_and_calls():
+    """The NTM's scan names its mode, so that its step's virtual machine keeps its storage; a
+    function linked inside storage_kept() does not empty it after each call either."""
+    from pytensor.scan.op import Scan
+
+    l_input, l_ntm = small_ntm()
+    output = layers.get_output(l_ntm)
+    cost = pt.sum(output ** 2)
+    grads = pytensor.grad(cost, layers.get_all_params(l_ntm, trainable=True))
+    with storage_kept():
+        function = pytensor.function([l_input.input_var], grads, mode=keep_storage("CVM"))
+    function(binary_sequences())
+    scans = [node for node in function.maker.fgraph.toposort() if isinstance(node.op, Scan)]
+    assert len(scans) == 2  # forward and backward
+    for node in scans:
+        assert node.op.mode == SCAN_MODE
+        assert node.op.fn.maker.linker.allow_gc is False
+        inner = node.op.fn.maker.fgraph
+        intermediates = [v for v in inner.variables if v.owner is not None
+                         and v not in inner.outputs and v in node.op.fn.vm.storage_map]
+        assert intermediates
+        assert all(node.op.fn.vm.storage_map[v][0] is not None for v in intermediates)
