@@ -1,5 +1,6 @@
 r"""Graph rewrites registered on ``import ntm``: softmax as compiled elementwise code for
-PyTensor's C backend, and constant splits as slices for Numba.
+PyTensor's C backend, constant splits as slices for Numba, and no additions of zeros in a
+scan's gradient.
 
 PyTensor 3 represents :math:`\mathrm{softmax}(x) = e^{x - \max x} / \sum e^{x - \max x}` (and
 log-softmax) as a *symbolic op*: an ``OpFromGraph`` whose inner graph is that expression. A
@@ -21,22 +22,44 @@ the controller emits, and the weighting they shift, with one ``Split`` each, whi
 runs as one operation where slices would be several. Numba compiles a step into one function
 anyway, and its ``Split`` (``np.split``) costs more than the slices, so there a ``Split`` with
 constant sizes becomes one slice per piece. Same values: both are views of the input.
+
+:data:`scan_zero_gradient_taps` is for every backend. The gradient of a scan carries the
+gradient of each recurrent state back through a buffer of all time steps (a "mit-mot" state
+of the backward scan: input taps 0 and 1, output tap 1), which PyTensor initialises with the
+cost's gradient with respect to that state's outputs, or with zeros when the cost does not
+use them, as for the NTM's memory, weightings and erase and add vectors. Each backward step
+reads tap 1 and adds it to the state's gradient. A tap ``k`` of such a state is only ever
+read before anything is written there when no output tap is beyond ``k``: step ``t`` reads
+position ``t + k``, which step ``t'`` writes through output tap ``o`` at ``t' + o``, before
+``t`` only if ``o > k``. So with a buffer of zeros that tap always reads zeros, and the
+rewrite replaces it inside the step by a zero tensor of its shape, which the step's own
+rewriting then adds to nothing: for the copy model at batch 16, five additions of a state's
+size per time step (one of them over the whole ``(batch, 128, 20)`` memory) and their reads of
+a cold buffer, 15% of a training step on one thread (30.2 -> 25.7 ms). The values are the
+same (``x + 0 == x``; only the sign of a zero gradient can differ). Set
+``NTM_SCAN_ZERO_TAPS=0`` before importing :mod:`ntm` to leave it out.
 """
 import os
 
 import numpy as np
+import pytensor.tensor as pt
 from pytensor.compile import optdb
 from pytensor.graph.basic import Constant
-from pytensor.graph.rewriting.basic import node_rewriter
-from pytensor.tensor.basic import Split
+from pytensor.graph.replace import clone_replace
+from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
+from pytensor.scan.op import Scan
+from pytensor.tensor.basic import Alloc, Split
 from pytensor.tensor.rewriting.basic import register_specialize
 from pytensor.tensor.rewriting.ofg import inline_ofg_node
+from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.special import LogSoftmax, Softmax
 
-__all__ = ["inline_softmax", "split_as_slices", "is_registered"]
+__all__ = ["inline_softmax", "split_as_slices", "scan_zero_gradient_taps", "is_registered",
+           "zero_taps_registered"]
 
 _REWRITE_NAME = "ntm_inline_softmax"
 _SPLIT_REWRITE_NAME = "ntm_split_as_slices"
+_ZERO_TAPS_REWRITE_NAME = "ntm_scan_zero_gradient_taps"
 _registered = False
 
 
@@ -61,6 +84,59 @@ def split_as_slices(fgraph, node):
     return pieces
 
 
+def _all_zeros(variable):
+    """Whether ``variable`` is an allocation filled with the constant 0."""
+    owner = variable.owner
+    return (owner is not None and isinstance(owner.op, Alloc)
+            and isinstance(owner.inputs[0], Constant) and not np.any(owner.inputs[0].data))
+
+
+@node_rewriter([Scan])
+def scan_zero_gradient_taps(fgraph, node):
+    """Replace, in a scan's step, each mit-mot tap that can only read a buffer's zeros by a zero
+    tensor of its shape (see the module docstring)."""
+    op, info = node.op, node.op.info
+    inner_clients = op.fgraph.clients
+    position = info.n_seqs  # the step's inputs: sequences, then every mit-mot's taps
+    replace = {}
+    for state, (in_taps, out_taps) in enumerate(zip(info.mit_mot_in_slices,
+                                                     info.mit_mot_out_slices)):
+        zeros = _all_zeros(node.inputs[1 + info.n_seqs + state])
+        for index, tap in enumerate(in_taps):
+            tap_input = op.inner_inputs[position + index]
+            # A tap already replaced is used for its shape only.
+            if zeros and all(out_tap <= tap for out_tap in out_taps) and any(
+                    not isinstance(client.op, (Shape, Shape_i))
+                    for client, _ in inner_clients[tap_input]):
+                replace[tap_input] = pt.zeros(tap_input.shape, dtype=tap_input.dtype)
+        position += len(in_taps)
+    if not replace:
+        return None
+    outputs = clone_replace(op.inner_outputs, replace=replace)
+    new_op = Scan(op.inner_inputs, outputs, info, mode=op.mode, profile=op.profile,
+                  truncate_gradient=op.truncate_gradient, name=op.name, allow_gc=op.allow_gc)
+    return new_op(*node.inputs, return_list=True)
+
+
+_zero_taps_registered = False
+
+
+def register_zero_taps():
+    """Register :data:`scan_zero_gradient_taps` among PyTensor's scan rewrites (once), before
+    those that remove a scan's unused inputs and outputs."""
+    global _zero_taps_registered
+    if not _zero_taps_registered:
+        optdb.register(_ZERO_TAPS_REWRITE_NAME,
+                       dfs_rewriter(scan_zero_gradient_taps, ignore_newtrees=True),
+                       "fast_run", "scan", position=1.604)
+        _zero_taps_registered = True
+
+
+def zero_taps_registered():
+    """Whether :func:`register_zero_taps` has run."""
+    return _zero_taps_registered
+
+
 def register():
     """Register :data:`inline_softmax` (C backends) and :data:`split_as_slices` (Numba) in
     PyTensor's specialize phase (once)."""
@@ -79,3 +155,5 @@ def is_registered():
 
 if os.environ.get("NTM_INLINE_SOFTMAX", "1").strip().lower() not in ("0", "off", "false", "no"):
     register()
+if os.environ.get("NTM_SCAN_ZERO_TAPS", "1").strip().lower() not in ("0", "off", "false", "no"):
+    register_zero_taps()

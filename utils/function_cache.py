@@ -118,7 +118,7 @@ def _fingerprint(key, inputs, shared, mode, name, sources):
         "flags": flags,
         "environment": {variable: os.environ.get(variable) for variable in
                         ("NTM_SCAN_GRADIENT", "NTM_INLINE_SOFTMAX", "NTM_FUSED_MEMORY",
-                         "PYTENSOR_FLAGS")},
+                         "NTM_SCAN_ZERO_TAPS", "PYTENSOR_FLAGS")},
         "versions": [sys.version, platform.machine(), np.__version__, pytensor.__version__],
         "sources": _digest_sources([os.path.dirname(__import__("ntm").__file__),
                                     __file__, *sources]),

@@ -82,3 +82,76 @@ def test_constant_splits_become_slices_in_numba_only(axis):
         assert len(found) == splits, mode
         for actual, wanted in zip(function(value), expected, strict=True):
             np.testing.assert_array_equal(actual, wanted)
+
+
+# --- zeros in a scan's gradient -------------------------------------------------------------
+
+ZERO_TAPS = "ntm_scan_zero_gradient_taps"
+
+
+def shape_only_taps(function):
+    """The mit-mot tap inputs of the compiled function's scans that their step does not use or
+    uses for the shape only (what the zero-taps rewrite leaves of a tap it replaced)."""
+    found = 0
+    for node in function.maker.fgraph.apply_nodes:
+        if isinstance(node.op, Scan):
+            op = node.op
+            first = op.info.n_seqs
+            taps = op.inner_inputs[first:first + sum(map(len, op.info.mit_mot_in_slices))]
+            found += sum(all(type(client.op).__name__ in ("Shape", "Shape_i")
+                             for client, _ in op.fgraph.clients[tap]) for tap in taps)
+    return found
+
+
+def ntm_gradient(mode):
+    l_input, l_ntm = small_ntm()
+    output = layers.get_output(l_ntm)
+    params = layers.get_all_params(l_ntm, trainable=True)
+    cost = pt.sum(output[:, -1] ** 2)  # the memory, weightings, erase and add: not in the cost
+    return pytensor.function([l_input.input_var], [cost] + pytensor.grad(cost, params), mode=mode)
+
+
+def test_zero_taps_rewrite_is_registered_on_import():
+    assert rewrites.zero_taps_registered()
+
+
+def test_the_ntm_gradient_reads_no_zero_buffer_and_is_unchanged():
+    mode = pytensor.compile.mode.get_mode("CVM")
+    with_rewrite = ntm_gradient(mode)
+    without = ntm_gradient(mode.excluding(ZERO_TAPS))
+    # the small NTM's memory, write weighting, erase, add and read weighting
+    assert shape_only_taps(with_rewrite) == 5
+    assert shape_only_taps(without) == 0
+    x = binary_sequences()
+    for got, expected in zip(with_rewrite(x), without(x), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_taps_of_a_buffer_that_is_not_zeros_are_kept():
+    """Here the cost uses the whole state sequence: its gradient buffer holds that gradient,
+    not zeros, and every tap must be read."""
+    x = pt.matrix("x")
+    w = pytensor.shared(np.array([[0.5, -0.3], [0.2, 0.9]]), name="w")
+    h0 = pt.zeros((2,), dtype=x.dtype)
+    states = pytensor.scan(lambda x_t, h: pt.tanh(pt.dot(w, h) + x_t), sequences=[x],
+                           outputs_info=[h0], return_updates=False)
+    cost = pt.sum(states ** 2)
+    function = pytensor.function([x], pytensor.grad(cost, w), mode="CVM")
+    assert shape_only_taps(function) == 0
+    values = np.random.RandomState(0).normal(size=(5, 2))
+
+    def numpy_cost(w_value):
+        h, total = np.zeros(2), 0.0
+        for x_t in values:
+            h = np.tanh(w_value @ h + x_t)
+            total += np.sum(h ** 2)
+        return total
+
+    numeric = np.zeros((2, 2))
+    for i in range(2):
+        for j in range(2):
+            step = np.zeros((2, 2))
+            step[i, j] = 1e-6
+            numeric[i, j] = (numpy_cost(w.get_value() + step)
+                             - numpy_cost(w.get_value() - step)) / 2e-6
+    np.testing.assert_allclose(function(values), numeric, rtol=1e-6, atol=1e-9)
