@@ -37,8 +37,8 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 
-from .memory_kernels import (_as_float_tensors, _c_contiguous_inputs, _c_release, _c_shapes,
-                             _GradientOp, _MemoryOp, source_version)
+from .memory_kernels import (_as_float_tensors, _c_contiguous_inputs, _c_pointers, _c_release,
+                             _c_shapes, _GradientOp, _MemoryOp, source_version)
 
 __all__ = ["Addressing", "AddressingGrad", "SHIFT_MODES"]
 
@@ -126,10 +126,7 @@ class Addressing(_MemoryOp):
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("Addressing", _LAYOUT, release, fail, extra="S <= N")}
         if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_K), c_K) != 0) {{ {release} {fail} }}
-        const T *K = (const T*)PyArray_DATA(c_K), *beta = (const T*)PyArray_DATA(c_beta),
-                *gate = (const T*)PyArray_DATA(c_gate), *s = (const T*)PyArray_DATA(c_s),
-                *gamma = (const T*)PyArray_DATA(c_gamma), *prev = (const T*)PyArray_DATA(c_prev);
-        T* w = (T*)PyArray_DATA({out});
+        {_c_pointers(((n, f"c_{n}") for n in names), (("w", out),))}
         ntm_for_chunks(B * H, 8 * N, [&](npy_intp r, npy_intp count) {{
             T* scratch = (T*)malloc(sizeof(T) * 3 * (N > 0 ? N : 1));
             ntm_addressing<T>(K + r * N, beta + r, gate + r, s + r * S, gamma + r, prev + r * N,
@@ -211,8 +208,6 @@ class AddressingGrad(_GradientOp):
         prepare = " || ".join(f"ntm_prepare_output(&{out}, PyArray_NDIM({like}), "
                               f"PyArray_DIMS({like}), c_K) != 0"
                               for out, like in zip(outputs, shapes_of))
-        results = ", ".join(f"*{result} = (T*)PyArray_DATA({out})" for result, out in
-                            zip(("dK", "dBeta", "dGate", "dS", "dGamma", "dPrev"), outputs))
         return f"""
         {{
         typedef dtype_{outputs[0]} T;
@@ -220,11 +215,8 @@ class AddressingGrad(_GradientOp):
         {_c_shapes("AddressingGrad", dict(_LAYOUT, G=("gradient", "BHN")), release, fail,
                    extra="S <= N")}
         if ({prepare}) {{ {release} {fail} }}
-        const T *K = (const T*)PyArray_DATA(c_K), *beta = (const T*)PyArray_DATA(c_beta),
-                *gate = (const T*)PyArray_DATA(c_gate), *s = (const T*)PyArray_DATA(c_s),
-                *gamma = (const T*)PyArray_DATA(c_gamma), *prev = (const T*)PyArray_DATA(c_prev),
-                *G = (const T*)PyArray_DATA(c_G);
-        T {results};
+        {_c_pointers(((n, f"c_{n}") for n in names),
+                     zip(("dK", "dBeta", "dGate", "dS", "dGamma", "dPrev"), outputs))}
         ntm_for_chunks(B * H, 16 * N, [&](npy_intp r, npy_intp count) {{
             T* scratch = (T*)malloc(sizeof(T) * 6 * (N > 0 ? N : 1));
             ntm_addressing_grad<T>(K + r * N, beta + r, gate + r, s + r * S, gamma + r,

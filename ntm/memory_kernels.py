@@ -401,6 +401,14 @@ def _c_contiguous_inputs(names, fail, cleanup):
     return "\n".join(lines)
 
 
+def _c_pointers(inputs=(), outputs=()):
+    """C declarations of the typed data pointers of arrays: ``const T* name`` for each
+    ``(name, array)`` of ``inputs``, ``T* name`` for each of ``outputs``."""
+    lines = [f"const T* {name} = (const T*)PyArray_DATA({array});" for name, array in inputs]
+    lines += [f"T* {name} = (T*)PyArray_DATA({array});" for name, array in outputs]
+    return "\n".join(lines)
+
+
 def _c_release(names):
     return " ".join(f"Py_XDECREF(c_{n});" for n in names)
 
@@ -532,9 +540,7 @@ class CosineSimilarity(_MemoryOp):
         {_c_shapes("CosineSimilarity", _COSINE_LAYOUT, release, fail)}
         npy_intp dims[3] = {{B, H, N}};
         if (ntm_prepare_output(&{out}, 3, dims, c_k) != 0) {{ {release} {fail} }}
-        const T* K = (const T*)PyArray_DATA(c_k);
-        const T* M = (const T*)PyArray_DATA(c_mem);
-        T* S = (T*)PyArray_DATA({out});
+        {_c_pointers((("K", "c_k"), ("M", "c_mem")), (("S", out),))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
             T* knorm = (T*)malloc(sizeof(T) * (H > 0 ? H : 1));
             ntm_cosine<T>(K + b * H * W, M + b * N * W, S + b * H * N, count, H, N, W,
@@ -595,11 +601,8 @@ class CosineSimilarityGrad(_GradientOp):
                 || ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_k) != 0) {{
             {release} {fail}
         }}
-        const T* K = (const T*)PyArray_DATA(c_k);
-        const T* M = (const T*)PyArray_DATA(c_mem);
-        const T* G = (const T*)PyArray_DATA(c_g);
-        T* dK = (T*)PyArray_DATA({d_keys});
-        T* dM = (T*)PyArray_DATA({d_memory});
+        {_c_pointers((("K", "c_k"), ("M", "c_mem"), ("G", "c_g")),
+                     (("dK", d_keys), ("dM", d_memory)))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
             T* knorm = (T*)malloc(sizeof(T) * 2 * (H > 0 ? H : 1));
             ntm_cosine_grad<T>(K + b * H * W, M + b * N * W, G + b * H * N, dK + b * H * W,
@@ -654,11 +657,8 @@ class MemoryWrite(_MemoryOp):
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("MemoryWrite", _WRITE_LAYOUT, release, fail)}
         if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_mem), c_mem) != 0) {{ {release} {fail} }}
-        const T* M = (const T*)PyArray_DATA(c_mem);
-        const T* Wt = (const T*)PyArray_DATA(c_w);
-        const T* E = (const T*)PyArray_DATA(c_e);
-        const T* A = (const T*)PyArray_DATA(c_a);
-        T* O = (T*)PyArray_DATA({out});
+        {_c_pointers((("M", "c_mem"), ("Wt", "c_w"), ("E", "c_e"), ("A", "c_a")),
+                     (("O", out),))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
             ntm_write<T>(M + b * N * W, Wt + b * H * N, E + b * H * W, A + b * H * W,
                          O + b * N * W, count, H, N, W);
@@ -711,15 +711,8 @@ class MemoryWriteGrad(_GradientOp):
                 || ntm_prepare_output(&{d_add}, 3, PyArray_DIMS(c_a), c_mem) != 0) {{
             {release} {fail}
         }}
-        const T* M = (const T*)PyArray_DATA(c_mem);
-        const T* Wt = (const T*)PyArray_DATA(c_w);
-        const T* E = (const T*)PyArray_DATA(c_e);
-        const T* A = (const T*)PyArray_DATA(c_a);
-        const T* G = (const T*)PyArray_DATA(c_g);
-        T* dM = (T*)PyArray_DATA({d_memory});
-        T* dWt = (T*)PyArray_DATA({d_weights});
-        T* dE = (T*)PyArray_DATA({d_erase});
-        T* dA = (T*)PyArray_DATA({d_add});
+        {_c_pointers((("M", "c_mem"), ("Wt", "c_w"), ("E", "c_e"), ("A", "c_a"), ("G", "c_g")),
+                     (("dM", d_memory), ("dWt", d_weights), ("dE", d_erase), ("dA", d_add)))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
             T* scratch = (T*)malloc(sizeof(T) * 2 * (W > 0 ? W : 1));
             ntm_write_grad<T>(M + b * N * W, Wt + b * H * N, E + b * H * W, A + b * H * W,
@@ -772,9 +765,7 @@ class MemoryRead(_MemoryOp):
         {_c_shapes("MemoryRead", _READ_LAYOUT, release, fail)}
         npy_intp dims[3] = {{B, H, W}};
         if (ntm_prepare_output(&{out}, 3, dims, c_mem) != 0) {{ {release} {fail} }}
-        const T* Wt = (const T*)PyArray_DATA(c_w);
-        const T* M = (const T*)PyArray_DATA(c_mem);
-        T* R = (T*)PyArray_DATA({out});
+        {_c_pointers((("Wt", "c_w"), ("M", "c_mem")), (("R", out),))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
             ntm_read<T>(Wt + b * H * N, M + b * N * W, R + b * H * W, count, H, N, W);
         }});
@@ -816,11 +807,8 @@ class MemoryReadGrad(_GradientOp):
                 || ntm_prepare_output(&{d_memory}, 3, PyArray_DIMS(c_mem), c_mem) != 0) {{
             {release} {fail}
         }}
-        const T* Wt = (const T*)PyArray_DATA(c_w);
-        const T* M = (const T*)PyArray_DATA(c_mem);
-        const T* G = (const T*)PyArray_DATA(c_g);
-        T* dWt = (T*)PyArray_DATA({d_weights});
-        T* dM = (T*)PyArray_DATA({d_memory});
+        {_c_pointers((("Wt", "c_w"), ("M", "c_mem"), ("G", "c_g")),
+                     (("dWt", d_weights), ("dM", d_memory)))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
             ntm_read_grad<T>(Wt + b * H * N, M + b * N * W, G + b * H * W, dWt + b * H * N,
                              dM + b * N * W, count, H, N, W);
