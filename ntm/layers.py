@@ -4,6 +4,7 @@ import pytensor.tensor as pt
 
 from .controllers import Controller
 from .heads import ReadHead, ReadHeadCollection, WriteHead, WriteHeadCollection
+from .hoisting import scan_hoisting_parameters
 from .lasagne.layers.base import MergeLayer
 from .lasagne.utils import unique
 from .memory import Memory
@@ -171,8 +172,10 @@ class NTMLayer(MergeLayer):
                        for n, p in zip(new, previous)]
             return new
 
-        outputs = pytensor.scan(step, sequences=sequences, outputs_info=initial,
-                                return_updates=False, name="ntm_scan", mode=SCAN_MODE)
+        # Parameter-only work (the heads' joined weights, ...) enters as non-sequences, so that
+        # the gradient accumulates it whole (ntm.hoisting).
+        outputs = scan_hoisting_parameters(step, sequences, initial, return_updates=False,
+                                           name="ntm_scan", mode=SCAN_MODE)
         hidden_seq = outputs[1].dimshuffle(1, 0, 2)
         if not get_details:
             return hidden_seq[:, -1] if self.only_return_final else hidden_seq
