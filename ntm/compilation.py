@@ -36,8 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["parallel_compilation", "CompilationReport", "default_workers",
-           "ENVIRONMENT_VARIABLE", "PRECOMPILED_HEADERS"]
+__all__ = ["parallel_compilation", "compile_fused_ops_early", "CompilationReport",
+           "default_workers", "ENVIRONMENT_VARIABLE", "PRECOMPILED_HEADERS"]
 
 ENVIRONMENT_VARIABLE = "NTM_PARALLEL_COMPILE"
 
@@ -118,12 +118,16 @@ class _Prebuilder:
 
     def submit_fgraph(self, fgraph):
         """Start compiling every module of ``fgraph``'s nodes that is not in the cache."""
+        self.submit_nodes(fgraph.toposort())
+
+    def submit_nodes(self, nodes):
+        """Start compiling every module of ``nodes`` that is not in the cache."""
         from pytensor.graph.fg import FunctionGraph
         from pytensor.link.c.basic import CLinker
         from pytensor.link.c.interface import CLinkerOp
         from pytensor.scan.op import Scan
 
-        for node in fgraph.toposort():
+        for node in nodes:
             if not isinstance(node.op, CLinkerOp) or isinstance(node.op, Scan):
                 continue
             try:
@@ -272,6 +276,72 @@ class _Prebuilder:
                 shutil.rmtree(os.path.dirname(future.result()), ignore_errors=True)
 
 
+def compile_fused_ops_early(variables, mode=None):
+    """Inside :func:`parallel_compilation`, start compiling at once the C modules of the NTM's
+    fused operations (:mod:`ntm.memory_kernels`, :mod:`ntm.addressing_kernels`) in the graph
+    of ``variables``, scans' steps included, instead of after the graph is rewritten.
+
+    Rewriting the training function's graph takes seconds of Python on one core, and the
+    compiler threads have nothing to do until it ends; the fused ops' modules, the largest of
+    the function, do not depend on it (rewriting leaves these operations as they are). A
+    module that rewriting does change is simply compiled again, as without this call.
+
+    Parameters
+    ----------
+    variables : Variable or list of Variable
+        The outputs (and update expressions) of the function about to be compiled.
+    mode : str or Mode, optional
+        Its mode (default: PyTensor's); nothing is compiled for a mode without C thunks
+        (Numba, JAX, Python).
+
+    Returns
+    -------
+    int
+        Modules started (0 outside the context, with fewer than 2 threads, for a mode without
+        C thunks, or when all of them are in the cache).
+    """
+    prebuilder = getattr(_state, "prebuilder", None)
+    if prebuilder is None:
+        return 0
+    try:
+        from pytensor.compile.mode import get_mode
+        from pytensor.link.vm import VMLinker
+
+        linker = get_mode(mode).linker
+        if not isinstance(linker, VMLinker) or linker.c_thunks is False:
+            return 0
+        if not isinstance(variables, (list, tuple)):
+            variables = [variables]
+        nodes = [node for node in _all_nodes(variables)
+                 if type(node.op).__module__ in _FUSED_OP_MODULES]
+        before = len(prebuilder.jobs)
+        prebuilder.submit_nodes(nodes)
+        return len(prebuilder.jobs) - before
+    except Exception:  # compiling goes on as usual
+        return 0
+
+
+_FUSED_OP_MODULES = ("ntm.memory_kernels", "ntm.addressing_kernels")
+
+
+def _all_nodes(variables):
+    """The operations computing ``variables``, and those of the steps of their scans."""
+    from pytensor.graph.traversal import applys_between
+    from pytensor.scan.op import Scan
+
+    found, seen, pending = [], set(), [list(variables)]
+    while pending:
+        outputs = pending.pop()
+        for node in applys_between([], outputs):
+            if node in seen:
+                continue
+            seen.add(node)
+            found.append(node)
+            if isinstance(node.op, Scan):
+                pending.append(list(node.op.fgraph.outputs))
+    return found
+
+
 @contextmanager
 def parallel_compilation(workers=None):
     """Within this context, functions compiled with PyTensor's C backend (``CVM``, ``C``,
@@ -356,11 +426,16 @@ def _patched(workers, report):
     CLinker.compile_cmodule = compile_cmodule
     cmodule.dlimport = dlimport
     _state.active = True
+    _state.prebuilder = prebuilder
     try:
         yield
     finally:
         _state.active = False
-        VMLinker.make_all = original_make_all
-        CLinker.compile_cmodule = original_compile
-        cmodule.dlimport = original_dlimport
-        prebuilder.close()
+        _state.prebuilder = None
+        # First the threads, whose compilations still running need the patched dlimport.
+        try:
+            prebuilder.close()
+        finally:
+            VMLinker.make_all = original_make_all
+            CLinker.compile_cmodule = original_compile
+            cmodule.dlimport = original_dlimport

@@ -47,7 +47,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.link.jax.linker import JAXLinker  # imported by PyTensor itself; needs no jax
 
-from ntm.compilation import parallel_compilation
+from ntm.compilation import compile_fused_ops_early, parallel_compilation
 from ntm.controllers import DenseController, GRUController, LSTMController, RecurrentController
 from ntm.heads import ReadHead, WriteHead
 from ntm.lasagne import layers, nonlinearities, objectives
@@ -915,6 +915,9 @@ class Trainer:
         mode = keep_storage(self.mode)
         with (pytensor.config.change_flags(floatX=self.floatX), parallel_compilation(),
               storage_kept()):
+            compile_fused_ops_early(
+                (list(outputs) if isinstance(outputs, (list, tuple)) else [outputs])
+                + list((updates or {}).values()), mode)
             if self.cache_key is None:
                 return pytensor.function(inputs, outputs, updates=updates, mode=mode, name=name)
             function, loaded = cached_function(

@@ -171,3 +171,53 @@ def test_one_worker_or_nesting_changes_nothing():
         with compilation.parallel_compilation(2) as inner:
             assert VMLinker.make_all is patched and inner.workers == 1
     assert VMLinker.make_all is original
+
+
+# The small NTM's output and gradient: its fused ops' modules are started before rewriting.
+EARLY_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {root!r})
+    import pytensor
+    import pytensor.tensor as pt
+    from ntm import compilation
+    from ntm.lasagne import layers
+    from tests.small_ntm import small_ntm
+
+    l_input, l_ntm = small_ntm()
+    cost = pt.sum(pt.sqr(layers.get_output(l_ntm)))
+    outputs = [cost] + pytensor.grad(cost, layers.get_all_params(l_ntm, trainable=True))
+    counts = {{"outside": compilation.compile_fused_ops_early(outputs, "CVM")}}
+    with compilation.parallel_compilation(2) as report:
+        for mode in ("NUMBA", "FAST_COMPILE", "CVM"):
+            counts[mode] = compilation.compile_fused_ops_early(outputs, mode)
+        counts["again"] = compilation.compile_fused_ops_early(outputs, "CVM")
+        if {link!r}:
+            pytensor.function([l_input.input_var], outputs, mode="CVM")
+    print(json.dumps({{"counts": counts, "report": vars(report)}}))
+""")
+
+
+def _run_early(compiledir, link):
+    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={compiledir},floatX=float64")
+    script = EARLY_SCRIPT.format(root=ROOT, link=link)
+    completed = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
+                               capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_the_fused_ops_modules_start_early_only_for_c_thunks_in_the_context(tmp_path):
+    counts = _run_early(tmp_path, link=False)["counts"]
+    # memory write and read, similarity, addressing, and the gradient of each
+    assert counts == {"outside": 0, "NUMBA": 0, "FAST_COMPILE": 0, "CVM": 8, "again": 0}
+
+
+@pytest.mark.slow
+def test_the_modules_started_early_are_the_ones_pytensor_links(tmp_path):
+    result = _run_early(tmp_path, link=True)
+    report = result["report"]
+    assert result["counts"]["CVM"] == 8
+    assert report["failed"] == 0 and report["built"] > 8
+    assert report["taken"] == report["built"]  # none built for nothing
+    found, unregistered = _modules(tmp_path)
+    assert len(found) >= report["taken"] and not unregistered
