@@ -32,6 +32,7 @@ this process may use.
 import os
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ _HEADER_PREFIXES = tuple("".join(f"#include {header}\n" for header in PRECOMPILE
 # Modules built by the threads carry no debug information (PyTensor's own compilation adds
 # -g): a quarter of the compiler's time, and nothing a function needs.
 _NO_DEBUG_INFORMATION = ["-g0"]
+
+# Tries of a module whose compilation found no compiler configured (see _Prebuilder.__init__).
+_COMPILER_ATTEMPTS = 100
 
 # One compilation phase at a time per process: the patches below are process-wide.
 _phase_lock = threading.RLock()
@@ -103,8 +107,14 @@ class _Prebuilder:
     """Compiles missing C modules on a thread pool and hands them to PyTensor's linker."""
 
     def __init__(self, workers, report):
+        import pytensor
         from pytensor.link.c import cmodule
         from pytensor.link.c.basic import get_module_cache
+
+        # The compiler, read here: PyTensor's rewriting sets ``config.cxx`` to "" for a moment
+        # whenever it infers static shapes (``infer_static_shape``), process-wide, so that a
+        # compiler thread reading it then finds no compiler (see _compile).
+        self.cxx = pytensor.config.cxx
 
         self.cmodule = cmodule
         self.report = report
@@ -156,16 +166,26 @@ class _Prebuilder:
 
     def _compile(self, linker, job):
         """Build one module in a directory of its own; returns the library's path."""
+        from pytensor.link.c.exceptions import MissingGXX
+
         source, preargs, libraries, header_dirs, lib_dirs = job
         preargs = list(preargs) + _NO_DEBUG_INFORMATION
         preargs += self._precompiled_header(source, preargs, header_dirs)
         location = self.cmodule.dlimport_workdir(self.cache.dirname)
         _state.compile_only = True
         try:
-            built = linker.c_compiler().compile_str(
-                module_name=linker.get_dynamic_module().code_hash, src_code=source,
-                location=location, include_dirs=list(header_dirs), lib_dirs=list(lib_dirs),
-                libs=list(libraries), preargs=preargs)
+            for attempt in range(_COMPILER_ATTEMPTS):
+                try:
+                    built = linker.c_compiler().compile_str(
+                        module_name=linker.get_dynamic_module().code_hash, src_code=source,
+                        location=location, include_dirs=list(header_dirs),
+                        lib_dirs=list(lib_dirs), libs=list(libraries), preargs=preargs)
+                    break
+                except MissingGXX:
+                    # config.cxx was "" for a moment (see __init__): try again shortly.
+                    if not self.cxx or attempt == _COMPILER_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.02)
         except BaseException:
             shutil.rmtree(location, ignore_errors=True)
             with self.lock:
@@ -209,7 +229,7 @@ class _Prebuilder:
 
         import pytensor
 
-        digest = hashlib.sha256(repr((pytensor.config.cxx, preargs, header_dirs,
+        digest = hashlib.sha256(repr((self.cxx, preargs, header_dirs,
                                       prefix)).encode()).hexdigest()[:24]
         directory = os.path.join(self.cache.dirname, "ntm-precompiled-headers", digest)
         header = os.path.join(directory, "ntm_modules.h")
@@ -222,7 +242,7 @@ class _Prebuilder:
                 file.write(prefix)
             # The same arguments as PyTensor's own compilation (cmodule.GCC_compiler).
             include_dirs = [d for d in header_dirs if d] + self.cmodule.std_include_dirs()
-            command = [pytensor.config.cxx, "-g", *preargs, *(f"-I{d}" for d in include_dirs),
+            command = [self.cxx, "-g", *preargs, *(f"-I{d}" for d in include_dirs),
                        "-fvisibility=hidden", "-x", "c++-header", header + suffix,
                        "-o", header + ".gch" + suffix]
             if subprocess.run(command, capture_output=True).returncode != 0:

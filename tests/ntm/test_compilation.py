@@ -221,3 +221,57 @@ def test_the_modules_started_early_are_the_ones_pytensor_links(tmp_path):
     assert report["taken"] == report["built"]  # none built for nothing
     found, unregistered = _modules(tmp_path)
     assert len(found) >= report["taken"] and not unregistered
+
+
+class _FlakyCompiler:
+    """A compiler that finds no ``g++`` for its first ``misses`` calls, as a compiler thread
+    does while PyTensor's rewriting has set ``config.cxx`` to "" for a moment."""
+
+    def __init__(self, misses):
+        self.misses, self.calls = misses, 0
+
+    def compile_str(self, module_name, src_code, location, **kwargs):
+        from pytensor.link.c.exceptions import MissingGXX
+
+        self.calls += 1
+        if self.calls <= self.misses:
+            raise MissingGXX("g++ not available! We can't compile c code.")
+        return os.path.join(location, module_name + ".so")
+
+
+class _FakeLinker:
+    def __init__(self, compiler):
+        self.compiler = compiler
+
+    def c_compiler(self):
+        return self.compiler
+
+    def get_dynamic_module(self):
+        class Module:
+            code_hash = "m0"
+        return Module()
+
+
+@pytest.mark.parametrize("cxx, misses, succeeds", [("g++", 3, True), ("", 1, False)])
+def test_a_compiler_thread_tries_again_when_the_compiler_setting_is_blank(cxx, misses,
+                                                                           succeeds):
+    import shutil
+
+    report = compilation.CompilationReport()
+    prebuilder = compilation._Prebuilder(1, report)
+    try:
+        prebuilder.cxx = cxx  # as read when the compilation phase began
+        compiler = _FlakyCompiler(misses)
+        job = ("/* not a PyTensor module */", (), (), (), ())
+        if succeeds:
+            built = prebuilder._compile(_FakeLinker(compiler), job)
+            assert built.endswith("m0.so") and compiler.calls == misses + 1
+            assert (report.built, report.failed) == (1, 0)
+            shutil.rmtree(os.path.dirname(built), ignore_errors=True)
+        else:
+            from pytensor.link.c.exceptions import MissingGXX
+            with pytest.raises(MissingGXX):
+                prebuilder._compile(_FakeLinker(compiler), job)
+            assert compiler.calls == 1 and (report.built, report.failed) == (0, 1)
+    finally:
+        prebuilder.pool.shutdown()
