@@ -90,7 +90,8 @@ def test_the_shipped_priority_sort_model_is_far_below_the_cost_it_started_from()
 
 
 def test_the_shipped_sort_and_babi_models_do_better_than_chance():
-    # Sorted copy, length 10 (80 target bits): chance makes about 40 bit errors.
-    assert _evaluate("sort", "10")[10]["errors_per_seq"] < 25
+    # Sorted copy, length 10 (80 target bits): chance makes about 40 bit errors, the shipped
+    # model 6-7 (README; 6.4 on these sequences).
+    assert _evaluate("sort", "10")[10]["errors_per_seq"] < 12
     # bAbI task 1 on stories of 10 sentences: guessing among six places is right 1 time in 6.
     assert _evaluate("babi", "10")[10]["errors_per_seq"] <= 0.5
