@@ -227,8 +227,6 @@ class _Prebuilder:
         import hashlib
         import subprocess
 
-        import pytensor
-
         digest = hashlib.sha256(repr((self.cxx, preargs, header_dirs,
                                       prefix)).encode()).hexdigest()[:24]
         directory = os.path.join(self.cache.dirname, "ntm-precompiled-headers", digest)

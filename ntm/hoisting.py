@@ -13,8 +13,11 @@ rewrites later move the forward ``Join`` out of the loop, but the gradient's ``S
 :func:`scan_hoisting_parameters` runs ``pytensor.scan`` with every such expression passed in as
 a non-sequence instead. The gradient then accumulates
 :math:`\partial W_{stacked} \mathrel{+}= h_t^\top \delta_t` once per step, and cuts it into its
-pieces once, after the loop. The values computed are the same: each element of each
-parameter's gradient is the same sum of the same terms in the same order.
+pieces once, after the loop. The forward pass computes the same values. The gradients are
+the same sums, but PyTensor fuses the joined matrix's accumulation into one product-and-add
+(``Gemm``), so the float rounding of the heads' weight gradients can differ in the last bits
+(those of the copy model's heads do in float32; every other gradient is bit for bit the
+same).
 """
 import pytensor
 import pytensor.tensor as pt
@@ -103,8 +106,8 @@ def scan_hoisting_parameters(step, sequences, outputs_info, **scan_options):
 
     Returns
     -------
-    list of TensorVariable
-        ``scan``'s outputs, one per ``outputs_info``.
+    TensorVariable or list of TensorVariable
+        What ``pytensor.scan`` returns for these arguments.
     """
     if "non_sequences" in scan_options:
         raise TypeError("scan_hoisting_parameters: non_sequences are found, not given")
