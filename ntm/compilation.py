@@ -54,7 +54,8 @@ _HEADER_PREFIXES = tuple("".join(f"#include {header}\n" for header in PRECOMPILE
 # -g): a quarter of the compiler's time, and nothing a function needs.
 _NO_DEBUG_INFORMATION = ["-g0"]
 
-# Tries of a module whose compilation found no compiler configured (see _Prebuilder.__init__).
+# Tries of a module whose compilation found no compiler configured, or ran "" as the compiler
+# (see _Prebuilder.__init__).
 _COMPILER_ATTEMPTS = 100
 
 # One compilation phase at a time per process: the patches below are process-wide.
@@ -181,8 +182,10 @@ class _Prebuilder:
                         location=location, include_dirs=list(header_dirs),
                         lib_dirs=list(lib_dirs), libs=list(libraries), preargs=preargs)
                     break
-                except MissingGXX:
-                    # config.cxx was "" for a moment (see __init__): try again shortly.
+                except (MissingGXX, OSError):
+                    # config.cxx was "" for a moment (see __init__), when compile_str checked
+                    # it (MissingGXX) or when it ran it (OSError: "" is no program): try again
+                    # shortly. A failing compilation of the code itself is a CompileError.
                     if not self.cxx or attempt == _COMPILER_ATTEMPTS - 1:
                         raise
                     time.sleep(0.02)

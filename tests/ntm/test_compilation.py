@@ -235,7 +235,10 @@ class _FlakyCompiler:
 
         self.calls += 1
         if self.calls <= self.misses:
-            raise MissingGXX("g++ not available! We can't compile c code.")
+            # The setting read when checked, or when run.
+            if self.calls % 2:
+                raise MissingGXX("g++ not available! We can't compile c code.")
+            raise PermissionError(13, "Permission denied", "")
         return os.path.join(location, module_name + ".so")
 
 
