@@ -178,9 +178,14 @@ def main(argv=None):
         return
 
     threads = os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))
+    import pytensor
+
+    import ntm
+    blas = ("SciPy's OpenBLAS (ntm.blas)" if ntm.blas.LINKED
+            else f"blas__ldflags={pytensor.config.blas__ldflags!r}")
     print(f"copy NTM (dense 100, 1 read + 1 write head, memory 128 x 20), {args.floatX}, Adam, "
           f"{args.steps} steps per row; C memory kernels on up to {threads} threads "
-          "(OMP_NUM_THREADS)", flush=True)
+          f"(OMP_NUM_THREADS); C backend's BLAS: {blas}", flush=True)
     print("| mode | gradient + compile | first call | batch | length | step median (min-max) "
           "| peak memory |")
     print("|---|---|---|---|---|---|---|", flush=True)

@@ -7,5 +7,9 @@ API on PyTensor for the rest of the network.
 """
 __version__ = "0.1.0"
 
+from . import blas  # noqa: E402  (PyTensor's C code linked to SciPy's OpenBLAS)
+
+blas.link_scipy_openblas()
+
 from . import scan_gradient  # noqa: E402,F401  (builds scan gradients without duplicated graphs)
 from . import rewrites  # noqa: E402,F401  (softmax compiled as C code in the C backend)
