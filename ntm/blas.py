@@ -24,9 +24,9 @@ other than Linux on x86-64 or AArch64): PyTensor then searches for a BLAS as it 
 :mod:`ntm`. :data:`LINKED` says which happened. OpenBLAS's threads are OpenBLAS's:
 ``OPENBLAS_NUM_THREADS`` (the example scripts set 1, see :mod:`utils`).
 
-The products are OpenBLAS's, as NumPy's are, but ``Gemm`` adds :math:`\alpha AB` to :math:`C`
-inside the product instead of after it: float32 sums round differently, so training runs are
-of the same kind, not the same numbers, as without it.
+The products are OpenBLAS's either way (NumPy's are), and OpenBLAS adds :math:`\alpha AB` to
+:math:`C` after forming it, as the fallback does: the copy example's training run repeats to the
+bit with and without this module (``models/copy.npz`` unchanged).
 """
 import ctypes
 import glob

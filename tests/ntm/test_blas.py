@@ -105,3 +105,32 @@ def test_left_alone_when_the_user_chose():
     assert linked.startswith("'-L") and "-lntm_blas" in linked
     assert _run(code, NTM_BLAS="0").startswith("None ")
     assert _run(code, PYTENSOR_FLAGS="blas__ldflags=-lmyblas") == "None '-lmyblas'"
+
+
+@requires_openblas
+@pytest.mark.slow
+def test_ntm_gradients_bit_for_bit_as_without_it():
+    """The small NTM's output and every parameter's gradient (float32, C backend, batch 4)
+    are the same bits whether PyTensor's products call OpenBLAS through the forwarding
+    library or fall back to NumPy (``blas__ldflags=""``)."""
+    if blas.LINKED is None:
+        pytest.skip("the environment turns the linking off")
+    from ntm.lasagne import layers
+    from tests.small_ntm import binary_sequences, small_ntm
+
+    with pytensor.config.change_flags(floatX="float32"):
+        l_input, l_ntm = small_ntm()
+        output = layers.get_output(l_ntm)
+        params = layers.get_all_params(l_ntm, trainable=True)
+        cost = (output ** 2).sum()
+        outputs = [output] + pytensor.grad(cost, params)
+        results = {}
+        for ldflags in (blas.LINKED, ""):
+            with pytensor.config.change_flags(blas__ldflags=ldflags):
+                function = pytensor.function([l_input.input_var], outputs, mode="CVM")
+                names = {type(node.op).__name__ for node in function.maker.fgraph.toposort()}
+                assert "Scan" in names
+                results[ldflags] = function(binary_sequences((4, 7, 3)))
+    for linked, fallback in zip(results[blas.LINKED], results[""]):
+        assert linked.dtype == np.float32
+        np.testing.assert_array_equal(linked, fallback)
