@@ -101,6 +101,7 @@ def scan_hoisting_parameters(step, sequences, outputs_info, **scan_options):
     step : callable
         ``step(*sequence_slices, *previous_outputs)``, returning the list of new outputs.
     sequences, outputs_info : list of TensorVariable
+        As ``pytensor.scan``'s (``None`` in ``outputs_info``: an output not fed back).
     **scan_options
         Passed to ``pytensor.scan`` (not ``non_sequences``).
 
@@ -112,8 +113,9 @@ def scan_hoisting_parameters(step, sequences, outputs_info, **scan_options):
     if "non_sequences" in scan_options:
         raise TypeError("scan_hoisting_parameters: non_sequences are found, not given")
     sequences, outputs_info = list(sequences), list(outputs_info)
+    # (an output without initial value, None, is not passed to the step)
     trial = step(*[_placeholder(s, drop_leading_axis=True) for s in sequences],
-                 *[_placeholder(o) for o in outputs_info])
+                 *[_placeholder(o) for o in outputs_info if o is not None])
     hoisted = parameter_expressions(trial)
     if not hoisted:
         return pytensor.scan(step, sequences=sequences, outputs_info=outputs_info,

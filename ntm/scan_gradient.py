@@ -55,6 +55,9 @@ _originals = {}
 # One memo per placeholder, alive while one (possibly nested) scan gradient is built.
 _memos = {}
 _depth = [0]
+# Per nesting depth of scan gradients: the replacements (x, y, x as rewritten by the earlier
+# ones) of the gradient being built, in the order PyTensor makes them.
+_orders = {}
 
 
 def _shared_forced_replace(out, x, y):
@@ -63,9 +66,29 @@ def _shared_forced_replace(out, x, y):
     Same result as PyTensor's ``forced_replace`` (it does not look inside a replaced
     subexpression), but the rewritten nodes are memoised per ``y`` and unchanged nodes are
     kept, so gradients that share subexpressions still share them afterwards.
+
+    PyTensor calls it for each of the step's outputs in turn, states first, each on the
+    result of the previous calls. An output computed from a state (one that is not fed back,
+    such as the NTM's similarities) no longer appears as ``x`` once that state has been
+    replaced, but as ``x`` rewritten by the earlier replacements: that is looked for too, so
+    the backward step reads the saved value instead of computing it again (the same value).
     """
     if out is None:
         return None
+    order = _orders.setdefault(_depth[0], [])
+    entry = next((e for e in order if e[1] is y), None)
+    if entry is None:
+        image = x
+        for earlier in order:
+            image = _replace(image, *earlier)
+        entry = (x, y, image)
+        order.append(entry)
+    return _replace(out, *entry)
+
+
+def _replace(out, x, y, image):
+    """``out`` with each subexpression equal to ``x`` or to ``image`` replaced by ``y``,
+    memoised per ``y``."""
     memo = _memos.setdefault(y, {})
     stack = [out]
     while stack:
@@ -78,7 +101,8 @@ def _shared_forced_replace(out, x, y):
             memo[variable] = variable
             stack.pop()
             continue
-        if equal_computations([variable], [x]):
+        if (variable is image or equal_computations([variable], [x])
+                or (image is not x and equal_computations([variable], [image]))):
             memo[variable] = y
             stack.pop()
             continue
@@ -138,6 +162,7 @@ def _pullback(self, *args, **kwargs):
     try:
         return _originals["pullback"](self, *args, **kwargs)
     finally:
+        _orders.pop(_depth[0], None)
         _depth[0] -= 1
         if _depth[0] == 0:
             _memos.clear()
