@@ -32,8 +32,10 @@ TASK_OPTIONS = [
     training.TaskOption("max-length", int, 10, "longest sequence"),
     training.TaskOption("min-repeats", int, 1, "fewest repeats"),
     training.TaskOption("max-repeats", int, 10, "most repeats"),
+    # A model reads its count one way only, so --load and --resume take it from the checkpoint.
     training.TaskOption("unary", bool, False,
-                        "give the count as that many input steps instead of one number"),
+                        "give the count as that many input steps instead of one number",
+                        affects_model=True),
     training.TaskOption("end-marker", bool, True,
                         "an extra output channel marks the end of the output",
                         affects_model=True),

@@ -266,6 +266,20 @@ def test_load_refuses_a_checkpoint_of_another_model(copy_run, capsys):
     assert "does not match" in capsys.readouterr().err
 
 
+def test_load_takes_the_count_encoding_of_a_repeat_copy_checkpoint(tmp_path, capsys):
+    """A model reads its count one way: --load takes --unary from the checkpoint (the
+    evaluation then encodes the count as in training) and refuses the other encoding."""
+    path = str(tmp_path / "unary.npz")
+    options = MODEL + SCRIPTS["repeat_copy"][1] + ["--batch-size", "2", "--quiet"]
+    trained = repeat_copy_task.main(options + ["--unary", "--iterations", "1", "--save", path])
+    assert trained.exit_code == 0 and trained.config.unary
+    loaded = repeat_copy_task.main(options + ["--load", path, "--iterations", "0"])
+    assert loaded.exit_code == 0 and loaded.config.unary is True
+    with pytest.raises(SystemExit):
+        repeat_copy_task.main(options + ["--load", path, "--no-unary", "--iterations", "0"])
+    assert "(checkpoint: True)" in capsys.readouterr().err
+
+
 def test_resume_refuses_fewer_iterations_than_done(copy_run, capsys):
     with pytest.raises(SystemExit):
         copy_task.main(["--resume", copy_run["paths"]["run.npz"], "--iterations", "2"])

@@ -157,7 +157,9 @@ class TaskOption(NamedTuple):
         Help text.
     affects_model : bool
         Whether the option changes the network's input or output size (e.g. the number of
-        bits), so that a checkpoint trained with another value cannot be loaded.
+        bits) or what its input channels mean (e.g. how a count is encoded), so that a
+        checkpoint trained with another value cannot be used: ``--load`` and ``--resume`` take
+        it from the checkpoint and refuse a different value.
     """
 
     name: str
