@@ -13,9 +13,9 @@ SciPy, a dependency of PyTensor, ships OpenBLAS in its wheels (``scipy.libs/libs
 ``sgemm_``. :func:`link_scipy_openblas`, called on ``import ntm``, builds once per compile
 directory a small shared library, ``libntm_blas.so``, in which each Fortran BLAS name that
 PyTensor declares is a jump to SciPy's renamed function (so its calling convention is
-OpenBLAS's own), and sets ``blas__ldflags`` to link it. Copy model, one thread (``OMP_NUM_THREADS=1
-python benchmarks/train_step.py --modes CVM``): about 12% off every training step, batch 1 and
-16 (see the README's *Speed*).
+OpenBLAS's own), and sets ``blas__ldflags`` to link it. Copy model, one thread
+(``OMP_NUM_THREADS=1 python benchmarks/train_step.py --modes CVM``): about 12% off every
+training step, batch 1 and 16 (see the README's *Speed*).
 
 Nothing is changed when the user has set ``blas__ldflags`` (``PYTENSOR_FLAGS`` or
 ``.pytensorrc``: PyTensor's own choice of BLAS stays theirs), when the environment variable

@@ -1,4 +1,4 @@
-r"""Faster gradients of ``scan``: two fixes to how PyTensor builds the backward scan.
+r"""Faster gradients of ``scan``: three changes to how PyTensor builds the backward scan.
 
 The gradient of a scan is a second scan that runs backwards. Building it in PyTensor 3.0 has two
 costs that grow badly with the size of the step, and an NTM step is large:
@@ -13,14 +13,21 @@ costs that grow badly with the size of the step, and an NTM step is large:
    the cost gets a zero buffer ``zeros(outs[i].shape)``; building it runs ``infer_static_shape``,
    which imports the whole forward graph, scan included, into a shape-inferring function graph:
    about 0.9 s per buffer, 23 s for the copy model.
+3. **Saved outputs computed again.** ``forced_replace`` is called for one output of the step
+   after another, states first, each time on the previous call's result; an output that is
+   computed from a state (and not fed back) is then no longer found once that state has been
+   replaced, so the backward step computes it again instead of reading the forward scan's
+   saved sequence.
 
-:func:`apply` fixes both without changing any computed value:
+:func:`apply` changes all three without changing any computed value:
 
 1. ``forced_replace`` keeps one memo per placeholder for the duration of one gradient, so a
    subexpression shared by the gradients of several inputs is rewritten once and stays shared,
    and a subexpression with nothing to replace is not copied at all;
 2. the zero buffers are allocated with the static shape that a local walk of their shape finds
-   (constants and the static lengths of axes), without inferring the whole graph's shapes.
+   (constants and the static lengths of axes), without inferring the whole graph's shapes;
+3. each output is also looked for as rewritten by the replacements made before it, so the
+   backward step reads it (``NTMLayer`` saves its read vectors and similarities this way).
 
 For the copy model (``python benchmarks/train_step.py``) ``pytensor.grad`` goes from 17 s to
 0.4 s and the backward step from 12,205 nodes to 807 (392 after rewriting, as before).

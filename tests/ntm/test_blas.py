@@ -83,7 +83,8 @@ def test_products_compiled_against_it_match_numpy(dtype):
     assert {"Gemm", "Dot22", "CGemv", "CGer"} <= ops, ops
     a_, b_, c_, x_, y_ = (rng.randn(*shape).astype(dtype)
                           for shape in ((3, 4), (4, 5), (3, 5), (4,), (5,)))
-    expected = [np.exp(c_) + a_ @ b_, (2 * a_) @ b_, a_ @ x_ + 2 * y_[:3], c_ + np.outer(y_[:3], y_)]
+    expected = [np.exp(c_) + a_ @ b_, (2 * a_) @ b_, a_ @ x_ + 2 * y_[:3],
+                c_ + np.outer(y_[:3], y_)]
     tolerance = 1e-5 if dtype == "float32" else 1e-12
     for result, wanted in zip(function(a_, b_, c_, x_, y_), expected):
         np.testing.assert_allclose(result, wanted, rtol=tolerance, atol=tolerance)
