@@ -2,7 +2,6 @@
 import difflib
 import inspect
 import warnings
-from collections import deque
 
 import numpy as np
 import pytensor.tensor as pt
