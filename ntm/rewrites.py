@@ -39,6 +39,15 @@ a cold buffer, 15% of a training step on one thread (30.2 -> 25.6 ms, ``OMP_NUM_
 python benchmarks/train_step.py --modes CVM --batch-sizes 16`` with and without it). The
 values are the same (``x + 0 == x``; only the sign of a zero gradient can differ). Set
 ``NTM_SCAN_ZERO_TAPS=0`` before importing :mod:`ntm` to leave it out.
+
+:func:`order_scan_push_out_add` fixes an order rather than rewriting anything. PyTensor's
+``scan_push_out_add`` moves a step's ``dot`` accumulations (the parameters' gradients in the
+backward scan) out of the loop as new per-step outputs, taking the additions in the order it
+iterates the step's nodes, a ``set`` whose order follows their memory addresses. So from one
+process to the next the backward scan's outputs came in another order: the same computation,
+but another Numba cache key, and ``benchmarks/train_step.py --modes NUMBA`` compiled for two
+minutes in every run. On ``import ntm`` that rewrite is made to see the nodes in the order of
+the step's topological sort, which is fixed by the graph itself.
 """
 import os
 
@@ -48,6 +57,7 @@ from pytensor.compile import optdb
 from pytensor.graph.basic import Constant
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
+from pytensor.misc.ordered_set import OrderedSet
 from pytensor.scan.op import Scan
 from pytensor.tensor.basic import Alloc, Split
 from pytensor.tensor.rewriting.basic import register_specialize
@@ -56,7 +66,7 @@ from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.special import LogSoftmax, Softmax
 
 __all__ = ["inline_softmax", "split_as_slices", "scan_zero_gradient_taps", "is_registered",
-           "zero_taps_registered"]
+           "zero_taps_registered", "order_scan_push_out_add"]
 
 _REWRITE_NAME = "ntm_inline_softmax"
 _SPLIT_REWRITE_NAME = "ntm_split_as_slices"
@@ -154,6 +164,42 @@ def is_registered():
     return _registered
 
 
+def _in_topological_order(transform):
+    """``transform(fgraph, node)`` for a scan node, run while the scan's inner graph hands out
+    its nodes in topological order."""
+    def ordered_transform(fgraph, node):
+        inner = node.op.fgraph
+        nodes = inner.apply_nodes
+        if not isinstance(nodes, set):
+            return transform(fgraph, node)
+        ordered = OrderedSet(inner.toposort())
+        ordered.update(node for node in nodes if node not in ordered)  # none, in a valid graph
+        inner.apply_nodes = ordered
+        try:
+            return transform(fgraph, node)
+        finally:
+            inner.apply_nodes = nodes if set(ordered) == nodes else set(ordered)
+
+    ordered_transform.original = transform
+    return ordered_transform
+
+
+def order_scan_push_out_add():
+    """Make PyTensor's ``scan_push_out_add`` take a scan step's nodes in topological order
+    (once; does nothing where PyTensor has no such rewrite). Returns whether it is done."""
+    try:
+        from pytensor.scan.rewriting.push_out import scan_push_out_add
+    except ImportError:
+        return False
+    transform = getattr(scan_push_out_add, "fn", None)
+    if transform is None:
+        return False
+    if not hasattr(transform, "original"):
+        scan_push_out_add.fn = _in_topological_order(transform)
+    return True
+
+
+order_scan_push_out_add()
 if os.environ.get("NTM_INLINE_SOFTMAX", "1").strip().lower() not in ("0", "off", "false", "no"):
     register()
 if os.environ.get("NTM_SCAN_ZERO_TAPS", "1").strip().lower() not in ("0", "off", "false", "no"):

@@ -1,5 +1,6 @@
 """ntm.rewrites: softmax is compiled as elementwise C code in the C backend and constant
-splits are slices in Numba, with the same values."""
+splits are slices in Numba, with the same values; zero taps of a scan's gradient are dropped;
+PyTensor's ``scan_push_out_add`` takes a step's nodes in a fixed order."""
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -155,3 +156,60 @@ def test_taps_of_a_buffer_that_is_not_zeros_are_kept():
             numeric[i, j] = (numpy_cost(w.get_value() + step)
                              - numpy_cost(w.get_value() - step)) / 2e-6
     np.testing.assert_allclose(function(values), numeric, rtol=1e-6, atol=1e-9)
+
+
+class _SetIteratedInOrder(set):
+    """A set that iterates in a given order, as a set of nodes may in another process."""
+
+    def __init__(self, items, order):
+        super().__init__(items)
+        self.order = list(order)
+
+    def __iter__(self):
+        return iter([item for item in self.order if item in self])
+
+
+def two_dot_accumulations():
+    """A graph whose scan accumulates two ``dot`` products in two states and returns their
+    last values: two places for ``scan_push_out_add`` to start."""
+    from pytensor.graph.fg import FunctionGraph
+
+    a, b, c, d = (pt.tensor3(name) for name in "abcd")
+    acc0 = pt.zeros((a.shape[1], b.shape[2]))
+    acc1 = pt.zeros((c.shape[1], d.shape[2]))
+    states = pytensor.scan(lambda a_t, b_t, c_t, d_t, s0, s1: (s0 + pt.dot(a_t, b_t),
+                                                               s1 + pt.dot(c_t, d_t)),
+                           sequences=[a, b, c, d], outputs_info=[acc0, acc1],
+                           return_updates=False)
+    # The scan's own outputs (with the initial values; ``states`` are their [1:]), last step.
+    fgraph = FunctionGraph([a, b, c, d], [state.owner.inputs[0][-1] for state in states],
+                           clone=False)
+    node, = [node for node in fgraph.apply_nodes if isinstance(node.op, Scan)]
+    return fgraph, node
+
+
+def pushed_out(transform, order):
+    """Which output's accumulation the rewrite moves out of the scan first when the step's
+    nodes are iterated in this order (``"first"`` or ``"reversed"`` of the toposort)."""
+    fgraph, node = two_dot_accumulations()
+    inner = node.op.fgraph
+    nodes = inner.toposort()
+    inner.apply_nodes = _SetIteratedInOrder(inner.apply_nodes,
+                                            nodes if order == "first" else nodes[::-1])
+    replacements = transform(fgraph, node)
+    assert replacements
+    return [fgraph.outputs.index(variable) for variable in replacements
+            if variable in fgraph.outputs]
+
+
+def test_scan_push_out_add_takes_the_steps_nodes_in_topological_order():
+    from pytensor.scan.rewriting.push_out import scan_push_out_add
+
+    assert rewrites.order_scan_push_out_add()
+    transform = scan_push_out_add.fn
+    # Whatever order the set hands out the nodes in, the same accumulation goes first...
+    first = pushed_out(transform, "first")
+    assert first in ([0], [1])
+    assert pushed_out(transform, "reversed") == first
+    # ... where PyTensor's own rewrite follows the set's order.
+    assert pushed_out(transform.original, "first") != pushed_out(transform.original, "reversed")
