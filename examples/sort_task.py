@@ -11,6 +11,10 @@ Example::
     python examples/sort_task.py --iterations 30000 --save sort.npz --eval-lengths 5,10,20 \\
         --plot sort.png --plot-params length=10
 
+The shipped model, ``models/sort.npz``, learned far more with four read and four write heads
+in batches of 16 (``--num-reads 4 --num-writes 4 --batch-size 16 --learning-rate 5e-4`` for
+40,000 batches, then 30,000 at 2e-4): 0.76 bit errors per sequence of length 10 (README).
+
 Task options and defaults: --size 8 (bits per vector), --min-length 1, --max-length 10.
 """
 import os
