@@ -1,6 +1,6 @@
 r"""Graph rewrites registered on ``import ntm``: softmax as compiled elementwise code for
-PyTensor's C backend, constant splits as slices for Numba, and no additions of zeros in a
-scan's gradient.
+PyTensor's C backend, constant splits as slices for Numba, no additions of zeros in a
+scan's gradient, and a fixed order for the nodes one of PyTensor's scan rewrites visits.
 
 PyTensor 3 represents :math:`\mathrm{softmax}(x) = e^{x - \max x} / \sum e^{x - \max x}` (and
 log-softmax) as a *symbolic op*: an ``OpFromGraph`` whose inner graph is that expression. A
@@ -173,7 +173,7 @@ def _in_topological_order(transform):
         if not isinstance(nodes, set):
             return transform(fgraph, node)
         ordered = OrderedSet(inner.toposort())
-        ordered.update(node for node in nodes if node not in ordered)  # none, in a valid graph
+        ordered.update(apply for apply in nodes if apply not in ordered)  # none, if valid
         inner.apply_nodes = ordered
         try:
             return transform(fgraph, node)
