@@ -79,58 +79,96 @@ def _numpy_forward(K, beta, gate, shift, gamma, previous, circular, eps):
 
 
 class Addressing(_MemoryOp):
-    r"""``Addressing(num_shifts, shift_mode, eps)(similarities, beta, gate, shift, gamma,
-    previous)``: the new weightings ``(batch, heads, N)`` (equations in the module docstring).
+    r"""``Addressing(shift_mode, eps, save_intermediates)(similarities, beta, gate, shift,
+    gamma, previous)``: the new weightings ``(batch, heads, N)`` (equations in the module
+    docstring).
 
     Parameters
     ----------
     shift_mode : {'circular', 'zero_pad'}
     eps : float
         Added to the shifted weighting before sharpening (``ntm.heads.SHARPEN_EPSILON``).
+    save_intermediates : bool
+        Also output, as a second output ``(batch, heads, 2 N + 1)``, what the gradient would
+        otherwise compute again: per row the content weighting :math:`w^c`, the powers
+        :math:`v = (u / \max u)^\gamma` and their sum :math:`V` (no gradient flows through
+        it). The gradient then reads them (:class:`AddressingGrad` with ``from_saved``), which
+        spares it an exponential and a power per location; a scan that outputs them keeps
+        them for its backward pass (``ntm.layers``).
 
     Inputs: similarities and previous weightings ``(batch, heads, N)``; beta, gate and gamma
     ``(batch, heads)``; shift weightings ``(batch, heads, S)``.
     """
 
-    __props__ = ("shift_mode", "eps")
+    __props__ = ("shift_mode", "eps", "save_intermediates")
 
-    def __init__(self, shift_mode="circular", eps=1e-6):
+    def __init__(self, shift_mode="circular", eps=1e-6, save_intermediates=False):
         _check_mode("Addressing", shift_mode)
         self.shift_mode, self.eps = shift_mode, float(eps)
+        self.save_intermediates = bool(save_intermediates)
 
     def make_node(self, *inputs):
         inputs, dtype = _as_float_tensors("Addressing", _INPUT_NAMES, inputs, _INPUT_NDIMS)
-        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=inputs[0].type.shape)])
+        outputs = [pt.tensor(dtype=dtype, shape=inputs[0].type.shape)]
+        if self.save_intermediates:
+            batch, heads, N = inputs[0].type.shape
+            outputs.append(pt.tensor(dtype=dtype, shape=(
+                batch, heads, None if N is None else 2 * N + 1)))
+        return Apply(self, inputs, outputs)
 
     def infer_shape(self, fgraph, node, shapes):
-        return [shapes[0]]
+        if not self.save_intermediates:
+            return [shapes[0]]
+        batch, heads, N = shapes[0]
+        return [shapes[0], (batch, heads, 2 * N + 1)]
+
+    def connection_pattern(self, node):
+        # the saved intermediates are for the gradient only: nothing flows back through them
+        return [[True] + [False] * (len(node.outputs) - 1) for _ in node.inputs]
 
     def perform(self, node, inputs, outputs):
         _check_shapes("Addressing", *inputs)
-        result = _numpy_forward(*inputs, self.shift_mode == "circular",
-                                inputs[0].dtype.type(self.eps))[-1]
-        outputs[0][0] = result.astype(inputs[0].dtype, copy=False)
+        K = inputs[0]
+        content, _, u, weights = _numpy_forward(*inputs, self.shift_mode == "circular",
+                                                K.dtype.type(self.eps))
+        outputs[0][0] = weights.astype(K.dtype, copy=False)
+        if self.save_intermediates:
+            outputs[1][0] = _pack_saved(content, u, inputs[4]).astype(K.dtype, copy=False)
 
     def pullback(self, inputs, outputs, output_grads):
+        if self.save_intermediates:
+            return AddressingGrad(self.shift_mode, self.eps, from_saved=True)(
+                *inputs, outputs[1], output_grads[0])
         return AddressingGrad(self.shift_mode, self.eps)(*inputs, output_grads[0])
 
     def c_code(self, node, name, inputs, outputs, sub):
-        (out,) = outputs
+        out = outputs[0]
         names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev"), inputs))
         release = _c_release(names)
         fail = sub["fail"]
         circular = "true" if self.shift_mode == "circular" else "false"
+        if self.save_intermediates:
+            saved = outputs[1]
+            prepare_saved = (f"npy_intp saved_dims[3] = {{B, H, 2 * N + 1}};\n"
+                             f"if (ntm_prepare_output(&{saved}, 3, saved_dims, c_K) != 0) "
+                             f"{{ {release} {fail} }}\n"
+                             f"T* saved = (T*)PyArray_DATA({saved});")
+            saved_row = "saved + r * (2 * N + 1)"
+        else:
+            prepare_saved, saved_row = "", "(T*)NULL"
         return f"""
         {{
         typedef dtype_{out} T;
         {_c_contiguous_inputs(names, fail, release)}
         {_c_shapes("Addressing", _LAYOUT, release, fail, extra="S <= N")}
         if (ntm_prepare_output(&{out}, 3, PyArray_DIMS(c_K), c_K) != 0) {{ {release} {fail} }}
+        {prepare_saved}
         {_c_pointers(((n, f"c_{n}") for n in names), (("w", out),))}
         ntm_for_chunks(B * H, 8 * N, [&](npy_intp r, npy_intp count) {{
             T* scratch = (T*)malloc(sizeof(T) * 3 * (N > 0 ? N : 1));
             ntm_addressing<T>(K + r * N, beta + r, gate + r, s + r * S, gamma + r, prev + r * N,
-                              w + r * N, count, N, S, {circular}, (T){self.eps!r}, scratch);
+                              w + r * N, {saved_row}, count, N, S, {circular},
+                              (T){self.eps!r}, scratch);
             free(scratch);
         }});
         {release}
@@ -141,19 +179,45 @@ class Addressing(_MemoryOp):
         return super().c_support_code(**kwargs) + _C_SUPPORT
 
 
+def _pack_saved(content, u, gamma):
+    """What :class:`Addressing` saves per row, ``(batch, heads, 2 N + 1)``: the content
+    weighting, :math:`v = (u / \\max u)^\\gamma` and :math:`V = \\sum v` (NumPy)."""
+    powered = (u / u.max(axis=-1, keepdims=True)) ** gamma[:, :, None]
+    return np.concatenate([content, powered, powered.sum(axis=-1, keepdims=True)], axis=-1)
+
+
 class AddressingGrad(_GradientOp):
     """The gradients of :class:`Addressing` with respect to its six inputs, given the new
-    weightings' gradient (equations in the module docstring)."""
+    weightings' gradient (equations in the module docstring).
 
-    __props__ = ("shift_mode", "eps")
-    input_names, input_ndims = _INPUT_NAMES + ("output_grad",), _INPUT_NDIMS + (3,)
+    ``AddressingGrad(shift_mode, eps)(similarities, beta, gate, shift, gamma, previous, G)``
+    computes the forward pass again; ``AddressingGrad(shift_mode, eps, from_saved=True)`` takes
+    the forward pass's saved intermediates (``Addressing(..., save_intermediates=True)``'s
+    second output) after ``previous``: ``(..., previous, saved, G)``.
+    """
 
-    def __init__(self, shift_mode="circular", eps=1e-6):
+    __props__ = ("shift_mode", "eps", "from_saved")
+
+    def __init__(self, shift_mode="circular", eps=1e-6, from_saved=False):
         _check_mode("AddressingGrad", shift_mode)
         self.shift_mode, self.eps = shift_mode, float(eps)
+        self.from_saved = bool(from_saved)
+        extra = ("saved",) if self.from_saved else ()
+        self.input_names = _INPUT_NAMES + extra + ("output_grad",)
+        self.input_ndims = _INPUT_NDIMS + (3,) * len(extra) + (3,)
+
+    def make_node(self, *inputs):
+        inputs, dtype = _as_float_tensors("AddressingGrad", self.input_names, inputs,
+                                          self.input_ndims)
+        return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
+                                    for x in inputs[:len(_INPUT_NAMES)]])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return list(shapes[:len(_INPUT_NAMES)])
 
     def perform(self, node, inputs, outputs):
-        K, beta, gate, shift, gamma, previous, G = inputs
+        K, beta, gate, shift, gamma, previous = inputs[:6]
+        G = inputs[-1]
         _check_shapes("AddressingGrad", *inputs[:6])
         if G.shape != K.shape:
             raise ValueError(f"AddressingGrad: the gradient {G.shape} must have the shape of "
@@ -162,10 +226,20 @@ class AddressingGrad(_GradientOp):
         content, gated, u, weights = _numpy_forward(*inputs[:6], circular,
                                                     K.dtype.type(self.eps))
         N, S = K.shape[-1], shift.shape[-1]
+        if self.from_saved:
+            saved = inputs[6]
+            if saved.shape != K.shape[:2] + (2 * N + 1,):
+                raise ValueError(f"AddressingGrad: the saved intermediates {saved.shape} must "
+                                 f"be (B, H, 2 N + 1) for similarities {K.shape}")
+            content, powered = saved[..., :N], saved[..., N:2 * N]
+            total = saved[..., 2 * N:]
+        else:
+            powered = (u / u.max(axis=-1, keepdims=True)) ** gamma[:, :, None]
+            total = powered.sum(-1, keepdims=True)
         half = S // 2
         scaled = u / u.max(axis=-1, keepdims=True)
-        powered = scaled ** gamma[:, :, None]
-        d_v = (G - np.sum(G * weights, axis=-1, keepdims=True)) / powered.sum(-1, keepdims=True)
+        weights = powered / total
+        d_v = (G - np.sum(G * weights, axis=-1, keepdims=True)) / total
         d_gamma = np.sum(d_v * powered * np.log(scaled), axis=-1)
         d_shifted = d_v * gamma[:, :, None] * powered / u
         d_gated = np.zeros_like(gated)
@@ -200,10 +274,17 @@ class AddressingGrad(_GradientOp):
         return super().c_support_code(**kwargs) + _C_SUPPORT
 
     def c_code(self, node, name, inputs, outputs, sub):
-        names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev", "G"), inputs))
+        names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev")
+                         + (("saved",) if self.from_saved else ()) + ("G",), inputs))
         release = _c_release(names)
         fail = sub["fail"]
         circular = "true" if self.shift_mode == "circular" else "false"
+        layout = dict(_LAYOUT, G=("gradient", "BHN"))
+        extra = "S <= N"
+        if self.from_saved:
+            layout["saved"] = ("saved intermediates", "BHP")
+            extra += " && P == 2 * N + 1"
+        saved_row = "saved + r * (2 * N + 1)" if self.from_saved else "(const T*)NULL"
         shapes_of = ("c_K", "c_beta", "c_gate", "c_s", "c_gamma", "c_prev")
         prepare = " || ".join(f"ntm_prepare_output(&{out}, PyArray_NDIM({like}), "
                               f"PyArray_DIMS({like}), c_K) != 0"
@@ -212,15 +293,15 @@ class AddressingGrad(_GradientOp):
         {{
         typedef dtype_{outputs[0]} T;
         {_c_contiguous_inputs(names, fail, release)}
-        {_c_shapes("AddressingGrad", dict(_LAYOUT, G=("gradient", "BHN")), release, fail,
-                   extra="S <= N")}
+        {_c_shapes("AddressingGrad", layout, release, fail, extra=extra)}
         if ({prepare}) {{ {release} {fail} }}
         {_c_pointers(((n, f"c_{n}") for n in names),
                      zip(("dK", "dBeta", "dGate", "dS", "dGamma", "dPrev"), outputs))}
         ntm_for_chunks(B * H, 16 * N, [&](npy_intp r, npy_intp count) {{
             T* scratch = (T*)malloc(sizeof(T) * 6 * (N > 0 ? N : 1));
             ntm_addressing_grad<T>(K + r * N, beta + r, gate + r, s + r * S, gamma + r,
-                                   prev + r * N, G + r * N, dK + r * N, dBeta + r, dGate + r,
+                                   prev + r * N, {saved_row}, G + r * N, dK + r * N,
+                                   dBeta + r, dGate + r,
                                    dS + r * S, dGamma + r, dPrev + r * N, count, N, S,
                                    {circular}, (T){self.eps!r}, scratch);
             free(scratch);
@@ -231,14 +312,10 @@ class AddressingGrad(_GradientOp):
 
 # C kernels (support code of both ops), on top of ntm.memory_kernels' helpers.
 _C_SUPPORT = r"""
-/* One head's forward pass up to the sharpening, for one batch entry: the content weighting
-   in `content`, the interpolation in `gated`, u = shift(gated) + eps in `u`; returns max u. */
+/* The content weighting softmax(beta K) of one (batch, head) row, in `content`. */
 template <typename T>
-static inline T ntm_address_row(const T* __restrict__ K, T beta, T g, const T* __restrict__ s,
-                                const T* __restrict__ prev, npy_intp N, npy_intp S,
-                                bool circular, T eps, T* __restrict__ content,
-                                T* __restrict__ gated, T* __restrict__ u) {
-    const npy_intp half = S / 2;
+static inline void ntm_content_row(const T* __restrict__ K, T beta, npy_intp N,
+                                   T* __restrict__ content) {
     T zmax = beta * K[0];
     for (npy_intp n = 1; n < N; ++n) if (beta * K[n] > zmax) zmax = beta * K[n];
     T zsum = 0;
@@ -247,6 +324,16 @@ static inline T ntm_address_row(const T* __restrict__ K, T beta, T g, const T* _
         zsum += content[n];
     }
     for (npy_intp n = 0; n < N; ++n) content[n] /= zsum;
+}
+
+/* From the content weighting: the interpolation in `gated`, u = shift(gated) + eps in `u`;
+   returns max u. */
+template <typename T>
+static inline T ntm_shift_row(const T* __restrict__ content, T g, const T* __restrict__ s,
+                              const T* __restrict__ prev, npy_intp N, npy_intp S,
+                              bool circular, T eps, T* __restrict__ gated,
+                              T* __restrict__ u) {
+    const npy_intp half = S / 2;
     for (npy_intp n = 0; n < N; ++n) gated[n] = g * content[n] + (1 - g) * prev[n];
     for (npy_intp i = 0; i < N; ++i) u[i] = 0;
     for (npy_intp k = 0; k < S; ++k) {
@@ -265,18 +352,30 @@ static inline T ntm_address_row(const T* __restrict__ K, T beta, T g, const T* _
     return umax;
 }
 
+/* The new weightings of `rows` rows. With `saved` (not NULL), each row's content weighting,
+   its powers v = (u / max u)^gamma and their sum V are also stored there, 2 N + 1 values per
+   row, for the gradient. */
 template <typename T>
 static NTM_KERNEL void ntm_addressing(const T* K, const T* beta, const T* gate, const T* s,
                                       const T* gamma, const T* prev, T* __restrict__ out,
-                                      npy_intp rows, npy_intp N, npy_intp S, bool circular,
-                                      T eps, T* __restrict__ scratch) {
-    T* content = scratch; T* gated = scratch + N; T* u = scratch + 2 * N;
+                                      T* __restrict__ saved, npy_intp rows, npy_intp N,
+                                      npy_intp S, bool circular, T eps,
+                                      T* __restrict__ scratch) {
+    const npy_intp P = 2 * N + 1;
+    T* gated = scratch + N; T* u = scratch + 2 * N;
     for (npy_intp r = 0; r < rows; ++r) {
-        const T umax = ntm_address_row(K + r * N, beta[r], gate[r], s + r * S, prev + r * N, N,
-                                       S, circular, eps, content, gated, u);
+        T* content = saved ? saved + r * P : scratch;
+        ntm_content_row(K + r * N, beta[r], N, content);
+        const T umax = ntm_shift_row(content, gate[r], s + r * S, prev + r * N, N, S, circular,
+                                     eps, gated, u);
         T* w = out + r * N;
         T total = 0;
         for (npy_intp i = 0; i < N; ++i) { w[i] = std::pow(u[i] / umax, gamma[r]); total += w[i]; }
+        if (saved) {
+            T* v = saved + r * P + N;
+            for (npy_intp i = 0; i < N; ++i) v[i] = w[i];
+            v[N] = total;
+        }
         for (npy_intp i = 0; i < N; ++i) w[i] /= total;
     }
 }
@@ -284,20 +383,41 @@ static NTM_KERNEL void ntm_addressing(const T* K, const T* beta, const T* gate, 
 template <typename T>
 static NTM_KERNEL void ntm_addressing_grad(
         const T* K, const T* beta, const T* gate, const T* s, const T* gamma, const T* prev,
-        const T* G, T* __restrict__ dK, T* __restrict__ dBeta, T* __restrict__ dGate,
-        T* __restrict__ dS, T* __restrict__ dGamma, T* __restrict__ dPrev, npy_intp rows,
-        npy_intp N, npy_intp S, bool circular, T eps, T* __restrict__ scratch) {
-    T* content = scratch; T* gated = scratch + N; T* u = scratch + 2 * N;
-    T* v = scratch + 3 * N; T* d_tilde = scratch + 4 * N; T* d_gated = scratch + 5 * N;
+        const T* saved, const T* G, T* __restrict__ dK, T* __restrict__ dBeta,
+        T* __restrict__ dGate, T* __restrict__ dS, T* __restrict__ dGamma,
+        T* __restrict__ dPrev, npy_intp rows, npy_intp N, npy_intp S, bool circular, T eps,
+        T* __restrict__ scratch) {
+    /* With `saved` (the forward pass's, see ntm_addressing), the content weighting, v and V
+       are read from it instead of being computed again (the same values: no exp, no pow). */
+    const npy_intp P = 2 * N + 1;
+    T* gated = scratch + N; T* u = scratch + 2 * N;
+    T* d_tilde = scratch + 4 * N; T* d_gated = scratch + 5 * N;
     const npy_intp half = S / 2;
     for (npy_intp r = 0; r < rows; ++r) {
         const T g = gate[r], gam = gamma[r], bet = beta[r];
         const T* Gr = G + r * N;
-        const T umax = ntm_address_row(K + r * N, bet, g, s + r * S, prev + r * N, N, S,
-                                       circular, eps, content, gated, u);
-        /* sharpening: v = (u / umax)^gamma, w = v / V; dv = (G - sum_j G_j w_j) / V */
-        T vsum = 0;
-        for (npy_intp i = 0; i < N; ++i) { v[i] = std::pow(u[i] / umax, gam); vsum += v[i]; }
+        const T* content;
+        const T* v;
+        T vsum;
+        T umax;
+        if (saved) {
+            content = saved + r * P;
+            v = content + N;
+            vsum = v[N];
+            umax = ntm_shift_row(content, g, s + r * S, prev + r * N, N, S, circular, eps,
+                                 gated, u);
+        } else {
+            /* sharpening: v = (u / umax)^gamma, w = v / V */
+            T* c = scratch;
+            T* vv = scratch + 3 * N;
+            ntm_content_row(K + r * N, bet, N, c);
+            umax = ntm_shift_row(c, g, s + r * S, prev + r * N, N, S, circular, eps, gated, u);
+            vsum = 0;
+            for (npy_intp i = 0; i < N; ++i) { vv[i] = std::pow(u[i] / umax, gam); vsum += vv[i]; }
+            content = c;
+            v = vv;
+        }
+        /* dv = (G - sum_j G_j w_j) / V */
         T gw = 0;
         for (npy_intp i = 0; i < N; ++i) gw += Gr[i] * v[i];
         gw /= vsum;
@@ -400,10 +520,9 @@ def _register_numba():
         return j if 0 <= j < N else -1
 
     @numba_basic.numba_njit
-    def forward_row(K, beta, g, s, previous, circular, eps, content, gated, u):
-        """One (batch, head) row up to u = shift(gated) + eps; returns max u."""
-        N, S = K.shape[0], s.shape[0]
-        half = S // 2
+    def content_row(K, beta, content):
+        """The content weighting softmax(beta K) of one (batch, head) row, in ``content``."""
+        N = K.shape[0]
         zmax = beta * K[0]
         for n in range(1, N):
             if beta * K[n] > zmax:
@@ -414,6 +533,12 @@ def _register_numba():
             zsum += content[n]
         for n in range(N):
             content[n] /= zsum
+
+    @numba_basic.numba_njit
+    def shift_row(content, g, s, previous, circular, eps, gated, u):
+        """From the content weighting, u = shift(gated) + eps; returns max u."""
+        N, S = content.shape[0], s.shape[0]
+        half = S // 2
         for n in range(N):
             gated[n] = g * content[n] + (1 - g) * previous[n]
         for i in range(N):
@@ -424,7 +549,7 @@ def _register_numba():
                 j = source(i, offset, N, circular)
                 if j >= 0:
                     u[i] += s[k] * gated[j]
-        umax = zsum - zsum
+        umax = eps - eps
         for i in range(N):
             u[i] += eps
             if u[i] > umax:
@@ -433,7 +558,7 @@ def _register_numba():
 
     @numba_basic.register_funcify_default_op_cache_key(Addressing)
     def _addressing(op, node, **kwargs):
-        circular, eps = op.shift_mode == "circular", op.eps
+        circular, eps, save = op.shift_mode == "circular", op.eps, op.save_intermediates
 
         @numba_basic.numba_njit
         def addressing_contiguous(K, beta, gate, shift, gamma, previous):
@@ -441,37 +566,53 @@ def _register_numba():
             B, H, N = K.shape
             eps_ = np.full(1, eps, dtype=K.dtype)[0]
             out = np.empty(K.shape, dtype=K.dtype)
+            # the saved intermediates per row: content weighting, v, V (see the C kernel)
+            saved = np.empty((B, H, 2 * N + 1) if save else (0, 0, 0), dtype=K.dtype)
             content = np.empty(N, dtype=K.dtype)
             gated = np.empty(N, dtype=K.dtype)
             u = np.empty(N, dtype=K.dtype)
             for b in range(B):
                 for h in range(H):
-                    umax = forward_row(K[b, h], beta[b, h], gate[b, h], shift[b, h],
-                                       previous[b, h], circular, eps_, content, gated, u)
+                    content_row(K[b, h], beta[b, h], content)
+                    umax = shift_row(content, gate[b, h], shift[b, h], previous[b, h],
+                                     circular, eps_, gated, u)
                     total = umax - umax
                     for i in range(N):
                         out[b, h, i] = (u[i] / umax) ** gamma[b, h]
                         total += out[b, h, i]
+                    if save:
+                        for i in range(N):
+                            saved[b, h, i] = content[i]
+                            saved[b, h, N + i] = out[b, h, i]
+                        saved[b, h, 2 * N] = total
                     for i in range(N):
                         out[b, h, i] /= total
-            return out
+            return out, saved
 
-        @numba_basic.numba_njit
-        def addressing(K, beta, gate, shift, gamma, previous):
-            # C-contiguous arrays: the loops index them without strides
-            return addressing_contiguous(np.ascontiguousarray(K), np.ascontiguousarray(beta),
-                                         np.ascontiguousarray(gate), np.ascontiguousarray(shift),
-                                         np.ascontiguousarray(gamma),
-                                         np.ascontiguousarray(previous))
+        if save:
+            @numba_basic.numba_njit
+            def addressing(K, beta, gate, shift, gamma, previous):
+                # C-contiguous arrays: the loops index them without strides
+                return addressing_contiguous(
+                    np.ascontiguousarray(K), np.ascontiguousarray(beta),
+                    np.ascontiguousarray(gate), np.ascontiguousarray(shift),
+                    np.ascontiguousarray(gamma), np.ascontiguousarray(previous))
+        else:
+            @numba_basic.numba_njit
+            def addressing(K, beta, gate, shift, gamma, previous):
+                return addressing_contiguous(
+                    np.ascontiguousarray(K), np.ascontiguousarray(beta),
+                    np.ascontiguousarray(gate), np.ascontiguousarray(shift),
+                    np.ascontiguousarray(gamma), np.ascontiguousarray(previous))[0]
 
         return addressing, SOURCE_VERSION
 
     @numba_basic.register_funcify_default_op_cache_key(AddressingGrad)
     def _addressing_grad(op, node, **kwargs):
-        circular, eps = op.shift_mode == "circular", op.eps
+        circular, eps, from_saved = op.shift_mode == "circular", op.eps, op.from_saved
 
         @numba_basic.numba_njit
-        def addressing_grad_contiguous(K, beta, gate, shift, gamma, previous, G):
+        def addressing_grad_contiguous(K, beta, gate, shift, gamma, previous, saved, G):
             check(K, beta, gate, shift, gamma, previous)
             B, H, N = K.shape
             S = shift.shape[2]
@@ -479,6 +620,10 @@ def _register_numba():
             if G.shape[0] != B or G.shape[1] != H or G.shape[2] != N:
                 raise ValueError("AddressingGrad: the gradient must have the shape of the "
                                  "weightings")
+            if from_saved and (saved.shape[0] != B or saved.shape[1] != H
+                               or saved.shape[2] != 2 * N + 1):
+                raise ValueError("AddressingGrad: the saved intermediates must be "
+                                 "(B, H, 2 N + 1)")
             eps_ = np.full(1, eps, dtype=K.dtype)[0]
             d_K = np.empty(K.shape, dtype=K.dtype)
             d_beta = np.empty(beta.shape, dtype=K.dtype)
@@ -495,13 +640,22 @@ def _register_numba():
             for b in range(B):
                 for h in range(H):
                     g, gam, bet = gate[b, h], gamma[b, h], beta[b, h]
-                    umax = forward_row(K[b, h], bet, g, shift[b, h], previous[b, h], circular,
-                                       eps_, content, gated, u)
+                    if from_saved:
+                        for i in range(N):
+                            content[i] = saved[b, h, i]
+                            v[i] = saved[b, h, N + i]
+                        vsum = saved[b, h, 2 * N]
+                        umax = shift_row(content, g, shift[b, h], previous[b, h], circular,
+                                         eps_, gated, u)
+                    else:
+                        content_row(K[b, h], bet, content)
+                        umax = shift_row(content, g, shift[b, h], previous[b, h], circular,
+                                         eps_, gated, u)
+                        vsum = umax - umax
+                        for i in range(N):
+                            v[i] = (u[i] / umax) ** gam
+                            vsum += v[i]
                     zero = umax - umax
-                    vsum = zero
-                    for i in range(N):
-                        v[i] = (u[i] / umax) ** gam
-                        vsum += v[i]
                     gw = zero
                     for i in range(N):
                         gw += G[b, h, i] * v[i]
@@ -538,15 +692,23 @@ def _register_numba():
                     d_beta[b, h] = dbeta
             return d_K, d_beta, d_gate, d_shift, d_gamma, d_previous
 
-        @numba_basic.numba_njit
-        def addressing_grad(K, beta, gate, shift, gamma, previous, G):
-            # C-contiguous arrays: the loops index them without strides
-            return addressing_grad_contiguous(np.ascontiguousarray(K), np.ascontiguousarray(beta),
-                                              np.ascontiguousarray(gate),
-                                              np.ascontiguousarray(shift),
-                                              np.ascontiguousarray(gamma),
-                                              np.ascontiguousarray(previous),
-                                              np.ascontiguousarray(G))
+        if from_saved:
+            @numba_basic.numba_njit
+            def addressing_grad(K, beta, gate, shift, gamma, previous, saved, G):
+                # C-contiguous arrays: the loops index them without strides
+                return addressing_grad_contiguous(
+                    np.ascontiguousarray(K), np.ascontiguousarray(beta),
+                    np.ascontiguousarray(gate), np.ascontiguousarray(shift),
+                    np.ascontiguousarray(gamma), np.ascontiguousarray(previous),
+                    np.ascontiguousarray(saved), np.ascontiguousarray(G))
+        else:
+            @numba_basic.numba_njit
+            def addressing_grad(K, beta, gate, shift, gamma, previous, G):
+                return addressing_grad_contiguous(
+                    np.ascontiguousarray(K), np.ascontiguousarray(beta),
+                    np.ascontiguousarray(gate), np.ascontiguousarray(shift),
+                    np.ascontiguousarray(gamma), np.ascontiguousarray(previous),
+                    np.empty((0, 0, 0), dtype=K.dtype), np.ascontiguousarray(G))
 
         return addressing_grad, SOURCE_VERSION
 

@@ -345,20 +345,24 @@ class HeadCollection:
             emitted[component] = block
         return emitted
 
-    def address(self, emitted, previous_weights, memory, fused=None):
+    def address(self, emitted, previous_weights, memory, fused=None, save_intermediates=False):
         """The new weightings ``(batch, heads, N)`` from what :meth:`emit` returned, the previous
         weightings and the memory ``(batch, N, M)``.
 
         With ``fused`` (default: :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED`) the
         similarities are one :class:`~ntm.memory_kernels.CosineSimilarity` op and the rest one
         :class:`~ntm.addressing_kernels.Addressing` op, else :func:`content_addressing`,
-        :func:`interpolate`, :func:`shift` and :func:`sharpen`.
+        :func:`interpolate`, :func:`shift` and :func:`sharpen`. ``save_intermediates`` (fused
+        only) makes that op also output what its gradient needs (its second output, see
+        :class:`~ntm.addressing_kernels.Addressing`), for a scan to keep.
         """
         if memory_kernels.use_fused(fused):
             similarities = cosine_similarity(emitted["key"], memory, fused=True)
-            return Addressing(self.shift_mode, SHARPEN_EPSILON)(
-                similarities, emitted["beta"], emitted["gate"], emitted["shift"],
-                emitted["gamma"], previous_weights)
+            addressing = Addressing(self.shift_mode, SHARPEN_EPSILON,
+                                    save_intermediates=save_intermediates)
+            outputs = addressing(similarities, emitted["beta"], emitted["gate"],
+                                 emitted["shift"], emitted["gamma"], previous_weights)
+            return outputs[0] if save_intermediates else outputs
         content = content_addressing(emitted["key"], emitted["beta"], memory)
         gated = interpolate(content, previous_weights, emitted["gate"])
         shifted = shift(gated, emitted["shift"], self.num_locations, self.shift_mode,

@@ -56,13 +56,17 @@ class NTMLayer(MergeLayer):
 
     Besides its states, the scan outputs at every step values that the backward pass would
     otherwise compute again from the saved states: the read vectors and, with the fused ops,
-    each kind of head's similarities :math:`K(k, M_t[j])` (the addressing op's first input).
+    each kind of head's similarities :math:`K(k, M_t[j])` (the addressing op's first input)
+    and its addressing intermediates (the content weighting, the sharpening's powers and their
+    sum: the addressing op's second output, see :class:`~ntm.addressing_kernels.Addressing`).
     The scan gradient reads a step's saved output wherever its graph needs that value
     (:mod:`ntm.scan_gradient`), so the backward step does not repeat the read and similarity
-    passes over the memory (same values, bit for bit; a batch-16 training step of the copy
-    model about 6% faster). They cost :math:`T B (R M + H N)` stored values for :math:`R` read
-    heads and :math:`H` heads; a function compiled without the gradient drops them (except
-    in ``FAST_COMPILE``).
+    passes over the memory nor the addressing (same values, bit for bit; a batch-16 training
+    step of the copy model about 6% faster for the first two, 3-5% more for the third). They
+    cost :math:`T B (R M + H (3 N + 1))` stored values for :math:`R` read heads and :math:`H`
+    heads; a function compiled without the gradient drops them (except in
+    ``FAST_COMPILE``), and its step then does not write the addressing intermediates at all
+    (:mod:`ntm.rewrites`).
     """
 
     def __init__(self, incoming, memory, controller, heads, only_return_final=False,
@@ -157,13 +161,15 @@ class NTMLayer(MergeLayer):
 
         # The step's outputs after its states, kept for the backward pass (class notes).
         saves_similarities = memory_kernels.use_fused()
-        num_saved = int(has_reads) + (int(has_writes) + int(has_reads)) * saves_similarities
+        num_saved = int(has_reads) + 2 * (int(has_writes) + int(has_reads)) * saves_similarities
 
-        def similarities_of(weights):
-            # the addressing op's first input: the similarities of the heads' keys
-            if not (weights.owner is not None and isinstance(weights.owner.op, Addressing)):
+        def addressing_saves(weights):
+            # the addressing op's first input (the similarities of the heads' keys) and its
+            # saved intermediates (its second output)
+            if not (weights.owner is not None and isinstance(weights.owner.op, Addressing)
+                    and weights.owner.op.save_intermediates):
                 raise RuntimeError("NTMLayer: the heads did not address with the fused op")
-            return weights.owner.inputs[0]
+            return [weights.owner.inputs[0], weights.owner.outputs[1]]
 
         def step(*args):
             x_t = args[0]
@@ -185,14 +191,16 @@ class NTMLayer(MergeLayer):
             saved = [read_vectors] if has_reads else []
             if has_writes:
                 emitted = writes.emit(hidden)
-                new_write_weights = writes.address(emitted, write_weights, memory)
+                new_write_weights = writes.address(emitted, write_weights, memory,
+                                                   save_intermediates=saves_similarities)
                 new += [new_write_weights, emitted["erase"], emitted["add"]]
                 if saves_similarities:
-                    saved.append(similarities_of(new_write_weights))
+                    saved += addressing_saves(new_write_weights)
             if has_reads:
-                new.append(reads.address(reads.emit(hidden), read_weights, memory))
+                new.append(reads.address(reads.emit(hidden), read_weights, memory,
+                                         save_intermediates=saves_similarities))
                 if saves_similarities:
-                    saved.append(similarities_of(new[-1]))
+                    saved += addressing_saves(new[-1])
             if m_t is not None:
                 # Hold every state where the mask is 0.
                 new = [pt.switch(pt.shape_padright(m_t, n.ndim - 1) > 0, n, p)

@@ -1,6 +1,7 @@
 r"""Graph rewrites registered on ``import ntm``: softmax as compiled elementwise code for
 PyTensor's C backend, constant splits as slices for Numba, no additions of zeros in a
-scan's gradient, and a fixed order for the nodes one of PyTensor's scan rewrites visits.
+scan's gradient, no saved addressing intermediates that nothing reads, and a fixed order for
+the nodes one of PyTensor's scan rewrites visits.
 
 PyTensor 3 represents :math:`\mathrm{softmax}(x) = e^{x - \max x} / \sum e^{x - \max x}` (and
 log-softmax) as a *symbolic op*: an ``OpFromGraph`` whose inner graph is that expression. A
@@ -40,6 +41,12 @@ python benchmarks/train_step.py --modes CVM --batch-sizes 16`` with and without 
 values are the same (``x + 0 == x``; only the sign of a zero gradient can differ). Set
 ``NTM_SCAN_ZERO_TAPS=0`` before importing :mod:`ntm` to leave it out.
 
+:data:`drop_unread_addressing_saves` is for every backend. The NTM's step addresses with
+``Addressing(..., save_intermediates=True)``, whose second output keeps what the gradient
+needs (:mod:`ntm.addressing_kernels`); a function compiled without the gradient drops the
+scan's outputs of them, and the rewrite then gives the step the op without that output, so
+that it does not write them at all. The weightings are computed by the same code either way.
+
 :func:`order_scan_push_out_add` fixes an order rather than rewriting anything. PyTensor's
 ``scan_push_out_add`` moves a step's ``dot`` accumulations (the parameters' gradients in the
 backward scan) out of the loop as new per-step outputs, taking the additions in the order it
@@ -65,12 +72,16 @@ from pytensor.tensor.rewriting.ofg import inline_ofg_node
 from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.special import LogSoftmax, Softmax
 
-__all__ = ["inline_softmax", "split_as_slices", "scan_zero_gradient_taps", "is_registered",
-           "zero_taps_registered", "order_scan_push_out_add"]
+from .addressing_kernels import Addressing
+
+__all__ = ["inline_softmax", "split_as_slices", "scan_zero_gradient_taps",
+           "drop_unread_addressing_saves", "is_registered", "zero_taps_registered",
+           "order_scan_push_out_add"]
 
 _REWRITE_NAME = "ntm_inline_softmax"
 _SPLIT_REWRITE_NAME = "ntm_split_as_slices"
 _ZERO_TAPS_REWRITE_NAME = "ntm_scan_zero_gradient_taps"
+_ADDRESSING_SAVES_REWRITE_NAME = "ntm_drop_unread_addressing_saves"
 _registered = False
 
 
@@ -93,6 +104,16 @@ def split_as_slices(fgraph, node):
         index = [slice(None)] * axis + [slice(int(start), int(stop))]
         pieces.append(x[tuple(index)])
     return pieces
+
+
+@node_rewriter([Addressing])
+def drop_unread_addressing_saves(fgraph, node):
+    """Replace an ``Addressing`` whose saved intermediates nobody reads by the op without
+    them."""
+    if not node.op.save_intermediates or fgraph.clients[node.outputs[1]]:
+        return None
+    weights = Addressing(node.op.shift_mode, node.op.eps)(*node.inputs)
+    return {node.outputs[0]: weights}
 
 
 def _all_zeros(variable):
@@ -149,13 +170,14 @@ def zero_taps_registered():
 
 
 def register():
-    """Register :data:`inline_softmax` (C backends) and :data:`split_as_slices` (Numba) in
-    PyTensor's specialize phase (once)."""
+    """Register :data:`inline_softmax` (C backends), :data:`split_as_slices` (Numba) and
+    :data:`drop_unread_addressing_saves` (all) in PyTensor's specialize phase (once)."""
     global _registered
     if not _registered:
         register_specialize(inline_softmax, "cxx_only", name=_REWRITE_NAME)
         # Tagged "numba" only (not "fast_run"), so only Numba's mode runs it.
         optdb["specialize"].register(_SPLIT_REWRITE_NAME, split_as_slices, "numba")
+        register_specialize(drop_unread_addressing_saves, name=_ADDRESSING_SAVES_REWRITE_NAME)
         _registered = True
 
 

@@ -124,3 +124,95 @@ def test_bad_arguments_are_refused_when_building():
     inputs[1] = pt.tensor3("beta")
     with pytest.raises(ValueError, match="beta must have 2 dimensions"):
         Addressing()(*inputs)
+
+
+def numpy_saved(K, beta, gate, s, gamma, previous, circular):
+    """What Addressing(save_intermediates=True) keeps per row: the content weighting, the
+    powers v = (u / max u)^gamma and their sum."""
+    B, H, N = K.shape
+    saved = np.zeros((B, H, 2 * N + 1))
+    for b in range(B):
+        for h in range(H):
+            z = np.exp(beta[b, h] * K[b, h] - np.max(beta[b, h] * K[b, h]))
+            content = z / z.sum()
+            gated = gate[b, h] * content + (1 - gate[b, h]) * previous[b, h]
+            shifted = np.zeros(N)
+            for i in range(N):
+                for k in range(s.shape[-1]):
+                    j = i - k + s.shape[-1] // 2
+                    if circular:
+                        shifted[i] += s[b, h, k] * gated[j % N]
+                    elif 0 <= j < N:
+                        shifted[i] += s[b, h, k] * gated[j]
+            u = shifted + SHARPEN_EPSILON
+            powered = (u / u.max()) ** gamma[b, h]
+            saved[b, h] = np.concatenate([content, powered, [powered.sum()]])
+    return saved
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+@pytest.mark.parametrize("shift_mode", ["circular", "zero_pad"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_saved_intermediates_match_numpy_and_leave_the_weightings_unchanged(mode, shift_mode,
+                                                                          dtype):
+    values = [v.astype(dtype) for v in random_inputs(np.random.RandomState(4), N=7, S=5)]
+    inputs = symbolic_inputs(dtype)
+    weights, saved = Addressing(shift_mode, SHARPEN_EPSILON, save_intermediates=True)(*inputs)
+    assert saved.type.ndim == 3
+    function = pytensor.function(inputs, [weights, saved], mode=mode)
+    plain = pytensor.function(inputs, Addressing(shift_mode, SHARPEN_EPSILON)(*inputs),
+                              mode=mode)
+    got_weights, got_saved = function(*values)
+    assert got_saved.shape == (2, 2, 15) and got_saved.dtype == dtype
+    np.testing.assert_array_equal(got_weights, plain(*values))  # the same code, bit for bit
+    tolerance = 1e-12 if dtype == "float64" else 2e-5
+    expected = numpy_saved(*[v.astype("float64") for v in values],
+                           circular=shift_mode == "circular")
+    np.testing.assert_allclose(got_saved, expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+@pytest.mark.parametrize("shift_mode", ["circular", "zero_pad"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gradient_from_saved_intermediates_equals_the_one_that_recomputes(mode, shift_mode,
+                                                                        dtype):
+    rng = np.random.RandomState(5)
+    values = [v.astype(dtype) for v in random_inputs(rng, N=9)]
+    coefficients = rng.normal(0, 1, (2, 2, 9)).astype(dtype)
+    inputs = symbolic_inputs(dtype)
+    weights, _ = Addressing(shift_mode, SHARPEN_EPSILON, save_intermediates=True)(*inputs)
+    saving = pytensor.function(inputs, pytensor.grad(pt.sum(weights * coefficients), inputs),
+                               mode=mode)
+    grads = [n.op for n in saving.maker.fgraph.apply_nodes if isinstance(n.op, AddressingGrad)]
+    assert len(grads) == 1 and grads[0].from_saved
+    recomputing = pytensor.function(inputs, pytensor.grad(pt.sum(
+        Addressing(shift_mode, SHARPEN_EPSILON)(*inputs) * coefficients), inputs), mode=mode)
+    for got, expected in zip(saving(*values), recomputing(*values)):
+        assert got.shape == expected.shape and got.dtype == dtype
+        if mode == "CVM":  # the values the recomputation would give, so the same bits
+            np.testing.assert_array_equal(got, expected)
+        else:  # NumPy sums in another order; Numba compiles with fast-math
+            np.testing.assert_allclose(got, expected, rtol=1e-12 if dtype == "float64" else 1e-5,
+                                       atol=1e-12 if dtype == "float64" else 1e-6)
+
+
+@pytest.mark.parametrize("mode", ["FAST_COMPILE", "CVM"])
+def test_gradient_with_saved_intermediates_by_finite_differences(mode):
+    rng = np.random.RandomState(6)
+
+    def weights(*inputs):
+        return Addressing("circular", SHARPEN_EPSILON, save_intermediates=True)(*inputs)[0]
+
+    verify_grad(weights, random_inputs(rng), rng=rng, mode=mode, eps=1e-7, abs_tol=1e-6,
+                rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+def test_saved_intermediates_of_the_wrong_shape_fail_with_a_message(mode):
+    inputs = symbolic_inputs()
+    saved, G = pt.tensor3("saved"), pt.tensor3("G")
+    function = pytensor.function(inputs + [saved, G], AddressingGrad(
+        "circular", SHARPEN_EPSILON, from_saved=True)(*inputs, saved, G), mode=mode)
+    values = random_inputs(np.random.RandomState(7))
+    with pytest.raises(ValueError, match="saved intermediates"):
+        function(*values, np.zeros((2, 2, 14)), np.ones((2, 2, 7)))

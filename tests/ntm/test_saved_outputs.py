@@ -1,5 +1,6 @@
-"""The NTM's scan saves its read vectors and similarities, and its backward step reads them
-instead of computing the memory-sized passes again (NTMLayer's notes, ntm.scan_gradient)."""
+"""The NTM's scan saves its read vectors, similarities and the addressing's intermediates, and
+its backward step reads them instead of computing the memory-sized passes and the addressing
+again (NTMLayer's notes, ntm.scan_gradient)."""
 import numpy as np
 import pytensor
 import pytest
@@ -7,6 +8,7 @@ from pytensor.graph.traversal import ancestors, applys_between
 from pytensor.scan.op import Scan
 
 from ntm import memory_kernels, scan_gradient
+from ntm.addressing_kernels import Addressing, AddressingGrad
 from ntm.controllers import DenseController
 from ntm.heads import ReadHead, WriteHead
 from ntm.lasagne import layers
@@ -34,7 +36,7 @@ def scan_ops(variables):
 def inner_op_counts(op):
     nodes = list(applys_between(op.inner_inputs, op.inner_outputs))
     return {cls: sum(isinstance(n.op, cls) for n in nodes) for cls in (CosineSimilarity,
-                                                                         MemoryRead)}
+                                                                         MemoryRead, Addressing)}
 
 
 @pytest.mark.skipif(not scan_gradient.is_applied(),
@@ -46,13 +48,17 @@ def test_backward_step_has_no_memory_sized_recomputation():
     grads = pytensor.grad((output ** 2).sum(), params)
     forward = scan_ops([output])["ntm_scan"]
     backward = scan_ops(grads)["grad_of_ntm_scan"]
-    # states, then the read vectors and the write and read heads' similarities
-    assert forward.info.n_nit_sot == 3
-    assert inner_op_counts(forward) == {CosineSimilarity: 2, MemoryRead: 1}
-    assert inner_op_counts(backward) == {CosineSimilarity: 0, MemoryRead: 0}
+    # states, then the read vectors and the write and read heads' similarities and
+    # addressing intermediates
+    assert forward.info.n_nit_sot == 5
+    assert inner_op_counts(forward) == {CosineSimilarity: 2, MemoryRead: 1, Addressing: 2}
+    assert inner_op_counts(backward) == {CosineSimilarity: 0, MemoryRead: 0, Addressing: 0}
+    gradients = [n.op for n in applys_between(backward.inner_inputs, backward.inner_outputs)
+                 if isinstance(n.op, AddressingGrad)]
+    assert len(gradients) == 2 and all(op.from_saved for op in gradients)
 
 
-@pytest.mark.parametrize("num_reads,num_writes,saved", [(1, 0, 2), (0, 1, 1), (2, 2, 3)])
+@pytest.mark.parametrize("num_reads,num_writes,saved", [(1, 0, 3), (0, 1, 2), (2, 2, 5)])
 def test_what_is_saved_for_each_kind_of_head(num_reads, num_writes, saved):
     _, l_ntm = build(num_reads, num_writes)
     forward = scan_ops([layers.get_output(l_ntm)])["ntm_scan"]
@@ -71,5 +77,9 @@ def test_a_compiled_function_without_the_gradient_drops_them():
     function = pytensor.function([l_input.input_var], layers.get_output(l_ntm), mode="CVM")
     (scan,) = [n for n in function.maker.fgraph.apply_nodes if isinstance(n.op, Scan)]
     assert scan.op.info.n_nit_sot == 0
+    # nor does the step write the addressing intermediates (ntm.rewrites)
+    addressing = [n.op for n in scan.op.fn.maker.fgraph.apply_nodes
+                  if isinstance(n.op, Addressing)]
+    assert len(addressing) == 2 and not any(op.save_intermediates for op in addressing)
     x = np.random.RandomState(1).randint(0, 2, (2, 5, 3)).astype(pytensor.config.floatX)
     assert function(x).shape == (2, 5, 10)
