@@ -29,7 +29,10 @@ in one loop over the locations, and :class:`AddressingGrad` its gradient in one 
     \partial\beta = \textstyle\sum_n \partial z_n K_n, \quad \partial K = \beta\, \partial z
 
 (the sharpening's normalisation by :math:`\max u`, which only keeps :math:`u^\gamma` from
-underflowing, is scale-free and has no gradient). C code for the C backend, a Numba function
+underflowing, is scale-free and has no gradient). With ``save_intermediates``, the forward op
+also outputs :math:`w^c`, :math:`v` and :math:`V` per row, and the gradient
+(``from_saved``) reads them instead of computing the exponentials and powers again: the same
+values, so the same gradients bit for bit in C. C code for the C backend, a Numba function
 for ``NUMBA`` and NumPy for the Python linker compute the same loops; the heads use them when
 :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED` is on.
 """
