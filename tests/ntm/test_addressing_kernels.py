@@ -12,25 +12,32 @@ from ntm.heads import SHARPEN_EPSILON, interpolate, sharpen, shift
 BACKENDS = ["FAST_COMPILE", "CVM", "NUMBA"]  # NumPy perform, C code, Numba
 
 
+def numpy_row(K, beta, gate, s, previous, circular):
+    """One (batch, head) row of the paper's equations: the content weighting and the shifted
+    weighting plus epsilon, ``u``."""
+    N, S = K.shape[0], s.shape[0]
+    z = np.exp(beta * K - np.max(beta * K))
+    content = z / z.sum()
+    gated = gate * content + (1 - gate) * previous
+    shifted = np.zeros(N)
+    for i in range(N):
+        for k in range(S):
+            j = i - k + S // 2
+            if circular:
+                shifted[i] += s[k] * gated[j % N]
+            elif 0 <= j < N:
+                shifted[i] += s[k] * gated[j]
+    return content, shifted + SHARPEN_EPSILON
+
+
 def numpy_addressing(K, beta, gate, s, gamma, previous, circular):
     """The paper's equations, one (batch, head) at a time."""
     B, H, N = K.shape
-    S = s.shape[-1]
     out = np.zeros((B, H, N))
     for b in range(B):
         for h in range(H):
-            z = np.exp(beta[b, h] * K[b, h] - np.max(beta[b, h] * K[b, h]))
-            content = z / z.sum()
-            gated = gate[b, h] * content + (1 - gate[b, h]) * previous[b, h]
-            shifted = np.zeros(N)
-            for i in range(N):
-                for k in range(S):
-                    j = i - k + S // 2
-                    if circular:
-                        shifted[i] += s[b, h, k] * gated[j % N]
-                    elif 0 <= j < N:
-                        shifted[i] += s[b, h, k] * gated[j]
-            powered = (shifted + SHARPEN_EPSILON) ** gamma[b, h]
+            _, u = numpy_row(K[b, h], beta[b, h], gate[b, h], s[b, h], previous[b, h], circular)
+            powered = u ** gamma[b, h]
             out[b, h] = powered / powered.sum()
     return out
 
@@ -133,18 +140,8 @@ def numpy_saved(K, beta, gate, s, gamma, previous, circular):
     saved = np.zeros((B, H, 2 * N + 1))
     for b in range(B):
         for h in range(H):
-            z = np.exp(beta[b, h] * K[b, h] - np.max(beta[b, h] * K[b, h]))
-            content = z / z.sum()
-            gated = gate[b, h] * content + (1 - gate[b, h]) * previous[b, h]
-            shifted = np.zeros(N)
-            for i in range(N):
-                for k in range(s.shape[-1]):
-                    j = i - k + s.shape[-1] // 2
-                    if circular:
-                        shifted[i] += s[b, h, k] * gated[j % N]
-                    elif 0 <= j < N:
-                        shifted[i] += s[b, h, k] * gated[j]
-            u = shifted + SHARPEN_EPSILON
+            content, u = numpy_row(K[b, h], beta[b, h], gate[b, h], s[b, h], previous[b, h],
+                                   circular)
             powered = (u / u.max()) ** gamma[b, h]
             saved[b, h] = np.concatenate([content, powered, [powered.sum()]])
     return saved
