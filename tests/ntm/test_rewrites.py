@@ -88,6 +88,8 @@ def test_constant_splits_become_slices_in_numba_only(axis):
 # --- zeros in a scan's gradient -------------------------------------------------------------
 
 ZERO_TAPS = "ntm_scan_zero_gradient_taps"
+ZERO_STATES = "ntm_scan_zero_gradient_states_as_sit_sot"
+REVERSED_TAIL = "ntm_scan_reversed_tail_as_slice"
 
 
 def shape_only_taps(function):
@@ -118,7 +120,7 @@ def test_zero_taps_rewrite_is_registered_on_import():
 
 def test_the_ntm_gradient_reads_no_zero_buffer_and_is_unchanged():
     mode = pytensor.compile.mode.get_mode("CVM")
-    with_rewrite = ntm_gradient(mode)
+    with_rewrite = ntm_gradient(mode.excluding(ZERO_STATES))
     without = ntm_gradient(mode.excluding(ZERO_TAPS))
     # the small NTM's memory, write weighting, erase, add and read weighting
     assert shape_only_taps(with_rewrite) == 5
@@ -156,6 +158,122 @@ def test_taps_of_a_buffer_that_is_not_zeros_are_kept():
             numeric[i, j] = (numpy_cost(w.get_value() + step)
                              - numpy_cost(w.get_value() - step)) / 2e-6
     np.testing.assert_allclose(function(values), numeric, rtol=1e-6, atol=1e-9)
+
+
+def state_counts(function):
+    """``(mit-mot, sit-sot, untraced sit-sot)`` states of the compiled function's scans."""
+    counts = np.zeros(3, dtype=int)
+    for node in function.maker.fgraph.apply_nodes:
+        if isinstance(node.op, Scan):
+            info = node.op.info
+            counts += (info.n_mit_mot, info.n_sit_sot, info.n_untraced_sit_sot)
+    return tuple(int(count) for count in counts)
+
+
+@pytest.mark.parametrize("mode_name", ["CVM", "NUMBA"])
+def test_the_ntm_gradients_zero_states_become_sit_sots_with_the_same_values(mode_name):
+    mode = pytensor.compile.mode.get_mode(mode_name)
+    with_rewrite = ntm_gradient(mode)
+    without = ntm_gradient(mode.excluding(ZERO_STATES))
+    # The five states of the first test: no longer mit-mots over all steps, and none of them
+    # keeps a buffer of all steps (only the memory's last gradient is read, for M_0).
+    mit_mot, sit_sot, untraced = state_counts(with_rewrite)
+    mit_mot_before, sit_sot_before, untraced_before = state_counts(without)
+    assert mit_mot == mit_mot_before - 5
+    assert sit_sot + untraced == sit_sot_before + untraced_before + 5
+    assert shape_only_taps(with_rewrite) == 0
+    x = binary_sequences()
+    for got, expected in zip(with_rewrite(x), without(x), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def leaky_sum_and_tanh(x, w, a):
+    """``m_t = a m_{t-1} + x_t`` (not in the cost) feeding ``h_t = tanh(w h_{t-1} + m_t)``;
+    the cost is the last ``h``'s sum of squares. NumPy version of the symbolic one below."""
+    m, h = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for x_t in x:
+        m = a * m + x_t
+        h = np.tanh(w @ h + m)
+    return np.sum(h ** 2)
+
+
+def test_a_state_the_cost_does_not_read_gets_a_sit_sot_gradient_equal_to_differences():
+    x = pt.matrix("x", dtype="float64")
+    w = pt.matrix("w", dtype="float64")
+    a = pt.scalar("a", dtype="float64")
+    zeros = pt.zeros((x.shape[1],), dtype="float64")
+    hidden = pytensor.scan(lambda x_t, m, h: [a * m + x_t, pt.tanh(pt.dot(w, h) + a * m + x_t)],
+                           sequences=[x], outputs_info=[zeros, zeros],
+                           return_updates=False)[1]
+    cost = pt.sum(hidden[-1] ** 2)
+    gradients = pytensor.grad(cost, [w, a])
+    mode = pytensor.compile.mode.get_mode("CVM")
+    function = pytensor.function([x, w, a], gradients, mode=mode)
+    without = pytensor.function([x, w, a], gradients, mode=mode.excluding(ZERO_STATES))
+    assert state_counts(function)[0] == state_counts(without)[0] - 1
+    rng = np.random.RandomState(2)
+    values, w_value, a_value = rng.normal(size=(6, 3)), rng.normal(0, 0.5, (3, 3)), 0.7
+    got = function(values, w_value, a_value)
+    for actual, expected in zip(got, without(values, w_value, a_value), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    numeric_w = np.zeros((3, 3))
+    for index in np.ndindex(3, 3):
+        step = np.zeros((3, 3))
+        step[index] = 1e-6
+        numeric_w[index] = (leaky_sum_and_tanh(values, w_value + step, a_value)
+                            - leaky_sum_and_tanh(values, w_value - step, a_value)) / 2e-6
+    numeric_a = (leaky_sum_and_tanh(values, w_value, a_value + 1e-6)
+                 - leaky_sum_and_tanh(values, w_value, a_value - 1e-6)) / 2e-6
+    np.testing.assert_allclose(got[0], numeric_w, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got[1], numeric_a, rtol=1e-6)
+
+
+def sit_sot_buffer_lengths(function, *values):
+    """How many steps each sit-sot buffer of the compiled function's scans holds for these
+    input values (the first dimension of the allocation the initial state is written into)."""
+    from pytensor.tensor.basic import Alloc, AllocEmpty
+    from pytensor.tensor.subtensor import IncSubtensor
+
+    lengths = []
+    for node in function.maker.fgraph.apply_nodes:
+        if isinstance(node.op, Scan):
+            for buffer in node.op.outer_sitsot(node.inputs):
+                while isinstance(buffer.owner.op, IncSubtensor):
+                    buffer = buffer.owner.inputs[0]
+                assert isinstance(buffer.owner.op, (Alloc, AllocEmpty))
+                first = buffer.owner.inputs[0 if isinstance(buffer.owner.op, AllocEmpty) else 1]
+                length = pytensor.function(function.maker.fgraph.inputs, first,
+                                           mode="FAST_COMPILE", on_unused_input="ignore")
+                lengths.append(int(length(*values)))
+    return lengths
+
+
+@pytest.mark.parametrize("mode_name", ["CVM", "NUMBA"])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_a_reversed_tail_of_a_scan_is_read_from_a_trimmed_buffer(steps, mode_name):
+    x = pt.matrix("x", dtype="float64")
+    states = pytensor.scan(lambda x_t, h: 0.5 * h + x_t, sequences=[x],
+                           outputs_info=[pt.zeros((x.shape[1],), dtype="float64")],
+                           return_updates=False)
+    raw = states.owner.inputs[0]  # the scan's own output, initial state first
+    tail = raw[:-steps - 1:-1]
+    values = np.random.RandomState(4).normal(size=(7, 2))
+    expected = np.zeros((8, 2))
+    for t, x_t in enumerate(values):
+        expected[t + 1] = 0.5 * expected[t] + x_t
+    mode = pytensor.compile.mode.get_mode(mode_name)
+    function = pytensor.function([x], tail, mode=mode)
+    without = pytensor.function([x], tail, mode=mode.excluding(REVERSED_TAIL))
+    np.testing.assert_array_equal(function(values), expected[:-steps - 1:-1])
+    np.testing.assert_array_equal(without(values), expected[:-steps - 1:-1])
+    # Without the rewrite the scan keeps all 8 steps; with it, the last few (one more where
+    # the backend writes a step's result into the buffer), or in Numba only the last state.
+    assert sit_sot_buffer_lengths(without, values) == [8]
+    if mode_name == "NUMBA" and steps == 1:
+        assert state_counts(function) == (0, 0, 1)
+    else:
+        (length,) = sit_sot_buffer_lengths(function, values)
+        assert steps <= length <= steps + 1
 
 
 class _SetIteratedInOrder(set):
