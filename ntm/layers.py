@@ -56,14 +56,15 @@ class NTMLayer(MergeLayer):
 
     Besides its states, the scan outputs at every step values that the backward pass would
     otherwise compute again from the saved states: the read vectors and, with the fused ops,
-    each kind of head's similarities :math:`K(k, M_t[j])` (the addressing op's first input)
-    and its addressing intermediates (the content weighting, the sharpening's powers and their
-    sum: the addressing op's second output, see :class:`~ntm.addressing_kernels.Addressing`).
-    The scan gradient reads a step's saved output wherever its graph needs that value
-    (:mod:`ntm.scan_gradient`), so the backward step does not repeat the read and similarity
-    passes over the memory nor the addressing (same values, bit for bit; a batch-16 training
-    step of the copy model about 6% faster for the first two, 3-5% more for the third). They
-    cost :math:`T B (R M + H (3 N + 1))` stored values for :math:`R` read heads and :math:`H`
+    each kind of head's similarities :math:`K(k, M_t[j])` (the addressing op's first input),
+    their keys :math:`k = \tanh(\cdot)` and their addressing intermediates (the content
+    weighting, the sharpening's powers and their sum: the addressing op's second output, see
+    :class:`~ntm.addressing_kernels.Addressing`). The scan gradient reads a step's saved
+    output wherever its graph needs that value (:mod:`ntm.scan_gradient`), so the backward
+    step does not repeat the read and similarity passes over the memory, the keys' ``tanh``
+    nor the addressing (same values, bit for bit; a batch-16 training step of the copy model
+    about 6% faster for the first two, 3-5% more for the addressing). They cost
+    :math:`T B (R M + H (3 N + M + 1))` stored values for :math:`R` read heads and :math:`H`
     heads; a function compiled without the gradient drops them (except in
     ``FAST_COMPILE``), and its step then does not write the addressing intermediates at all
     (:mod:`ntm.rewrites`).
@@ -161,15 +162,19 @@ class NTMLayer(MergeLayer):
 
         # The step's outputs after its states, kept for the backward pass (class notes).
         saves_similarities = memory_kernels.use_fused()
-        num_saved = int(has_reads) + 2 * (int(has_writes) + int(has_reads)) * saves_similarities
+        num_saved = int(has_reads) + 3 * (int(has_writes) + int(has_reads)) * saves_similarities
 
         def addressing_saves(weights):
-            # the addressing op's first input (the similarities of the heads' keys) and its
-            # saved intermediates (its second output)
+            # the addressing op's first input (the similarities of the heads' keys), the keys
+            # (the similarity op's first input) and its saved intermediates (its second output)
             if not (weights.owner is not None and isinstance(weights.owner.op, Addressing)
                     and weights.owner.op.save_intermediates):
                 raise RuntimeError("NTMLayer: the heads did not address with the fused op")
-            return [weights.owner.inputs[0], weights.owner.outputs[1]]
+            similarities = weights.owner.inputs[0]
+            if not (similarities.owner is not None
+                    and isinstance(similarities.owner.op, memory_kernels.CosineSimilarity)):
+                raise RuntimeError("NTMLayer: the heads did not compare with the fused op")
+            return [similarities, similarities.owner.inputs[0], weights.owner.outputs[1]]
 
         def step(*args):
             x_t = args[0]

@@ -1,11 +1,13 @@
-"""The NTM's scan saves its read vectors, similarities and the addressing's intermediates, and
-its backward step reads them instead of computing the memory-sized passes and the addressing
-again (NTMLayer's notes, ntm.scan_gradient)."""
+"""The NTM's scan saves its read vectors, similarities, keys and the addressing's
+intermediates, and its backward step reads them instead of computing the memory-sized passes,
+the keys and the addressing again (NTMLayer's notes, ntm.scan_gradient)."""
 import numpy as np
 import pytensor
 import pytest
 from pytensor.graph.traversal import ancestors, applys_between
+from pytensor.scalar import Tanh as ScalarTanh
 from pytensor.scan.op import Scan
+from pytensor.tensor.elemwise import Elemwise
 
 from ntm import memory_kernels, scan_gradient
 from ntm.addressing_kernels import Addressing, AddressingGrad
@@ -35,8 +37,11 @@ def scan_ops(variables):
 
 def inner_op_counts(op):
     nodes = list(applys_between(op.inner_inputs, op.inner_outputs))
-    return {cls: sum(isinstance(n.op, cls) for n in nodes) for cls in (CosineSimilarity,
-                                                                         MemoryRead, Addressing)}
+    counts = {cls: sum(isinstance(n.op, cls) for n in nodes)
+              for cls in (CosineSimilarity, MemoryRead, Addressing)}
+    counts["tanh"] = sum(isinstance(n.op, Elemwise) and isinstance(n.op.scalar_op, ScalarTanh)
+                       for n in nodes)
+    return counts
 
 
 @pytest.mark.skipif(not scan_gradient.is_applied(),
@@ -48,17 +53,20 @@ def test_backward_step_has_no_memory_sized_recomputation():
     grads = pytensor.grad((output ** 2).sum(), params)
     forward = scan_ops([output])["ntm_scan"]
     backward = scan_ops(grads)["grad_of_ntm_scan"]
-    # states, then the read vectors and the write and read heads' similarities and
+    # states, then the read vectors and the write and read heads' similarities, keys and
     # addressing intermediates
-    assert forward.info.n_nit_sot == 5
-    assert inner_op_counts(forward) == {CosineSimilarity: 2, MemoryRead: 1, Addressing: 2}
-    assert inner_op_counts(backward) == {CosineSimilarity: 0, MemoryRead: 0, Addressing: 0}
+    assert forward.info.n_nit_sot == 7
+    assert inner_op_counts(forward) == {CosineSimilarity: 2, MemoryRead: 1, Addressing: 2,
+                                        "tanh": 3}
+    # the keys' tanh is read, not computed again (the add vector's is a state)
+    assert inner_op_counts(backward) == {CosineSimilarity: 0, MemoryRead: 0, Addressing: 0,
+                                         "tanh": 0}
     gradients = [n.op for n in applys_between(backward.inner_inputs, backward.inner_outputs)
                  if isinstance(n.op, AddressingGrad)]
     assert len(gradients) == 2 and all(op.from_saved for op in gradients)
 
 
-@pytest.mark.parametrize("num_reads,num_writes,saved", [(1, 0, 3), (0, 1, 2), (2, 2, 5)])
+@pytest.mark.parametrize("num_reads,num_writes,saved", [(1, 0, 4), (0, 1, 3), (2, 2, 7)])
 def test_what_is_saved_for_each_kind_of_head(num_reads, num_writes, saved):
     _, l_ntm = build(num_reads, num_writes)
     forward = scan_ops([layers.get_output(l_ntm)])["ntm_scan"]
