@@ -94,7 +94,9 @@ from pytensor.misc.ordered_set import OrderedSet
 from pytensor.scalar import Add as ScalarAdd
 from pytensor.scan.op import Scan
 from pytensor.tensor.basic import Alloc, Split
+from pytensor.graph.destroyhandler import inplace_candidates
 from pytensor.tensor.elemwise import Elemwise
+from pytensor.tensor.rewriting.elemwise import InplaceGraphOptimizer
 from pytensor.tensor.rewriting.basic import register_specialize
 from pytensor.tensor.rewriting.ofg import inline_ofg_node
 from pytensor.tensor.basic import get_scalar_constant_value
@@ -106,8 +108,9 @@ from pytensor.tensor.special import LogSoftmax, Softmax
 from .addressing_kernels import Addressing
 from .memory_kernels import SumInOrder
 
-__all__ = ["inline_softmax", "split_as_slices", "sum_in_order", "scan_zero_gradient_taps",
-           "scan_zero_gradient_states_as_sit_sot", "scan_reversed_tail_as_slice",
+__all__ = ["inline_softmax", "split_as_slices", "sum_in_order", "SumInOrderInplace",
+           "scan_zero_gradient_taps", "scan_zero_gradient_states_as_sit_sot",
+           "scan_reversed_tail_as_slice",
            "drop_unread_addressing_saves", "is_registered", "zero_taps_registered",
            "order_scan_push_out_add"]
 
@@ -118,6 +121,7 @@ _ZERO_STATES_REWRITE_NAME = "ntm_scan_zero_gradient_states_as_sit_sot"
 _REVERSED_TAIL_REWRITE_NAME = "ntm_scan_reversed_tail_as_slice"
 _ADDRESSING_SAVES_REWRITE_NAME = "ntm_drop_unread_addressing_saves"
 _SUM_REWRITE_NAME = "ntm_sum_in_order"
+_SUM_INPLACE_REWRITE_NAME = "ntm_sum_in_order_inplace"
 _registered = False
 
 
@@ -166,6 +170,26 @@ def sum_in_order(fgraph, node):
            for x in node.inputs[1:]):
         return None
     return [SumInOrder()(*node.inputs)]
+
+
+class SumInOrderInplace(InplaceGraphOptimizer):
+    """Make each :class:`~ntm.memory_kernels.SumInOrder` write over its first or second input,
+    whichever nothing else needs (PyTensor's checks decide which may be destroyed)."""
+
+    op = SumInOrder
+
+    def filter_candidate_pairs(self, fgraph, node, protected_inputs):
+        if node.op.inplace is not None:
+            return []
+        output = node.outputs[0]
+        candidates = set(inplace_candidates(fgraph, node.inputs,
+                                            protected_inputs=protected_inputs))
+        return [((0, output), (i, x)) for i, x in enumerate(node.inputs[:2])
+                if x in candidates and x.type == output.type]
+
+    def create_inplace_node(self, node, inplace_pattern):
+        (index,) = inplace_pattern[0]
+        return SumInOrder(inplace=index).make_node(*node.inputs)
 
 
 def _all_zeros(variable):
@@ -345,6 +369,8 @@ def register():
         # After elementwise fusion (49), before the inplace rewrites (50.x).
         optdb.register(_SUM_REWRITE_NAME, dfs_rewriter(sum_in_order), "fast_run", "cxx_only",
                        position=49.2)
+        optdb.register(_SUM_INPLACE_REWRITE_NAME, SumInOrderInplace(), "fast_run", "inplace",
+                       "cxx_only", position=50.55)
         _registered = True
 
 

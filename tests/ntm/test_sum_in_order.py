@@ -106,3 +106,41 @@ def test_the_rewrite_leaves_other_additions_alone(build):
     a, b = pt.tensor3("a"), pt.tensor3("b")
     function = pytensor.function([a, b], build(a, b), mode="CVM")
     assert not any(isinstance(op, SumInOrder) for op in ops_of(function))
+
+
+@pytest.mark.parametrize("inplace", [0, 1])
+def test_sum_in_order_written_over_an_input_gives_the_same_sum(inplace):
+    """NumPy's implementation (PyTensor does not compile a graph built with an inplace op; the
+    C code's is checked through the rewrite below)."""
+    op = SumInOrder(inplace=inplace)
+    assert op.destroy_map == {0: [inplace]}
+    xs = [pt.tensor3(f"x{i}", dtype="float32") for i in range(3)]
+    node = op.make_node(*xs)
+    values = arrays(3)
+    expected = (values[0] + values[1]) + values[2]
+    output = [None]
+    op.perform(node, values, [output])
+    np.testing.assert_array_equal(output[0], expected)
+    assert output[0] is values[inplace]
+
+
+def test_sum_in_order_writes_only_over_one_of_the_first_two_inputs():
+    with pytest.raises(ValueError, match="inplace=2"):
+        SumInOrder(inplace=2)(*[pt.tensor3(f"x{i}") for i in range(3)])
+
+
+def test_the_c_backend_sums_intermediate_arrays_in_place_with_the_same_values():
+    xs = [pt.tensor3(f"x{i}") for i in range(4)]
+    total = pt.add(xs[0], *[pt.cumsum(x, axis=1) for x in xs[1:]])  # not fused: not elementwise
+    function = pytensor.function(xs, total, mode="CVM")
+    (op,) = [op for op in ops_of(function) if isinstance(op, SumInOrder)]
+    assert op.inplace in (0, 1)
+    values = np.random.RandomState(5).normal(size=(4, 3, 5, 4))
+    values = list(values.astype(pytensor.config.floatX))
+    expected = values[0] + np.cumsum(values[1], axis=1)
+    for value in values[2:]:
+        expected = expected + np.cumsum(value, axis=1)
+    np.testing.assert_allclose(function(*values), expected, rtol=1e-5, atol=1e-5)
+    without = pytensor.function(
+        xs, total, mode=pytensor.compile.mode.get_mode("CVM").excluding(SUM_REWRITE))
+    np.testing.assert_array_equal(function(*values), without(*values))
