@@ -88,22 +88,21 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.compile import optdb
 from pytensor.graph.basic import Constant
+from pytensor.graph.destroyhandler import inplace_candidates
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
 from pytensor.misc.ordered_set import OrderedSet
 from pytensor.scalar import Add as ScalarAdd
 from pytensor.scan.op import Scan
-from pytensor.tensor.basic import Alloc, Split
-from pytensor.graph.destroyhandler import inplace_candidates
+from pytensor.tensor.basic import Alloc, Split, get_scalar_constant_value
 from pytensor.tensor.elemwise import Elemwise
-from pytensor.tensor.rewriting.elemwise import InplaceGraphOptimizer
-from pytensor.tensor.rewriting.basic import register_specialize
-from pytensor.tensor.rewriting.ofg import inline_ofg_node
-from pytensor.tensor.basic import get_scalar_constant_value
 from pytensor.tensor.exceptions import NotScalarConstantError
+from pytensor.tensor.rewriting.basic import register_specialize
+from pytensor.tensor.rewriting.elemwise import InplaceGraphOptimizer
+from pytensor.tensor.rewriting.ofg import inline_ofg_node
 from pytensor.tensor.shape import Shape, Shape_i
-from pytensor.tensor.subtensor import Subtensor, get_idx_list
 from pytensor.tensor.special import LogSoftmax, Softmax
+from pytensor.tensor.subtensor import Subtensor, get_idx_list
 
 from .addressing_kernels import Addressing
 from .memory_kernels import SumInOrder
@@ -286,6 +285,7 @@ def scan_zero_gradient_states_as_sit_sot(fgraph, node):
     op, info = node.op, node.op.info
     inner_clients = op.fgraph.clients
     mit_mot_inputs = op.inner_mitmot_grouped(op.inner_inputs)
+    mit_mot_outputs = op.inner_mitmot_outs_grouped(op.inner_outputs)
     converted, substitutions = [], {}
     for state, (in_taps, out_taps) in enumerate(zip(info.mit_mot_in_slices,
                                                      info.mit_mot_out_slices)):
@@ -294,7 +294,7 @@ def scan_zero_gradient_states_as_sit_sot(fgraph, node):
         if not _all_zeros(node.inputs[1 + info.n_seqs + state]):
             continue
         tap0, tap1 = mit_mot_inputs[state]
-        if tap0.type != op.inner_mitmot_outs_grouped(op.inner_outputs)[state][0].type:
+        if tap0.type != mit_mot_outputs[state][0].type:
             continue
         if any(not isinstance(client.op, (Shape, Shape_i))
                for client, _ in inner_clients[tap1]):
