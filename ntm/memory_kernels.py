@@ -829,19 +829,15 @@ class SumInOrder(_MemoryOp):
     one axis) -> their sum, added left to right as PyTensor's elementwise ``Add`` adds them, so
     the same values bit for bit. PyTensor's C code for ``Add`` walks any strides with three
     nested loops, which the compiler does not vectorise; this op loops once over contiguous
-    values, its batch split between threads like the other kernels: for the four memory-sized
-    gradients that an NTM's backward step adds (the read's, both similarities', the next
-    step's), 24 -> 13 us a step at batch 16 on two threads.
-    :data:`ntm.rewrites.sum_in_order` puts it in place of such an ``Add`` in the C backends.
+    values (vectorised), its batch split between threads like the other kernels: for the four
+    memory-sized gradients that an NTM's backward step adds (the read's, both similarities',
+    the next step's), 21 -> 10 us a step at batch 16 on one thread, 20 -> 7 on two (PyTensor's
+    profile of the copy model's training step). :data:`ntm.rewrites.sum_in_order` puts it in
+    place of such an ``Add`` in the C backends.
 
     ``SumInOrder(inplace=k)``, ``k`` 0 or 1, writes the sum over input ``k`` (PyTensor's
     inplace rewrites choose it where nothing else reads that input): one array less to bring
     into the cache.
-
-    Measured in the copy model's training step at batch 16 (``OMP_NUM_THREADS=2`` and ``1``,
-    steps of the function with and without this op interleaved in one process): 7-10% faster
-    on two threads, 3% slower on one, where ``Add`` takes 20 us a step and this op, though
-    vectorised, 25 (alone, on values in the cache, the loop takes 6 us and ``Add``'s 8).
     """
 
     __props__ = ("inplace",)
@@ -892,6 +888,21 @@ class SumInOrder(_MemoryOp):
         # Not the other ops' reordering of sums: the additions keep PyTensor's order.
         return kernel_threads.openmp_flags()
 
+    def c_support_code_apply(self, node, name):
+        # The loop in a function of its own, with restrict-qualified parameters (the compiler
+        # takes restrict into account there, not on local pointers), so that it is vectorised.
+        # Written in place, input k is read through the sum's pointer, at the same index.
+        count, k = len(node.inputs), self.inplace
+        terms = [i for i in range(count) if i != k]
+        parameters = ", ".join(f"const T* __restrict__ a{i}" for i in terms)
+        total = " + ".join("sum[i]" if i == k else f"a{i}[i]" for i in range(count))
+        return f"""
+        template <typename T>
+        static NTM_KERNEL void ntm_sum_{name}(T* __restrict__ sum, {parameters}, npy_intp size) {{
+            for (npy_intp i = 0; i < size; ++i) sum[i] = {total};
+        }}
+        """
+
     def c_code(self, node, name, inputs, outputs, sub):
         (out,) = outputs
         fail = sub["fail"]
@@ -902,12 +913,7 @@ class SumInOrder(_MemoryOp):
             f"PyArray_NDIM(c_x{i}) != {ndim} || !PyArray_CompareLists(PyArray_DIMS(c_x{i}), "
             f"PyArray_DIMS(c_x0), {ndim})" for i in range(1, count))
         pointers = _c_pointers([(f"p{i}", f"c_x{i}") for i in range(count)], [("o", out)])
-        # Local restrict-qualified pointers: through the lambda's captured ones, every store
-        # could change them, and the loop would be neither vectorised nor its loads hoisted.
-        # Written in place, input k is read through the output's pointer, at the same index.
-        local = "\n".join(f"const T* __restrict__ a{i} = p{i} + begin;"
-                          for i in range(count) if i != k)
-        total = " + ".join("sum[i]" if i == k else f"a{i}[i]" for i in range(count))
+        arguments = ", ".join(f"p{i} + begin" for i in range(count) if i != k)
         if k is None:
             output = f"ntm_prepare_output(&{out}, {ndim}, PyArray_DIMS(c_x0), c_x0) != 0"
         else:  # c_x{k} is the input itself when it is contiguous, else a copy: either will do
@@ -925,10 +931,8 @@ class SumInOrder(_MemoryOp):
         const npy_intp items = PyArray_DIMS(c_x0)[0];
         const npy_intp item_size = items ? PyArray_SIZE(c_x0) / items : 0;
         ntm_for_chunks(items, {count + 1} * item_size, [&](npy_intp b, npy_intp n) {{
-            const npy_intp begin = b * item_size, size = n * item_size;
-            {local}
-            T* __restrict__ sum = o + begin;
-            for (npy_intp i = 0; i < size; ++i) sum[i] = {total};
+            const npy_intp begin = b * item_size;
+            ntm_sum_{name}<T>(o + begin, {arguments}, n * item_size);
         }});
         {release}
         }}
