@@ -31,9 +31,10 @@ vectorise, and the NTM's backward step adds four memory-sized gradients at every
 (the read's, both similarities', the next step's). An ``Add`` of two or more arrays of one
 type, with three or more axes of which none broadcasts, becomes
 :class:`~ntm.memory_kernels.SumInOrder`, which adds in the same order in one contiguous loop
-(same bits; 21 -> 10 us a step at batch 16 on one thread, 20 -> 7 on two). It runs after
-the elementwise fusion, so an addition fused with other elementwise work is left to the
-fused code.
+(same bits; 21-22 -> 9.5-10 us a step at batch 16 on one thread, 20 -> 6-7 on two, in the
+scan's profile that ``benchmarks/train_step.py --profile`` prints with
+``PYTENSOR_FLAGS=profile=True``). It runs after the elementwise fusion, so an addition fused
+with other elementwise work is left to the fused code.
 
 :data:`scan_zero_gradient_taps` is for every backend. The gradient of a scan carries the
 gradient of each recurrent state back through a buffer of all time steps (a "mit-mot" state
