@@ -15,7 +15,11 @@ which then reports the error as usual. Results are therefore the same modules, o
 with ``w`` cores the compiler's share of the time divides by about ``w``. The threads also
 read the headers every module starts with from a precompiled header (built once per
 compiler and arguments, under the compile directory) and leave out debug information, which
-together take about 40% off each module's compile time.
+together take about 40% off each module's compile time. So that the threads wait as little
+as possible, the modules of the NTM's fused operations and, in idle time, guesses at others
+are started before the graph is rewritten (:func:`compile_fused_ops_early`), and each scan's
+step function is rewritten ahead when the scan's function is linked
+(:meth:`_Prebuilder.submit_scan_steps`).
 
 For the copy model on 2 cores, a machine's first compilation of the training function went
 from 74 to 29 s (README, *Speed*).
@@ -29,6 +33,7 @@ The environment variable ``NTM_PARALLEL_COMPILE`` sets the default number of thr
 or ``1``: compile one module at a time, as PyTensor does); its default is the number of cores
 this process may use.
 """
+import collections
 import os
 import shutil
 import threading
@@ -63,6 +68,10 @@ _phase_lock = threading.RLock()
 _state = threading.local()
 
 
+class _RewrittenOnly(Exception):
+    """Stops the linking of a scan step's copy once its modules are queued."""
+
+
 def default_workers():
     """Threads used by :func:`parallel_compilation`: ``$NTM_PARALLEL_COMPILE``, else the
     number of cores this process may run on."""
@@ -94,6 +103,14 @@ class CompilationReport:
     failed : int
         Modules the threads could not compile (PyTensor then compiled them, or reported why
         not).
+    suggested : int
+        Of the modules built, those compiled in idle time on a guess
+        (:func:`compile_fused_ops_early`).
+    unused : int
+        Modules built that PyTensor did not ask for (removed at the end).
+    early_steps : int
+        Scans' step functions whose modules were queued as soon as the scan's function was
+        linked (:meth:`_Prebuilder.submit_scan_steps`).
     precompiled_header : bool
         Whether a precompiled header was used.
     """
@@ -101,6 +118,9 @@ class CompilationReport:
     built: int = 0
     taken: int = 0
     failed: int = 0
+    suggested: int = 0
+    unused: int = 0
+    early_steps: int = 0
     precompiled_header: bool = False
 
 
@@ -124,6 +144,15 @@ class _Prebuilder:
         self.jobs = {}  # (source, compiler arguments) -> future of the built library's path
         self.headers = {}  # compiler arguments -> [lock, built, precompiled header or None]
         self.lock = threading.Lock()
+        self.workers = workers
+        self.queued = 0  # jobs submitted to the pool and not started
+        self.running = 0
+        self.suggested = collections.deque()  # one-node graphs for idle time (suggest_nodes)
+        self.suggesting = False  # a thread is on them
+        # Threads for suggestions: one core is left to the process's own thread.
+        self.suggestion_threads = max(1, workers - 1)
+        self.closed = False
+        self.steps_seen = {}  # the scans' step graphs queued by submit_scan_steps, by id
 
     # -- the parallel part ------------------------------------------------------------------
 
@@ -133,30 +162,159 @@ class _Prebuilder:
 
     def submit_nodes(self, nodes):
         """Start compiling every module of ``nodes`` that is not in the cache."""
+        for node in nodes:
+            candidate = self._candidate(node)
+            if candidate is not None:
+                with self.lock:
+                    if candidate[1] not in self.jobs:
+                        self._submit(*candidate)
+
+    def suggest_nodes(self, nodes):
+        """Compile the modules of ``nodes`` that are not in the cache in the threads' idle
+        time (modules that rewriting may or may not keep).
+
+        These wait behind every module :meth:`submit_nodes` asks for, before or after, and
+        only one thread fewer than the pool has takes them (the process's own thread is busy
+        rewriting meanwhile): a guess that rewriting does not keep costs only time a core
+        would have spent idle. Each operation is taken once per set of input types, and its
+        module's source is generated in the thread, from a copy of the node (the graph
+        itself is being rewritten meanwhile). A suggested module PyTensor later asks for is
+        not compiled twice; one it never asks for is removed at the end.
+        """
         from pytensor.graph.fg import FunctionGraph
-        from pytensor.link.c.basic import CLinker
         from pytensor.link.c.interface import CLinkerOp
         from pytensor.scan.op import Scan
 
+        copies, seen = [], set()
         for node in nodes:
             if not isinstance(node.op, CLinkerOp) or isinstance(node.op, Scan):
                 continue
+            signature = (node.op, tuple(v.type for v in node.inputs),
+                         tuple(v.type for v in node.outputs))
             try:
-                linker = CLinker().accept(FunctionGraph(node.inputs, node.outputs),
-                                          no_recycling=[])
-                key = linker.cmodule_key()
-                if key in self.cache.entry_from_key:
+                if signature in seen:
                     continue
-                job = self._job(linker)
-                source = job[0]
-                if self.cmodule.get_module_hash(source, key) in \
-                        self.cache.module_hash_to_key_data:
+                seen.add(signature)
+            except TypeError:  # an unhashable operation or type
+                pass
+            try:
+                copies.append(FunctionGraph(node.inputs, node.outputs))  # clones the node
+            except Exception:
+                continue
+        with self.lock:
+            self.suggested.extend(copies)
+        self._feed()
+
+    def _candidate(self, node):
+        """``(linker, job)`` for a node's module that is not in the cache, or None."""
+        from pytensor.graph.fg import FunctionGraph
+        from pytensor.link.c.interface import CLinkerOp
+        from pytensor.scan.op import Scan
+
+        if not isinstance(node.op, CLinkerOp) or isinstance(node.op, Scan):
+            return None
+        try:
+            return self._fgraph_candidate(FunctionGraph(node.inputs, node.outputs))
+        except Exception:
+            return None
+
+    def _fgraph_candidate(self, fgraph):
+        """``(linker, job)`` for the module of a one-node graph, None when it is cached."""
+        from pytensor.link.c.basic import CLinker
+
+        try:
+            linker = CLinker().accept(fgraph, no_recycling=[])
+            key = linker.cmodule_key()
+            if key in self.cache.entry_from_key:
+                return None
+            job = self._job(linker)
+            if self.cmodule.get_module_hash(job[0], key) in self.cache.module_hash_to_key_data:
+                return None
+        except Exception:  # no C code for this node (e.g. a Python-only op): skip
+            return None
+        return linker, job
+
+    def _submit(self, linker, job):
+        """Queue a module's compilation (the caller holds the lock)."""
+        self.queued += 1
+        self.jobs[job] = self.pool.submit(self._run, linker, job)
+
+    def _feed(self):
+        """Start a thread on the suggested modules when one is free and nothing is queued."""
+        with self.lock:
+            if (self.closed or not self.suggested or self.suggesting
+                    or self.queued + self.running >= self.suggestion_threads):
+                return
+            self.suggesting = True
+            self.queued += 1
+            self.pool.submit(self._compile_suggestion)
+
+    def _compile_suggestion(self):
+        """In a pool thread: compile the next suggested module not in the cache, if no
+        module asked for is waiting."""
+        from concurrent.futures import Future
+
+        with self.lock:
+            self.queued -= 1
+            self.running += 1
+        try:
+            while True:
+                with self.lock:
+                    if self.closed or not self.suggested or self.queued:
+                        return
+                    fgraph = self.suggested.popleft()
+                candidate = self._fgraph_candidate(fgraph)
+                if candidate is None:
                     continue
-            except Exception:  # no C code for this node (e.g. a Python-only op): skip
+                linker, job = candidate
+                with self.lock:
+                    if job in self.jobs:
+                        continue
+                    future = self.jobs[job] = Future()
+                    future.set_running_or_notify_cancel()
+                try:
+                    future.set_result(self._compile(linker, job))
+                    with self.lock:
+                        self.report.suggested += 1
+                except BaseException as error:
+                    future.set_exception(error)
+                return
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.suggesting = False
+            self._feed()
+
+    def submit_scan_steps(self, fgraph):
+        """Start compiling the modules of the step functions of ``fgraph``'s scans.
+
+        The linker builds a scan's step function (rewriting its graph, then linking it) only
+        when it reaches the scan's node, after it has waited for the modules of the nodes
+        before it; the step's modules would be the last in the queue, the threads idle while
+        that graph is rewritten. Here a copy of each scan's step is rewritten at once, as the
+        scan would (the same mode, the same rewrites, hence the same modules), and its modules
+        are queued; linking the copy is cut short. The scan's own step is built later as
+        usual and takes the finished modules.
+        """
+        from pytensor.scan.op import Scan
+
+        for node in fgraph.toposort():
+            op = node.op
+            if not isinstance(op, Scan) or getattr(op, "_fn", None) is not None:
                 continue
             with self.lock:
-                if job not in self.jobs:
-                    self.jobs[job] = self.pool.submit(self._compile, linker, job)
+                if id(op.fgraph) in self.steps_seen:
+                    continue
+                self.steps_seen[id(op.fgraph)] = op.fgraph  # kept, so that its id stays its own
+                self.report.early_steps += 1
+            copy = op.clone()
+            _state.rewrite_only = True
+            try:
+                copy.fn  # rewrites the copy's graph; make_all queues its modules, then stops
+            except _RewrittenOnly:
+                pass
+            finally:
+                _state.rewrite_only = False
 
     @staticmethod
     def _job(linker):
@@ -164,6 +322,18 @@ class _Prebuilder:
         module = linker.get_dynamic_module()
         return (module.code(), tuple(linker.compile_args()), tuple(linker.libraries()),
                 tuple(linker.header_dirs()), tuple(linker.lib_dirs()))
+
+    def _run(self, linker, job):
+        """In a pool thread: :meth:`_compile`, counted as running."""
+        with self.lock:
+            self.queued -= 1
+            self.running += 1
+        try:
+            return self._compile(linker, job)
+        finally:
+            with self.lock:
+                self.running -= 1
+            self._feed()
 
     def _compile(self, linker, job):
         """Build one module in a directory of its own; returns the library's path."""
@@ -287,6 +457,8 @@ class _Prebuilder:
     def close(self):
         """Wait for the pool and remove the modules nobody took."""
         with self.lock:
+            self.closed = True
+            self.suggested.clear()
             leftovers = list(self.jobs.values())
             self.jobs.clear()
         for future in leftovers:
@@ -295,17 +467,26 @@ class _Prebuilder:
         for future in leftovers:
             if future.done() and not future.cancelled() and future.exception() is None:
                 shutil.rmtree(os.path.dirname(future.result()), ignore_errors=True)
+                self.report.unused += 1
 
 
-def compile_fused_ops_early(variables, mode=None):
+def compile_fused_ops_early(variables, mode=None, suggest=True):
     """Inside :func:`parallel_compilation`, start compiling at once the C modules of the NTM's
     fused operations (:mod:`ntm.memory_kernels`, :mod:`ntm.addressing_kernels`) in the graph
-    of ``variables``, scans' steps included, instead of after the graph is rewritten.
+    of ``variables``, scans' steps included, instead of after the graph is rewritten; and
+    (``suggest``) those of its other operations but elementwise ones, whenever a thread has
+    nothing else to do.
 
     Rewriting the training function's graph takes seconds of Python on one core, and the
     compiler threads have nothing to do until it ends; the fused ops' modules, the largest of
-    the function, do not depend on it (rewriting leaves these operations as they are). A
-    module that rewriting does change is simply compiled again, as without this call.
+    the function, do not depend on it (rewriting leaves these operations as they are). Many
+    structural operations (reshapes, joins and splits, subtensors, sums, allocations) come
+    out of rewriting unchanged too: for the copy model, two thirds of them, about 10 s of
+    the compiler's time, where elementwise operations are nearly all fused into new ones.
+    Their modules are compiled only while the threads would otherwise wait
+    (:meth:`_Prebuilder.suggest_nodes`), so that a guess that rewriting does not keep costs
+    nothing but otherwise idle time. A module that rewriting does change is simply compiled
+    again, as without this call.
 
     Parameters
     ----------
@@ -314,12 +495,14 @@ def compile_fused_ops_early(variables, mode=None):
     mode : str or Mode, optional
         Its mode (default: PyTensor's); nothing is compiled for a mode without C thunks
         (Numba, JAX, Python).
+    suggest : bool, optional
+        Also compile the other non-elementwise operations' modules in idle time (default).
 
     Returns
     -------
     int
-        Modules started (0 outside the context, with fewer than 2 threads, for a mode without
-        C thunks, or when all of them are in the cache).
+        Fused operations' modules started (0 outside the context, with fewer than 2 threads,
+        for a mode without C thunks, or when all of them are in the cache).
     """
     prebuilder = getattr(_state, "prebuilder", None)
     if prebuilder is None:
@@ -327,17 +510,23 @@ def compile_fused_ops_early(variables, mode=None):
     try:
         from pytensor.compile.mode import get_mode
         from pytensor.link.vm import VMLinker
+        from pytensor.tensor.elemwise import Elemwise
 
         linker = get_mode(mode).linker
         if not isinstance(linker, VMLinker) or linker.c_thunks is False:
             return 0
         if not isinstance(variables, (list, tuple)):
             variables = [variables]
-        nodes = [node for node in _all_nodes(variables)
-                 if type(node.op).__module__ in _FUSED_OP_MODULES]
+        nodes = _all_nodes(variables)
+        fused = [node for node in nodes if type(node.op).__module__ in _FUSED_OP_MODULES]
+        fused_set = set(fused)
         before = len(prebuilder.jobs)
-        prebuilder.submit_nodes(nodes)
-        return len(prebuilder.jobs) - before
+        prebuilder.submit_nodes(fused)
+        started = len(prebuilder.jobs) - before
+        if suggest:
+            prebuilder.suggest_nodes([node for node in nodes if node not in fused_set
+                                      and not isinstance(node.op, Elemwise)])
+        return started
     except Exception:  # compiling goes on as usual
         return 0
 
@@ -419,13 +608,17 @@ def _patched(workers, report):
     original_make_all = VMLinker.make_all
     original_compile = CLinker.compile_cmodule
     original_dlimport = cmodule.dlimport
+    original_popen = cmodule.output_subprocess_Popen
 
     def make_all(self, *args, **kwargs):
         if self.c_thunks is not False:
             try:
                 prebuilder.submit_fgraph(self.fgraph)
+                prebuilder.submit_scan_steps(self.fgraph)
             except Exception:  # linking goes on as usual
                 pass
+        if getattr(_state, "rewrite_only", False):
+            raise _RewrittenOnly  # a step's function built only for its modules: stop here
         return original_make_all(self, *args, **kwargs)
 
     def compile_cmodule(self, location=None):
@@ -443,9 +636,20 @@ def _patched(workers, report):
             return fullpath
         return original_dlimport(fullpath, suffix)
 
+    def output_subprocess_popen(command, *args, **kwargs):
+        # A compiler thread's command names the compiler as config.cxx was when the command
+        # was built, "" if rewriting had blanked it for a moment (see _Prebuilder.__init__):
+        # run the one read when the phase began, rather than fail (PyTensor would print the
+        # command as a compilation problem) and try again.
+        if (getattr(_state, "compile_only", False) and command and command[0] == ""
+                and prebuilder.cxx):
+            command = [prebuilder.cxx, *command[1:]]
+        return original_popen(command, *args, **kwargs)
+
     VMLinker.make_all = make_all
     CLinker.compile_cmodule = compile_cmodule
     cmodule.dlimport = dlimport
+    cmodule.output_subprocess_Popen = output_subprocess_popen
     _state.active = True
     _state.prebuilder = prebuilder
     try:
@@ -460,3 +664,4 @@ def _patched(workers, report):
             VMLinker.make_all = original_make_all
             CLinker.compile_cmodule = original_compile
             cmodule.dlimport = original_dlimport
+            cmodule.output_subprocess_Popen = original_popen

@@ -44,6 +44,14 @@ def batches():
     return [(rng.normal(size=(4, 3)), rng.normal(size=4)) for _ in range(3)]
 
 
+def test_before_compiling_runs_only_when_compiling(cache_dir):
+    calls = []
+    _, loaded, _ = compile_regression(before_compiling=lambda: calls.append("compile"))
+    assert not loaded and calls == ["compile"]
+    _, loaded, _ = compile_regression(before_compiling=lambda: calls.append("load"))
+    assert loaded and calls == ["compile"]
+
+
 def test_second_compilation_is_loaded_and_updates_the_new_shared_variables(cache_dir):
     compiled, loaded, compiled_shared = compile_regression()
     assert not loaded

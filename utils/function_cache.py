@@ -205,7 +205,7 @@ def _prune(directory, keep):
 
 
 def cached_function(inputs, outputs, *, key, shared, updates=None, mode=None, name=None,
-                    sources=(), cache_dir=None):
+                    sources=(), cache_dir=None, before_compiling=None):
     """``pytensor.function(inputs, outputs, updates=updates, mode=mode, name=name)``, cached.
 
     Parameters
@@ -224,6 +224,9 @@ def cached_function(inputs, outputs, *, key, shared, updates=None, mode=None, na
     cache_dir : str, optional
         Default: :func:`default_cache_dir` (None there: no cache). Only functions of the C
         and Python backends are cached (:func:`is_cacheable`); others are always compiled.
+    before_compiling : callable, optional
+        Called without arguments just before the function is compiled (not when it is
+        loaded), e.g. to start compiling C modules early.
 
     Returns
     -------
@@ -241,6 +244,8 @@ def cached_function(inputs, outputs, *, key, shared, updates=None, mode=None, na
         function = _load(path, shared)
         if function is not None:
             return function, True
+    if before_compiling is not None:
+        before_compiling()
     function = pytensor.function(inputs, outputs, updates=updates, mode=mode, name=name)
     if path is not None:
         try:

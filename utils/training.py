@@ -917,14 +917,18 @@ class Trainer:
         mode = keep_storage(self.mode)
         with (pytensor.config.change_flags(floatX=self.floatX), parallel_compilation(),
               storage_kept()):
-            compile_fused_ops_early(
-                (list(outputs) if isinstance(outputs, (list, tuple)) else [outputs])
-                + list((updates or {}).values()), mode)
+            def start_modules():  # only when compiling, not when loading from the cache
+                compile_fused_ops_early(
+                    (list(outputs) if isinstance(outputs, (list, tuple)) else [outputs])
+                    + list((updates or {}).values()), mode)
+
             if self.cache_key is None:
+                start_modules()
                 return pytensor.function(inputs, outputs, updates=updates, mode=mode, name=name)
             function, loaded = cached_function(
                 inputs, outputs, updates=updates, mode=mode, name=name,
-                key=[self.cache_key, options], shared=shared, sources=[__file__])
+                key=[self.cache_key, options], shared=shared, sources=[__file__],
+                before_compiling=start_modules)
         if loaded:
             self.loaded.add(name)
         return function

@@ -41,6 +41,12 @@ SCRIPT = textwrap.dedent("""
             raise RuntimeError("no compiler in this thread")
         compilation._Prebuilder._compile = fail
     with compilation.parallel_compilation() as report:
+        if os.environ.get("SUGGEST"):
+            import time
+            compilation.compile_fused_ops_early(outputs, "CVM")
+            prebuilder = compilation._state.prebuilder
+            while prebuilder.suggested or prebuilder.suggesting:  # all guesses built first
+                time.sleep(0.02)
         function = pytensor.function([x, w], outputs, mode="CVM")
     rng = np.random.default_rng(0)
     xs, ws = rng.normal(size=(5, 3)), rng.normal(size=(3, 3)) * 0.5
@@ -102,8 +108,11 @@ def test_threads_build_every_module_and_pytensor_takes_them(parallel_run):
     report = result["report"]
     assert report["workers"] == 2
     assert report["built"] > 0 and report["failed"] == 0
-    assert report["taken"] == report["built"]
+    assert report["taken"] == report["built"] and report["unused"] == 0
     assert report["precompiled_header"]  # g++ here
+    # The forward scan's step and its gradient's: rewritten ahead, their modules queued early,
+    # and the same modules as the steps' own (every module built was taken).
+    assert report["early_steps"] == 2
     found, unregistered = _modules(compiledir)
     assert len(found) >= report["taken"] and not unregistered
 
@@ -127,8 +136,8 @@ def test_a_second_process_finds_every_module_in_the_cache(parallel_run):
 def test_same_modules_and_results_one_at_a_time(parallel_run, tmp_path):
     compiledir, parallel = parallel_run
     serial = _run(tmp_path, 1)
-    assert serial["report"] == dict(workers=1, built=0, taken=0, failed=0,
-                                    precompiled_header=False)
+    assert serial["report"] == dict(workers=1, built=0, taken=0, failed=0, suggested=0,
+                                    unused=0, early_steps=0, precompiled_header=False)
     assert len(_modules(tmp_path)[0]) == len(_modules(compiledir)[0])
     assert serial["cost"] == parallel["cost"] and serial["grad"] == parallel["grad"]
 
@@ -139,6 +148,19 @@ def test_pytensor_compiles_what_the_threads_could_not(tmp_path, parallel_run):
     assert result["report"]["built"] == 0 and result["report"]["taken"] == 0
     found, unregistered = _modules(tmp_path)
     assert found and not unregistered
+    assert result["cost"] == parallel["cost"] and result["grad"] == parallel["grad"]
+
+
+def test_guessed_modules_are_taken_or_removed_and_change_no_result(parallel_run, tmp_path):
+    _, parallel = parallel_run
+    result = _run(tmp_path, 2, SUGGEST="1")
+    report = result["report"]
+    # Guesses from the graph before rewriting (its subtensors, allocations, shapes...): some
+    # survive rewriting and are taken, the others are removed; nothing else goes unused.
+    assert report["suggested"] > report["unused"]
+    assert report["taken"] + report["unused"] == report["built"] and report["failed"] == 0
+    found, unregistered = _modules(tmp_path)
+    assert len(found) == len(_modules(parallel_run[0])[0]) and not unregistered
     assert result["cost"] == parallel["cost"] and result["grad"] == parallel["grad"]
 
 
@@ -218,7 +240,9 @@ def test_the_modules_started_early_are_the_ones_pytensor_links(tmp_path):
     report = result["report"]
     assert result["counts"]["CVM"] == 8
     assert report["failed"] == 0 and report["built"] > 8
-    assert report["taken"] == report["built"]  # none built for nothing
+    # None built for nothing but guesses made in idle time.
+    assert report["taken"] + report["unused"] == report["built"]
+    assert report["unused"] <= report["suggested"]
     found, unregistered = _modules(tmp_path)
     assert len(found) >= report["taken"] and not unregistered
 
@@ -253,6 +277,23 @@ class _FakeLinker:
         class Module:
             code_hash = "m0"
         return Module()
+
+
+def test_a_compiler_thread_runs_the_compiler_read_when_the_phase_began():
+    from pytensor.link.c import cmodule
+
+    original = cmodule.output_subprocess_Popen
+    with compilation.parallel_compilation(2):
+        compilation._state.compile_only = True  # as in a compiler thread's build
+        try:
+            # The command as built while rewriting had blanked config.cxx.
+            _, _, status = cmodule.output_subprocess_Popen(["", "--version"])
+        finally:
+            compilation._state.compile_only = False
+        assert status == 0
+        with pytest.raises(OSError):  # PyTensor's own compilation is left as it is
+            cmodule.output_subprocess_Popen(["", "--version"])
+    assert cmodule.output_subprocess_Popen is original
 
 
 @pytest.mark.parametrize("cxx, misses, succeeds", [("g++", 3, True), ("", 1, False)])
