@@ -271,8 +271,9 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                        help="number of shift offsets of each head (odd)")
     model.add_argument("--learn-memory-init", action=argparse.BooleanOptionalAction,
                        default=True,
-                       help="train the memory's initial state (default), or keep it at its "
-                            "small constant (--no-learn-memory-init)")
+                       help="train the memory's initial state M_0, or keep it at its small "
+                            "constant (--no-learn-memory-init); this task's default: "
+                            "%(default)s")
 
     train = parser.add_argument_group("training")
     train.add_argument("--iterations", type=int, default=10000,
