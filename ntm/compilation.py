@@ -144,13 +144,13 @@ class _Prebuilder:
         self.jobs = {}  # (source, compiler arguments) -> future of the built library's path
         self.headers = {}  # compiler arguments -> [lock, built, precompiled header or None]
         self.lock = threading.Lock()
-        self.workers = workers
         self.queued = 0  # jobs submitted to the pool and not started
         self.running = 0
         self.suggested = collections.deque()  # one-node graphs for idle time (suggest_nodes)
         self.suggesting = False  # a thread is on them
-        # Threads for suggestions: one core is left to the process's own thread.
-        self.suggestion_threads = max(1, workers - 1)
+        # A suggestion starts only while fewer modules than this are queued or compiling: one
+        # core is left to the process's own thread (rewriting meanwhile).
+        self.busy_limit = max(1, workers - 1)
         self.closed = False
         self.steps_seen = {}  # the scans' step graphs queued by submit_scan_steps, by id
 
@@ -243,7 +243,7 @@ class _Prebuilder:
         """Start a thread on the suggested modules when one is free and nothing is queued."""
         with self.lock:
             if (self.closed or not self.suggested or self.suggesting
-                    or self.queued + self.running >= self.suggestion_threads):
+                    or self.queued + self.running >= self.busy_limit):
                 return
             self.suggesting = True
             self.queued += 1
