@@ -152,7 +152,11 @@ class _Prebuilder:
         # core is left to the process's own thread (rewriting meanwhile).
         self.busy_limit = max(1, workers - 1)
         self.closed = False
+        self.closed_to_suggestions = False  # set when config changes cannot be guarded
         self.steps_seen = {}  # the scans' step graphs queued by submit_scan_steps, by id
+        # Held while PyTensor's configuration changes (config.change_flags, patched during the
+        # phase) and while a suggestion's module is generated.
+        self.config_lock = threading.RLock()
 
     # -- the parallel part ------------------------------------------------------------------
 
@@ -242,7 +246,8 @@ class _Prebuilder:
     def _feed(self):
         """Start a thread on the suggested modules when one is free and nothing is queued."""
         with self.lock:
-            if (self.closed or not self.suggested or self.suggesting
+            if (self.closed or self.closed_to_suggestions or not self.suggested
+                    or self.suggesting
                     or self.queued + self.running >= self.busy_limit):
                 return
             self.suggesting = True
@@ -254,6 +259,8 @@ class _Prebuilder:
         module asked for is waiting."""
         from concurrent.futures import Future
 
+        import pytensor
+
         with self.lock:
             self.queued -= 1
             self.running += 1
@@ -263,7 +270,17 @@ class _Prebuilder:
                     if self.closed or not self.suggested or self.queued:
                         return
                     fgraph = self.suggested.popleft()
-                candidate = self._fgraph_candidate(fgraph)
+                # The module's source and compiler arguments read PyTensor's configuration,
+                # which rewriting changes for moments (config.cxx, see __init__): generate them
+                # while no change can begin or end, and only while the compiler is set.
+                with self.config_lock:
+                    blank = pytensor.config.cxx != self.cxx
+                    candidate = None if blank else self._fgraph_candidate(fgraph)
+                if blank:
+                    with self.lock:
+                        self.suggested.appendleft(fgraph)
+                    time.sleep(0.01)
+                    continue
                 if candidate is None:
                     continue
                 linker, job = candidate
@@ -609,6 +626,12 @@ def _patched(workers, report):
     original_compile = CLinker.compile_cmodule
     original_dlimport = cmodule.dlimport
     original_popen = cmodule.output_subprocess_Popen
+    try:
+        from pytensor.configparser import _ChangeFlagsDecorator as change_flags_type
+        original_enter, original_exit = change_flags_type.__enter__, change_flags_type.__exit__
+    except (ImportError, AttributeError):  # another PyTensor: no guesses (see _feed)
+        change_flags_type = None
+        prebuilder.closed_to_suggestions = True
 
     def make_all(self, *args, **kwargs):
         if self.c_thunks is not False:
@@ -646,10 +669,21 @@ def _patched(workers, report):
             command = [prebuilder.cxx, *command[1:]]
         return original_popen(command, *args, **kwargs)
 
+    def change_flags_enter(self):
+        with prebuilder.config_lock:
+            return original_enter(self)
+
+    def change_flags_exit(self, *args):
+        with prebuilder.config_lock:
+            return original_exit(self, *args)
+
     VMLinker.make_all = make_all
     CLinker.compile_cmodule = compile_cmodule
     cmodule.dlimport = dlimport
     cmodule.output_subprocess_Popen = output_subprocess_popen
+    if change_flags_type is not None:
+        change_flags_type.__enter__ = change_flags_enter
+        change_flags_type.__exit__ = change_flags_exit
     _state.active = True
     _state.prebuilder = prebuilder
     try:
@@ -665,3 +699,6 @@ def _patched(workers, report):
             CLinker.compile_cmodule = original_compile
             cmodule.dlimport = original_dlimport
             cmodule.output_subprocess_Popen = original_popen
+            if change_flags_type is not None:
+                change_flags_type.__enter__ = original_enter
+                change_flags_type.__exit__ = original_exit

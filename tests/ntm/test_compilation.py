@@ -41,18 +41,30 @@ SCRIPT = textwrap.dedent("""
             raise RuntimeError("no compiler in this thread")
         compilation._Prebuilder._compile = fail
     with compilation.parallel_compilation() as report:
+        extra = {{}}
         if os.environ.get("SUGGEST"):
-            import time
-            compilation.compile_fused_ops_early(outputs, "CVM")
+            import time, warnings
             prebuilder = compilation._state.prebuilder
-            while prebuilder.suggested or prebuilder.suggesting:  # all guesses built first
-                time.sleep(0.02)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if os.environ["SUGGEST"] == "blank":
+                    # As PyTensor's rewriting does for moments: no compiler configured.
+                    with pytensor.config.change_flags(cxx=""):
+                        compilation.compile_fused_ops_early(outputs, "CVM")
+                        time.sleep(0.5)
+                        extra["while_blank"] = report.suggested + report.failed
+                else:
+                    compilation.compile_fused_ops_early(outputs, "CVM")
+                while prebuilder.suggested or prebuilder.suggesting:  # all guesses built first
+                    time.sleep(0.02)
+            extra["warnings"] = [str(w.message) for w in caught]
         function = pytensor.function([x, w], outputs, mode="CVM")
     rng = np.random.default_rng(0)
     xs, ws = rng.normal(size=(5, 3)), rng.normal(size=(3, 3)) * 0.5
     cost_value, grad_value = function(xs, ws)
     print(json.dumps({{"cost": float(cost_value), "grad": grad_value.tolist(),
-                      "xs": xs.tolist(), "ws": ws.tolist(), "report": vars(report)}}))
+                      "xs": xs.tolist(), "ws": ws.tolist(), "report": vars(report),
+                      **extra}}))
 """)
 
 
@@ -161,6 +173,19 @@ def test_guessed_modules_are_taken_or_removed_and_change_no_result(parallel_run,
     assert report["taken"] + report["unused"] == report["built"] and report["failed"] == 0
     found, unregistered = _modules(tmp_path)
     assert len(found) == len(_modules(parallel_run[0])[0]) and not unregistered
+    assert result["cost"] == parallel["cost"] and result["grad"] == parallel["grad"]
+    assert result["warnings"] == []
+
+
+def test_no_guess_is_generated_while_no_compiler_is_configured(parallel_run, tmp_path):
+    _, parallel = parallel_run
+    result = _run(tmp_path, 2, SUGGEST="blank")
+    report = result["report"]
+    # Nothing generated (or compiled with arguments for no compiler) while config.cxx was
+    # blank; everything once it was set again, with no warning about an unknown compiler.
+    assert result["while_blank"] == 0
+    assert report["suggested"] > report["unused"] and report["failed"] == 0
+    assert result["warnings"] == []
     assert result["cost"] == parallel["cost"] and result["grad"] == parallel["grad"]
 
 
