@@ -64,7 +64,7 @@ SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--le
                   "--model", "--save",
                   "--load", "--resume", "--checkpoint-every", "--validate-every",
                   "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
-                  "--eval-batches", "--log", "--mode", "--quiet"]
+                  "--eval-batches", "--log", "--mode", "--quiet", "--keep-best"]
 COPY_TASK = SCRIPTS["copy"][1]
 
 
@@ -388,6 +388,74 @@ def test_stop_below_ends_training_at_the_first_validation_under_the_threshold(tm
     with pytest.raises(SystemExit):
         copy_task.main(copy_args("--stop-below", "-1"))
     assert "--stop-below" in capsys.readouterr().err
+
+
+# A rate at which the tiny copy model's validation cost first falls, then rises far above it
+# (8.3, 7.2, 7.6, 7.9, 17, 34 bits per sequence): its best validation is not its last.
+UNSTABLE = ["--keep-best", "--validate-every", "1", "--learning-rate", "0.1"]
+
+
+def parameters_after(*args, iterations):
+    result = copy_task.main(copy_args(*args, iterations=iterations))
+    assert result.exit_code == 0
+    return result, result.trainer.parameter_values()
+
+
+def test_keep_best_ends_with_the_best_validations_parameters_and_saves_them(tmp_path):
+    path = str(tmp_path / "run.npz")
+    result, kept = parameters_after(*UNSTABLE, "--save", path, "--eval-lengths", "2,4",
+                                    iterations=6)
+    costs = [row["val_bits_per_seq"] for row in result.history]
+    best = int(np.argmin(costs)) + 1
+    assert best < 6 and costs[-1] > costs[best - 1]  # the test means something
+    assert result.best == {"iteration": best, "val_bits_per_seq": costs[best - 1],
+                           "val_errors_per_seq": result.history[best - 1]["val_errors_per_seq"]}
+    # The same run stopped at the best iteration has these parameters, bit for bit.
+    _, expected = parameters_after("--learning-rate", "0.1", iterations=best)
+    assert sorted(kept) == sorted(expected)
+    for name in expected:
+        np.testing.assert_array_equal(kept[name], expected[name], err_msg=name)
+    # PATH.npz keeps the last iteration (for --resume) and the best parameters beside it;
+    # PATH-best.npz is a checkpoint of the best iteration.
+    last, last_info = read_checkpoint(path)
+    best_arrays, best_info = read_checkpoint(training.best_checkpoint_path(path))
+    assert last_info["iteration"] == 6 and best_info["iteration"] == best
+    assert last_info["best"] == result.best
+    stored = training.load_best_parameters(path)
+    for name in expected:
+        np.testing.assert_array_equal(best_arrays[f"params/{name}"], expected[name])
+        np.testing.assert_array_equal(stored[name], expected[name])
+    assert any(not np.array_equal(last[f"params/{name}"], expected[name]) for name in expected)
+    # The evaluation was of the best parameters: loading them gives the same table.
+    loaded = copy_task.main(["--load", training.best_checkpoint_path(path), "--iterations", "0",
+                             "--eval-lengths", "2,4", "--eval-batches", "2", "--batch-size",
+                             "2", "--mode", "FAST_COMPILE", "--quiet"])
+    assert loaded.evaluation == result.evaluation
+
+
+def test_keep_best_survives_a_resume(tmp_path):
+    _, straight = parameters_after(*UNSTABLE, iterations=6)
+    first = str(tmp_path / "first.npz")
+    parameters_after(*UNSTABLE, "--save", first, iterations=3)
+    moved = str(tmp_path / "moved.npz")
+    result = copy_task.main(["--resume", first, "--iterations", "6", "--save", moved,
+                             "--mode", "FAST_COMPILE", "--quiet"])
+    assert result.exit_code == 0 and result.config.keep_best
+    resumed = result.trainer.parameter_values()
+    for name in straight:
+        np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+    # The best (iteration 2) came before the resume: its checkpoint moved with --save.
+    assert result.best["iteration"] == 2
+    _, info = read_checkpoint(training.best_checkpoint_path(moved))
+    assert info["iteration"] == 2
+
+
+def test_without_keep_best_the_run_ends_with_its_last_parameters():
+    result, last = parameters_after("--validate-every", "1", "--learning-rate", "0.1",
+                                    iterations=6)
+    assert result.best is None
+    _, kept = parameters_after(*UNSTABLE, iterations=6)
+    assert any(not np.array_equal(last[name], kept[name]) for name in last)
 
 
 def test_functions_compiled_after_a_run_use_the_runs_float_type():

@@ -40,7 +40,7 @@ import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import pytensor
@@ -89,8 +89,10 @@ __all__ = [
     "score",
     "save_checkpoint",
     "load_checkpoint",
+    "load_best_parameters",
     "checkpoint_paths",
     "curve_path",
+    "best_checkpoint_path",
     "run",
     "reuse_compiled_models",
 ]
@@ -128,7 +130,7 @@ _MODEL_OPTIONS = ("model", "output", "controller", "num_units", "num_reads", "nu
 _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "grad_clip",
                      "learn_memory_init",
                      "batch_size", "seed", "validate_every", "validation_batches",
-                     "checkpoint_every", "log_every", "stop_below", "floatX", "log")
+                     "checkpoint_every", "log_every", "stop_below", "keep_best", "floatX", "log")
 _CHECKPOINT_FORMAT = "ntm-checkpoint"
 _CHECKPOINT_VERSION = 1
 _PROBABILITY_CLIP = 1e-6
@@ -331,6 +333,12 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
     evaluation.add_argument("--stop-below", type=float, default=None, metavar="BITS",
                             help="stop training at the first validation whose bits per "
                                  "sequence are below this (default: train all iterations)")
+    evaluation.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=False,
+                            help="end with the parameters of the validation with the lowest "
+                                 "bits per sequence: the evaluation and the plot use them, and "
+                                 "--save writes them, with their optimizer state, to "
+                                 "PATH-best.npz at each new best (PATH.npz keeps the last "
+                                 "iteration's, for --resume)")
     evaluation.add_argument("--validation-batches", type=int, default=8,
                             help="batches (of --batch-size sequences) in the fixed "
                                  "validation set")
@@ -1043,13 +1051,18 @@ def checkpoint_paths(path):
     return base + ".npz", base + ".json"
 
 
+def best_checkpoint_path(path):
+    """Where ``--keep-best`` with ``--save PATH.npz`` writes the best parameters: ``PATH-best.npz``."""
+    return checkpoint_paths(path)[0][:-4] + "-best.npz"
+
+
 def curve_path(plot_path):
     """Where ``--plot FILE.png`` writes the learning curve: ``FILE-curve.png``."""
     root, extension = os.path.splitext(plot_path)
     return f"{root}-curve{extension}"
 
 
-def save_checkpoint(path, trainer, info):
+def save_checkpoint(path, trainer, info, best_params=None):
     """Write a checkpoint atomically: ``PATH.npz`` and ``PATH.json``.
 
     Parameters
@@ -1064,6 +1077,9 @@ def save_checkpoint(path, trainer, info):
         training task's random state, the history of logged metrics, the wall time, the
         command line and, under ``"runs"``, every command that trained the parameters (those
         of the checkpoints it resumed or loaded first) with its mode and iterations.
+    best_params : dict, optional
+        ``{name: array}`` of the best validation's parameters (``--keep-best``), stored under
+        ``best/<name>``; read back with :func:`load_best_parameters`.
     """
     npz_path, json_path = checkpoint_paths(path)
     arrays = OrderedDict()
@@ -1071,6 +1087,8 @@ def save_checkpoint(path, trainer, info):
         arrays[f"params/{name}"] = value
     for name, value in trainer.optimizer_values().items():
         arrays[f"optimizer/{name}"] = value
+    for name, value in (best_params or {}).items():
+        arrays[f"best/{name}"] = value
     arrays["iteration"] = np.asarray(info["iteration"])
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -1121,6 +1139,13 @@ def load_checkpoint(path):
     optimizer = {name[len("optimizer/"):]: value for name, value in arrays.items()
                  if name.startswith("optimizer/")}
     return params, optimizer, info
+
+
+def load_best_parameters(path):
+    """The ``--keep-best`` parameters stored in a checkpoint: ``{name: array}``, maybe empty."""
+    with np.load(checkpoint_paths(path)[0]) as data:
+        return {name[len("best/"):]: data[name] for name in data.files
+                if name.startswith("best/")}
 
 
 def _merge_checkpoint_config(parser, config, explicit, info, resume):
@@ -1297,6 +1322,9 @@ class RunResult:
         ``perfect``, ``sequences`` (and ``reference_bits_per_seq`` where the task has one).
     message : str
         Why training stopped early, if it did.
+    best : dict or None
+        With ``--keep-best``, the validation whose parameters the run ended with:
+        ``iteration``, ``val_bits_per_seq``, ``val_errors_per_seq``.
     """
 
     exit_code: int
@@ -1307,6 +1335,7 @@ class RunResult:
     history: list = field(default_factory=list)
     evaluation: list = field(default_factory=list)
     message: str = ""
+    best: Optional[dict] = None
 
 
 def _make_task(parser, make_task, config, batch_size, seed):
@@ -1495,6 +1524,8 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
                       wall_time=wall_time, iteration=start_iteration,
                       task_state=task.get_state(), command_line=command_line,
                       runs=earlier_runs + [this_run])
+    if config.resume and config.keep_best:
+        state.best = _resumed_best(config, loaded[2])
     result = RunResult(0, config, model, trainer, start_iteration, history)
     log = _Log(config.log, append=bool(config.resume)) if config.log else None
     try:
@@ -1519,6 +1550,8 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
     if config.save:
         _save(state)
         progress.info(f"checkpoint written to {checkpoint_paths(config.save)[0]} and .json")
+    if config.keep_best and state.best is not None:
+        result.best = _restore_best(state, progress)
     if config.eval_lengths:
         result.evaluation = _evaluation_table(config, trainer, make_task, parser, eval_params,
                                               reference)
@@ -1542,6 +1575,69 @@ class _RunState:
     task_state: dict
     command_line: str
     runs: list
+    # With --keep-best: the best validation so far, its parameters, and the checkpoint that
+    # holds them with their optimizer state (None without --save).
+    best: Optional[dict] = None
+
+
+_BEST_FIELDS = ("iteration", "val_bits_per_seq", "val_errors_per_seq")
+
+
+def _keep_if_best(state, row):
+    """After a validation: remember the parameters if its cost is the lowest so far.
+
+    The comparison is strict, so of equal costs the earliest is kept; a non-finite cost is
+    never kept. With --save, the parameters and optimizer state go to ``PATH-best.npz`` at
+    once, a checkpoint like any other (loadable, resumable).
+    """
+    cost = row["val_bits_per_seq"]
+    if not np.isfinite(cost) or (state.best is not None
+                                 and not cost < state.best["val_bits_per_seq"]):
+        return
+    state.best = {name: row[name] for name in _BEST_FIELDS}
+    state.best["params"] = state.trainer.parameter_values()
+    state.best["path"] = None
+    if state.config.save:  # before the regular checkpoint, which then records this one
+        state.best["path"] = best_checkpoint_path(state.config.save)
+        _save(state, state.best["path"])
+
+
+def _resumed_best(config, info):
+    """The best validation recorded by the resumed checkpoint, with its parameters.
+
+    When this run saves elsewhere, the best checkpoint is copied beside the new ``--save`` so
+    that the two stay together.
+    """
+    record = info.get("best")
+    params = load_best_parameters(config.resume) if record is not None else {}
+    if not params:
+        return None
+    best = {name: record[name] for name in _BEST_FIELDS}
+    best.update(params=params, path=None)
+    source = best_checkpoint_path(config.resume)
+    target = best_checkpoint_path(config.save)
+    try:
+        written = load_checkpoint(source)[2].get("iteration") == record["iteration"]
+    except ValueError:
+        written = False
+    if written:
+        best["path"] = target
+        if os.path.abspath(target) != os.path.abspath(source):
+            for origin, destination in zip(checkpoint_paths(source), checkpoint_paths(target)):
+                with open(origin, "rb") as stream:
+                    content = stream.read()
+                atomic_write(destination, lambda out, content=content: out.write(content))
+    return best
+
+
+def _restore_best(state, progress):
+    """Give the trainer the best validation's parameters; return that validation's figures."""
+    best = state.best
+    state.trainer.set_parameter_values(best["params"])
+    where = f", saved in {best['path']}" if best["path"] else ""
+    progress.info(f"--keep-best: ending with the parameters of iteration {best['iteration']} "
+                  f"(validation {best['val_bits_per_seq']:.4g} bits per sequence){where}")
+    return {name: best[name] for name in _BEST_FIELDS}
 
 
 def _runs_of(info):
@@ -1556,7 +1652,8 @@ def _runs_of(info):
     return []
 
 
-def _save(state):
+def _save(state, path=None):
+    """Checkpoint the run to ``path`` (default: ``--save``)."""
     info = {
         "iteration": state.iteration,
         "config": {key: _normalise(value) for key, value in vars(state.config).items()},
@@ -1574,7 +1671,12 @@ def _save(state):
         "num_params": state.trainer.model.num_params,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    save_checkpoint(state.config.save, state.trainer, info)
+    best = None
+    if state.best is not None:
+        # The regular checkpoint carries the best parameters too: a --resume needs no other file.
+        info["best"] = {name: state.best[name] for name in _BEST_FIELDS}
+        best = state.best["params"]
+    save_checkpoint(path or state.config.save, state.trainer, info, best_params=best)
 
 
 def _train(state, make_task, parser, progress, log):
@@ -1638,6 +1740,8 @@ def _train(state, make_task, parser, progress, log):
                 row["val_bits_per_seq"] = scores["bits_per_seq"]
                 row["val_errors_per_seq"] = scores["errors_per_seq"]
             state.history.append(row)
+            if validate and config.keep_best:
+                _keep_if_best(state, row)
             if log is not None:
                 log.write(row)
             progress.row(row, force_line=validate)
