@@ -14,7 +14,7 @@ Example::
         --eval-lengths 5,10,20 --plot babi1.png --plot-params num_sentences=8
 
 Task options and defaults: --task-id 1, --min-sentences (the fewest the task needs: 1, 2 or 3),
---max-sentences 10.
+--max-sentences 10, --encoding words (or sentences: one statement per step, as a bag of words).
 """
 import os
 import sys
@@ -33,13 +33,16 @@ TASK_OPTIONS = [
     training.TaskOption("min-sentences", int, None,
                         "fewest statements before the question (default: the task's fewest)"),
     training.TaskOption("max-sentences", int, 10, "most statements before the question"),
+    training.TaskOption("encoding", str, "words",
+                        "'words': one word per step; 'sentences': one statement or question "
+                        "per step, the bag of its words", affects_model=True),
 ]
 
 
 def make_task(options, **kwargs):
     """The bAbI-style task of the command-line options."""
     return BabiTask(task_id=options.task_id, min_sentences=options.min_sentences,
-                    max_sentences=options.max_sentences, **kwargs)
+                    max_sentences=options.max_sentences, encoding=options.encoding, **kwargs)
 
 
 def make_parser():

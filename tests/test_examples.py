@@ -280,6 +280,24 @@ def test_load_takes_the_count_encoding_of_a_repeat_copy_checkpoint(tmp_path, cap
     assert "(checkpoint: True)" in capsys.readouterr().err
 
 
+def test_babi_trains_a_sentence_per_step_and_keeps_the_encoding_of_its_checkpoint(tmp_path,
+                                                                                   capsys):
+    path = str(tmp_path / "sentences.npz")
+    options = MODEL + SCRIPTS["babi"][1] + ["--batch-size", "2", "--quiet"]
+    trained = babi_task.main(options + ["--encoding", "sentences", "--iterations", "2", "--save",
+                                        path, "--eval-lengths", "3", "--eval-batches", "1"])
+    assert trained.exit_code == 0 and trained.config.encoding == "sentences"
+    # Three statements, the question and the answer step: five steps, not the words' ~21.
+    x, _, mask = babi_task.make_task(trained.config, batch_size=2, seed=0).sample_with_mask(
+        num_sentences=3)
+    assert x.shape[1] == 5 and mask[:, 4].tolist() == [1, 1]
+    loaded = babi_task.main(options + ["--load", path, "--iterations", "0"])
+    assert loaded.exit_code == 0 and loaded.config.encoding == "sentences"
+    with pytest.raises(SystemExit):
+        babi_task.main(options + ["--load", path, "--encoding", "words", "--iterations", "0"])
+    assert "--encoding words (checkpoint: sentences)" in capsys.readouterr().err
+
+
 def test_resume_refuses_fewer_iterations_than_done(copy_run, capsys):
     with pytest.raises(SystemExit):
         copy_task.main(["--resume", copy_run["paths"]["run.npz"], "--iterations", "2"])

@@ -505,6 +505,35 @@ def test_babi_story_objects_and_format_round_trip():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("task_id", [1, 2, 3])
+def test_babi_sentence_encoding_puts_each_sentence_in_one_step(task_id):
+    # Two tasks with one seed draw the same stories; one encodes them a sentence per step.
+    by_word = BabiTask(task_id=task_id, batch_size=8, seed=5)
+    by_sentence = BabiTask(task_id=task_id, batch_size=8, seed=5, encoding="sentences")
+    stories = [by_word.generate_story(6) for _ in range(8)]
+    assert stories == [by_sentence.generate_story(6) for _ in range(8)]
+    x, y, mask = by_sentence.encode(stories)
+    vocabulary = by_sentence.vocabulary
+    assert x.shape == (8, 8, len(vocabulary)) and x.dtype == np.float32
+    for b, story in enumerate(stories):
+        for t, line in enumerate(story.lines):
+            end = "?" if line.is_question else "."
+            active = {vocabulary[i] for i in np.flatnonzero(x[b, t])}
+            assert active == set(line.words) | {end}
+        assert not x[b, 7].any() and mask[b].tolist() == [0] * 7 + [1]
+        assert vocabulary[int(np.argmax(y[b, 7]))] == story.lines[-1].answer
+        assert y[b, :7].sum() == 0
+    # The words encoding of the same stories scores the same answers.
+    _, y_words, mask_words = by_word.encode(stories)
+    assert by_word.decode(y_words, mask_words) == by_sentence.decode(y, mask)
+
+
+def test_babi_encoding_must_be_known():
+    with pytest.raises(ValueError, match=r"encoding must be one of \('words', 'sentences'\)"):
+        encode_babi([BabiTask(seed=0).generate_story(2)], BabiTask().vocabulary,
+                    encoding="letters")
+
+
 BABI_TEXT = """1 Mary moved to the bathroom.
 2 John went to the hallway.
 3 Where is Mary? \tbathroom\t1
@@ -617,6 +646,7 @@ def test_babi_story_dataclasses():
     (lambda: BabiTask(task_id=3, min_sentences=2),
      r"min_sentences must be at least 3 for task_id=3"),
     (lambda: BabiTask(max_sentences=0), r"max_sentences must be an integer >= 1"),
+    (lambda: BabiTask(encoding="bags"), r"encoding must be one of"),
     (lambda: CopyTask().set_state({"num_iter": 2}), r"state must be a dict with a 'bit_generator'"),
     (lambda: CopyTask().set_state({"bit_generator": {"bit_generator": "MT19937"}}),
      r"expected 'PCG64'"),

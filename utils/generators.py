@@ -51,6 +51,7 @@ __all__ = [
     "load_babi",
     "build_babi_vocabulary",
     "encode_babi",
+    "BABI_ENCODINGS",
     "decode_babi",
     "format_babi",
     "bits_per_sequence",
@@ -1116,26 +1117,38 @@ def build_babi_vocabulary(stories):
     return sorted(words)
 
 
-def _story_tokens(story):
-    """The story as (token, answer) steps; answer steps have token None."""
+BABI_ENCODINGS = ("words", "sentences")
+
+
+def _story_steps(story, encoding):
+    """The story as ``(tokens, answer)`` steps; the answer step has no tokens.
+
+    With ``encoding="words"`` each step holds one word (``.`` and ``?`` included); with
+    ``"sentences"`` each step holds a whole statement or question, its ``.`` or ``?`` included.
+    """
     steps = []
     for line in story.lines:
-        steps.extend((word, None) for word in line.words)
-        if line.is_question:
-            steps.append((_QUESTION_MARK, None))
-            # one blank step after the question, where the answer is expected
-            steps.append((None, line.answer))
+        end = _QUESTION_MARK if line.is_question else _END_OF_SENTENCE
+        if encoding == "words":
+            steps.extend(((word,), None) for word in line.words + (end,))
         else:
-            steps.append((_END_OF_SENTENCE, None))
+            steps.append((line.words + (end,), None))
+        if line.is_question:
+            # one blank step after the question, where the answer is expected
+            steps.append(((), line.answer))
     return steps
 
 
-def encode_babi(stories, vocabulary, dtype=np.float32):
-    """Encode stories as one-hot word sequences, one word per step.
+def encode_babi(stories, vocabulary, dtype=np.float32, encoding="words"):
+    """Encode stories as sequences of one-hot words, or of bags of words, one sentence a step.
 
-    Each statement is its words then ``.``; each question is its words, ``?``, and one blank
-    answer step whose target is the one-hot answer and whose mask is 1. All other targets and
-    mask entries are 0. Shorter stories are padded at the end with blank, unscored steps.
+    With ``encoding="words"``, each statement is its words then ``.``, one one-hot word per
+    step; each question is its words, ``?``, and one blank answer step whose target is the
+    one-hot answer and whose mask is 1. With ``encoding="sentences"``, each statement is one
+    step whose input is the bag of its words and ``.`` (1 on the channel of every word it
+    holds, the order lost, as in memory networks' bag-of-words sentences), each question one
+    step (its words and ``?``), then the blank answer step. All other targets and mask entries
+    are 0. Shorter stories are padded at the end with blank, unscored steps.
 
     Parameters
     ----------
@@ -1145,6 +1158,8 @@ def encode_babi(stories, vocabulary, dtype=np.float32):
         :func:`build_babi_vocabulary`); it must contain ``.``, ``?`` and every word and answer.
     dtype : numpy dtype
         Floating-point type of the arrays.
+    encoding : {"words", "sentences"}
+        One word or one sentence per step.
 
     Returns
     -------
@@ -1155,20 +1170,22 @@ def encode_babi(stories, vocabulary, dtype=np.float32):
     stories = list(stories)
     if not stories:
         raise ValueError("stories must hold at least one story")
+    if encoding not in BABI_ENCODINGS:
+        raise ValueError(f"encoding must be one of {BABI_ENCODINGS}, got {encoding!r}")
     index = {word: i for i, word in enumerate(vocabulary)}
     if len(index) != len(vocabulary):
         raise ValueError("vocabulary must not hold a word twice")
-    encoded = [_story_tokens(story) for story in stories]
+    encoded = [_story_steps(story, encoding) for story in stories]
     time = max(len(steps) for steps in encoded)
     inputs = np.zeros((len(stories), time, len(vocabulary)), dtype=dtype)
     targets = np.zeros_like(inputs)
     mask = np.zeros((len(stories), time), dtype=dtype)
     for b, steps in enumerate(encoded):
-        for t, (word, answer) in enumerate(steps):
-            for token in (word, answer):
-                if token is not None and token not in index:
+        for t, (words, answer) in enumerate(steps):
+            for token in words + ((answer,) if answer is not None else ()):
+                if token not in index:
                     raise ValueError(f"word {token!r} is not in the vocabulary")
-            if word is not None:
+            for word in words:
                 inputs[b, t, index[word]] = 1.0
             if answer is not None:
                 targets[b, t, index[answer]] = 1.0
@@ -1245,8 +1262,9 @@ class BabiTask(Task):
     stories are encoded by :func:`encode_babi` with :attr:`vocabulary`, a fixed list shared by
     the three tasks: one word per step (lower case), ``.`` after a statement, ``?`` after the
     question, then one blank step where the target is the one-hot answer and the mask is 1; the
-    batch is padded at the end with blank, unscored steps. Generated questions carry no
-    supporting-fact numbers.
+    batch is padded at the end with blank, unscored steps. With ``encoding="sentences"`` a
+    whole statement or question is one step, the bag of its words. Generated questions carry
+    no supporting-fact numbers.
 
     Parameters
     ----------
@@ -1255,6 +1273,8 @@ class BabiTask(Task):
     min_sentences, max_sentences : int
         Range of the number of statements before the question; ``min_sentences`` defaults to
         the fewest the task needs (1, 2 and 3 respectively) and may not be smaller.
+    encoding : {"words", "sentences"}
+        One word per step, or one sentence per step (see :func:`encode_babi`).
     **kwargs
         ``max_iter``, ``batch_size``, ``seed``, ``dtype`` (see :class:`Task`).
 
@@ -1272,10 +1292,14 @@ class BabiTask(Task):
     _FEWEST_SENTENCES = {1: 1, 2: 2, 3: 3}
     _MAX_ATTEMPTS = 1000
 
-    def __init__(self, task_id=1, min_sentences=None, max_sentences=10, **kwargs):
+    def __init__(self, task_id=1, min_sentences=None, max_sentences=10, encoding="words",
+                 **kwargs):
         super().__init__(**kwargs)
         if isinstance(task_id, bool) or task_id not in self._FEWEST_SENTENCES:
             raise ValueError(f"task_id must be 1, 2 or 3, got {task_id!r}")
+        if encoding not in BABI_ENCODINGS:
+            raise ValueError(f"encoding must be one of {BABI_ENCODINGS}, got {encoding!r}")
+        self.encoding = encoding
         self.task_id = int(task_id)
         fewest = self._FEWEST_SENTENCES[self.task_id]
         if min_sentences is None:
@@ -1402,7 +1426,7 @@ class BabiTask(Task):
         -------
         input, target, mask : ndarray
         """
-        return encode_babi(stories, self.vocabulary, dtype=self.dtype)
+        return encode_babi(stories, self.vocabulary, dtype=self.dtype, encoding=self.encoding)
 
     def decode(self, array, mask=None):
         """Words of one-hot or probability sequences (see :func:`decode_babi`).
@@ -1421,4 +1445,4 @@ class BabiTask(Task):
 
     def _generate(self, num_sentences):
         stories = [self.generate_story(num_sentences) for _ in range(self.batch_size)]
-        return encode_babi(stories, self.vocabulary, dtype=np.float64)
+        return encode_babi(stories, self.vocabulary, dtype=np.float64, encoding=self.encoding)
