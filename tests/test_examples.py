@@ -54,9 +54,7 @@ SCRIPTS = {
                       "3,5", "num_items=4"),
     "dynamic_ngrams": (dynamic_ngrams_task, ["--n", "3", "--length", "8"], "8,12", "length=8"),
     "dyck_words": (dyck_words_task, ["--max-pairs", "3"], "2,4", "num_pairs=3"),
-    # a dense controller: the LSTM controller's training function takes longer to compile
-    "babi": (babi_task, ["--max-sentences", "3", "--controller", "dense"], "2,4",
-             "num_sentences=3"),
+    "babi": (babi_task, ["--max-sentences", "3"], "2,4", "num_sentences=3"),
 }
 SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--learning-rate",
                   "--max-norm", "--grad-clip", "--controller", "--num-units", "--num-reads",
@@ -176,8 +174,9 @@ def test_script_runs_end_to_end(name, tmp_path, capsys):
     assert len(info["history"]) == 3 and info["command_line"]
     params = [key for key in arrays if key.startswith("params/")]
     state = [key for key in arrays if key.startswith("optimizer/")]
-    # Associative recall trains with Adam by default, the other tasks with Graves' RMSProp.
-    optimizer = "adam" if name == "associative_recall" else "graves_rmsprop"
+    # Associative recall and bAbI train with Adam by default, the other tasks with Graves'
+    # RMSProp.
+    optimizer = "adam" if name in ("associative_recall", "babi") else "graves_rmsprop"
     assert result.config.optimizer == optimizer and info["config"]["optimizer"] == optimizer
     prefix = optimizer.split("_")[0] + "_"
     assert params and state

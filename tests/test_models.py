@@ -48,7 +48,7 @@ def _evaluate(name, values, batches=16):
                           "--mode", "FAST_COMPILE", "--quiet"])
     assert result.exit_code == 0
     rows = {row["value"]: row for row in result.evaluation}
-    assert all(row["sequences"] == batches for row in rows.values())
+    assert all(row["sequences"] == batches * result.config.batch_size for row in rows.values())
     return rows
 
 
@@ -92,10 +92,17 @@ def test_the_shipped_priority_sort_model_is_far_below_the_cost_it_started_from()
     assert row["bits_per_seq"] < 35 and row["errors_per_seq"] < 11
 
 
-def test_the_shipped_sort_and_babi_models_do_better_than_chance():
+def test_the_shipped_sort_model_does_far_better_than_chance():
     # Sorted copy, length 10 (80 target bits): chance makes about 40 bit errors, the shipped
     # model (4 read and 4 write heads) 0.76 and two thirds of the sequences perfect (README).
     row = _evaluate("sort", "10")[10]
     assert row["errors_per_seq"] < 2 and row["perfect"] > 0.4
-    # bAbI task 1 on stories of 10 sentences: guessing among six places is right 1 time in 6.
-    assert _evaluate("babi", "10")[10]["errors_per_seq"] <= 0.5
+
+
+def test_the_shipped_babi_model_answers_stories_twice_as_long_as_trained():
+    # bAbI task 1, a sentence per step, trained on 1 to 10 sentences. Guessing among the six
+    # places is right 1 time in 6, the last place named 2 in 5 at 10 sentences. README: no
+    # wrong answer at 10 sentences, 1 in 320 at 20 (these are 256 of those stories).
+    rows = _evaluate("babi", "10,20")
+    assert rows[10]["errors_per_seq"] == 0
+    assert rows[20]["errors_per_seq"] <= 0.01

@@ -1153,6 +1153,9 @@ def _merge_checkpoint_config(parser, config, explicit, info, resume):
     saved = dict(info.get("config", {}))
     # Checkpoints from before --learn-memory-init existed always trained the memory's M_0.
     saved.setdefault("learn_memory_init", True)
+    # bAbI checkpoints from before --encoding existed read one word per step.
+    if any(option.dest == "encoding" for option in parser.task_options):
+        saved.setdefault("encoding", "words")
     option = "--resume" if resume else "--load"
     model_options = _model_options(parser)
     taken = model_options + (_TRAINING_OPTIONS + tuple(o.dest for o in parser.task_options)
