@@ -292,6 +292,12 @@ def test_babi_trains_a_sentence_per_step_and_keeps_the_encoding_of_its_checkpoin
     assert x.shape[1] == 5 and mask[:, 4].tolist() == [1, 1]
     loaded = babi_task.main(options + ["--load", path, "--iterations", "0"])
     assert loaded.exit_code == 0 and loaded.config.encoding == "sentences"
+    # A loaded model is evaluated on the task it learned unless another is named.
+    task_2 = str(tmp_path / "task2.npz")
+    babi_task.main(options + ["--task-id", "2", "--iterations", "1", "--save", task_2])
+    assert babi_task.main(options + ["--load", task_2, "--iterations", "0"]).config.task_id == 2
+    assert babi_task.main(options + ["--load", task_2, "--task-id", "1", "--iterations",
+                                     "0"]).config.task_id == 1
     with pytest.raises(SystemExit):
         babi_task.main(options + ["--load", path, "--encoding", "words", "--iterations", "0"])
     assert "--encoding words (checkpoint: sentences)" in capsys.readouterr().err

@@ -317,7 +317,8 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                              help="start from the parameters of this checkpoint (to evaluate, "
                                   "plot or fine-tune; the optimizer starts afresh, which can "
                                   "throw a nearly converged model back: --resume keeps its "
-                                  "state); model options not given are taken from it")
+                                  "state); model and task options not given are taken from "
+                                  "it")
     checkpoints.add_argument("--resume", metavar="PATH.npz", default=None,
                              help="continue this checkpoint's run up to --iterations, "
                                   "exactly as if it had not stopped; options not given are "
@@ -1158,8 +1159,10 @@ def _merge_checkpoint_config(parser, config, explicit, info, resume):
         saved.setdefault("encoding", "words")
     option = "--resume" if resume else "--load"
     model_options = _model_options(parser)
-    taken = model_options + (_TRAINING_OPTIONS + tuple(o.dest for o in parser.task_options)
-                             if resume else ())
+    # The task too: a loaded model is evaluated and drawn on the task it learned (say bAbI's
+    # task 2) unless the command line names another.
+    taken = (model_options + tuple(o.dest for o in parser.task_options)
+             + (_TRAINING_OPTIONS if resume else ()))
     conflicts = []
     for dest in model_options + (("optimizer",) if resume else ()):
         if dest in saved and dest in explicit and _normalise(getattr(config, dest)) != \
