@@ -12,7 +12,7 @@ instead of wrong bits.
 
 Example::
 
-    python examples/babi_task.py --task-id 1 --save babi1.npz --eval-lengths 5,10,20,40 \
+    python examples/babi_task.py --task-id 1 --save babi1.npz --eval-lengths 5,10,20,40 \\
         --plot babi1.png --plot-params num_sentences=8
 
 Task options and defaults: --task-id 1, --min-sentences (the fewest the task needs: 1, 2 or 3),
@@ -37,7 +37,9 @@ TASK_OPTIONS = [
     training.TaskOption("max-sentences", int, 10, "most statements before the question"),
     training.TaskOption("encoding", str, "sentences",
                         "'words': one word per step; 'sentences': one statement or question "
-                        "per step, the bag of its words", affects_model=True),
+                        "per step, the bag of its words", affects_model=True,
+                        # checkpoints from before this option read one word per step
+                        earlier_value="words"),
 ]
 
 

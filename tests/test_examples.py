@@ -301,6 +301,16 @@ def test_babi_trains_a_sentence_per_step_and_keeps_the_encoding_of_its_checkpoin
     with pytest.raises(SystemExit):
         babi_task.main(options + ["--load", path, "--encoding", "words", "--iterations", "0"])
     assert "--encoding words (checkpoint: sentences)" in capsys.readouterr().err
+    # A checkpoint from before --encoding existed was trained a word per step.
+    words = str(tmp_path / "words.npz")
+    babi_task.main(options + ["--encoding", "words", "--iterations", "1", "--save", words])
+    with open(words[:-4] + ".json", encoding="utf-8") as stream:
+        info = json.load(stream)
+    del info["config"]["encoding"]
+    with open(words[:-4] + ".json", "w", encoding="utf-8") as stream:
+        json.dump(info, stream)
+    assert babi_task.main(options + ["--load", words, "--iterations", "0"]).config.encoding \
+        == "words"
 
 
 def test_resume_refuses_fewer_iterations_than_done(copy_run, capsys):

@@ -1120,6 +1120,12 @@ def build_babi_vocabulary(stories):
 BABI_ENCODINGS = ("words", "sentences")
 
 
+def _check_encoding(encoding):
+    if encoding not in BABI_ENCODINGS:
+        raise ValueError(f"encoding must be one of {BABI_ENCODINGS}, got {encoding!r}")
+    return encoding
+
+
 def _story_steps(story, encoding):
     """The story as ``(tokens, answer)`` steps; the answer step has no tokens.
 
@@ -1170,8 +1176,7 @@ def encode_babi(stories, vocabulary, dtype=np.float32, encoding="words"):
     stories = list(stories)
     if not stories:
         raise ValueError("stories must hold at least one story")
-    if encoding not in BABI_ENCODINGS:
-        raise ValueError(f"encoding must be one of {BABI_ENCODINGS}, got {encoding!r}")
+    _check_encoding(encoding)
     index = {word: i for i, word in enumerate(vocabulary)}
     if len(index) != len(vocabulary):
         raise ValueError("vocabulary must not hold a word twice")
@@ -1297,9 +1302,7 @@ class BabiTask(Task):
         super().__init__(**kwargs)
         if isinstance(task_id, bool) or task_id not in self._FEWEST_SENTENCES:
             raise ValueError(f"task_id must be 1, 2 or 3, got {task_id!r}")
-        if encoding not in BABI_ENCODINGS:
-            raise ValueError(f"encoding must be one of {BABI_ENCODINGS}, got {encoding!r}")
-        self.encoding = encoding
+        self.encoding = _check_encoding(encoding)
         self.task_id = int(task_id)
         fewest = self._FEWEST_SENTENCES[self.task_id]
         if min_sentences is None:

@@ -162,6 +162,9 @@ class TaskOption(NamedTuple):
         bits) or what its input channels mean (e.g. how a count is encoded), so that a
         checkpoint trained with another value cannot be used: ``--load`` and ``--resume`` take
         it from the checkpoint and refuse a different value.
+    earlier_value : object
+        The value that checkpoints written before the option existed were trained with (None:
+        the option is as old as the checkpoints).
     """
 
     name: str
@@ -169,6 +172,7 @@ class TaskOption(NamedTuple):
     default: Any
     help: str
     affects_model: bool = False
+    earlier_value: Any = None
 
     @property
     def dest(self):
@@ -1154,9 +1158,9 @@ def _merge_checkpoint_config(parser, config, explicit, info, resume):
     saved = dict(info.get("config", {}))
     # Checkpoints from before --learn-memory-init existed always trained the memory's M_0.
     saved.setdefault("learn_memory_init", True)
-    # bAbI checkpoints from before --encoding existed read one word per step.
-    if any(option.dest == "encoding" for option in parser.task_options):
-        saved.setdefault("encoding", "words")
+    for task_option in parser.task_options:
+        if task_option.earlier_value is not None:
+            saved.setdefault(task_option.dest, task_option.earlier_value)
     option = "--resume" if resume else "--load"
     model_options = _model_options(parser)
     # The task too: a loaded model is evaluated and drawn on the task it learned (say bAbI's
