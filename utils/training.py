@@ -90,6 +90,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_best_parameters",
+    "load_model",
     "checkpoint_paths",
     "curve_path",
     "best_checkpoint_path",
@@ -1151,6 +1152,55 @@ def load_best_parameters(path):
     with np.load(checkpoint_paths(path)[0]) as data:
         return {name[len("best/"):]: data[name] for name in data.files
                 if name.startswith("best/")}
+
+
+def load_model(path, task, best=False):
+    """The network a checkpoint describes, built for ``task`` and set to its parameters.
+
+    For using a trained model from Python (its predictions, its heads' weightings), e.g.
+    ``model, info = load_model("models/copy.npz", CopyTask(batch_size=16))``, then
+    ``layers.get_output(model.l_output, deterministic=True)``.
+
+    Parameters
+    ----------
+    path : str
+        ``PATH.npz`` of a checkpoint written by the example scripts.
+    task : utils.generators.Task
+        The task the model is used on; its input and output sizes must be the checkpoint's.
+    best : bool
+        Take the ``--keep-best`` parameters stored in the checkpoint instead of the last ones.
+
+    Returns
+    -------
+    model : Model
+    info : dict
+        The checkpoint's JSON document (options, history, commands).
+
+    Raises
+    ------
+    ValueError
+        If the checkpoint cannot be read, was trained for other input or output sizes, or
+        holds no best parameters while ``best`` is asked for.
+    """
+    params, _, info = load_checkpoint(path)
+    if best:
+        params = load_best_parameters(path)
+        if not params:
+            raise ValueError(f"best: {path} holds no best parameters (trained without "
+                             "--keep-best)")
+    saved = info.get("task", {})
+    if [saved.get("input_size"), saved.get("output_size")] != [task.input_size,
+                                                                task.output_size]:
+        raise ValueError(f"task: {path} reads {saved.get('input_size')} and writes "
+                         f"{saved.get('output_size')} channels ({saved.get('class')}), "
+                         f"{type(task).__name__} {task.input_size} and {task.output_size}")
+    config = argparse.Namespace(**info["config"])
+    # Checkpoints from before --learn-memory-init always trained the memory's M_0.
+    config.learn_memory_init = getattr(config, "learn_memory_init", True)
+    config.memory_shape = tuple(config.memory_shape)
+    model = build_model(config, task)
+    Trainer._assign(layers.get_all_params(model.l_output), params, "parameters")
+    return model, info
 
 
 def _merge_checkpoint_config(parser, config, explicit, info, resume):

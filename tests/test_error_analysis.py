@@ -1,0 +1,61 @@
+"""``utils.training.load_model`` and ``benchmarks/error_analysis.py`` on the shipped models."""
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks import error_analysis
+from ntm.lasagne import layers
+from utils import training
+from utils.generators import CopyTask, PrioritySortTask, RepeatCopyTask
+from utils.metrics import bit_errors
+
+MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+
+
+def test_load_model_sets_every_parameter_of_the_checkpoint():
+    path = os.path.join(MODELS, "copy.npz")
+    model, info = training.load_model(path, CopyTask(batch_size=2))
+    params, _, _ = training.load_checkpoint(path)
+    values = {p.name: p.get_value() for p in layers.get_all_params(model.l_output)}
+    assert sorted(values) == sorted(params)
+    for name, value in params.items():
+        np.testing.assert_array_equal(values[name], value.astype(values[name].dtype))
+    assert info["config"]["memory_shape"] == list(model.memory_shape)
+
+
+def test_load_model_refuses_a_task_of_other_sizes_and_missing_best_parameters():
+    path = os.path.join(MODELS, "copy.npz")
+    with pytest.raises(ValueError, match=r"task: .* reads 9 and writes 8 .*RepeatCopyTask"):
+        training.load_model(path, RepeatCopyTask())
+    with pytest.raises(ValueError, match="best: .* no best parameters"):
+        training.load_model(path, CopyTask(), best=True)
+
+
+def test_copy_split_counts_every_sequence_once_and_the_shipped_model_makes_no_error():
+    task = CopyTask(batch_size=16, seed=3)
+    model, _ = training.load_model(os.path.join(MODELS, "copy.npz"), task)
+    split = error_analysis.copy_zero_vector_errors(model, task, length=60, num_batches=2)
+    assert len(split["with"]) + len(split["without"]) == 32
+    # 1 - (255/256)^60 = 21% of length-60 sequences hold an all-zero vector: some, not all.
+    assert 0 < len(split["with"]) < 32
+    # The shipped model copies 120 without error (README), all-zero vectors included.
+    assert split["with"].sum() == 0 and split["without"].sum() == 0
+
+
+def test_priority_gaps_and_errors_match_a_direct_computation():
+    model, _ = training.load_model(os.path.join(MODELS, "priority_sort.npz"),
+                                   PrioritySortTask(batch_size=4))
+    gaps, errors = error_analysis.priority_gap_errors(
+        model, PrioritySortTask(batch_size=4, seed=9), num_batches=1)
+    inputs, targets, mask = PrioritySortTask(batch_size=4, seed=9).sample_with_mask()
+    assert gaps.shape == errors.shape == (4 * 16,)
+    for b in range(4):
+        priorities = list(inputs[b, :20, 8])
+        ranked = sorted(range(20), key=lambda i: -priorities[i])[:16]
+        for k, i in enumerate(ranked):
+            nearest = min(abs(priorities[i] - priorities[j]) for j in range(20) if j != i)
+            assert gaps[b * 16 + k] == pytest.approx(nearest)
+    predict = error_analysis._predictor(model)
+    expected = bit_errors(predict(inputs), targets, mask, reduce="sum")
+    assert errors.sum() == expected
