@@ -5,9 +5,10 @@ Each sequence of 200 bits comes from its own lookup table of the probability of 
 evaluation table also gives the bits per sequence of the Bayes-optimal predictor, the floor the
 model can approach. The model is a dense controller of 100 units, a 128 x 20 memory, one write
 and one read head with 3 shifts, Graves' RMSProp (learning rate 3e-4), for 20,000 iterations.
---eval-lengths sets the sequence length. The shipped model (models/dynamic_ngrams.npz, 1.5
+--eval-lengths sets the sequence length. The shipped model (models/dynamic_ngrams.npz, 0.65
 bits per sequence above the optimum) learned with Adam in batches of 16: ``--optimizer adam
---batch-size 16 --iterations 48500`` (about 45 minutes on 2 cores; see the README).
+--batch-size 16 --iterations 49000``, then ``--resume`` with ``--learning-rate 3e-4
+--iterations 75000`` (72 minutes of training on 2 cores; see the README).
 
 Example::
 
