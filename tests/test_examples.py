@@ -174,9 +174,10 @@ def test_script_runs_end_to_end(name, tmp_path, capsys):
     assert len(info["history"]) == 3 and info["command_line"]
     params = [key for key in arrays if key.startswith("params/")]
     state = [key for key in arrays if key.startswith("optimizer/")]
-    # Associative recall and bAbI train with Adam by default, the other tasks with Graves'
-    # RMSProp.
-    optimizer = "adam" if name in ("associative_recall", "babi") else "graves_rmsprop"
+    # Associative recall, bAbI and dynamic n-grams train with Adam by default, the other tasks
+    # with Graves' RMSProp.
+    optimizer = ("adam" if name in ("associative_recall", "babi", "dynamic_ngrams")
+                 else "graves_rmsprop")
     assert result.config.optimizer == optimizer and info["config"]["optimizer"] == optimizer
     prefix = optimizer.split("_")[0] + "_"
     assert params and state
