@@ -12,11 +12,11 @@ Two analyses, each on fresh random batches of the task:
     :math:`L` hold one (3.8% at 10, 7.5% at 20, 37% at 120).
 
 ``priority_sort MODEL.npz``
-    The priority sort model's bit errors per output vector against the distance from the
-    vector's priority to the nearest other priority of its sequence, in units of
-    :math:`2 / N` (the width of one memory location, if the :math:`N` locations cover the
-    priorities' range :math:`[-1, 1]`). A model that writes each vector at a location set by
-    its priority cannot keep apart two vectors whose priorities fall into one location.
+    Where the priority sort model's write heads write, by priority (the locations the
+    sharpest write head's weighting peaks at, over the input steps), and its bit errors per
+    output vector against the distance from the vector's priority to the nearest other
+    priority of its sequence. A model that writes each vector at a location set by its
+    priority writes two vectors of close priorities over each other.
 
 Examples::
 
@@ -38,10 +38,12 @@ from utils import training  # noqa: E402
 from utils.generators import CopyTask, PrioritySortTask  # noqa: E402
 from utils.metrics import bit_errors  # noqa: E402
 
-__all__ = ["copy_zero_vector_errors", "priority_gap_errors", "main"]
+__all__ = ["copy_zero_vector_errors", "priority_gap_errors", "write_locations", "main"]
 
-#: Bins of the nearest-priority distance, in location widths.
-GAP_BINS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, np.inf)
+#: Bins of the distance to the nearest other priority (priorities are drawn from U[-1, 1]).
+GAP_BINS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, np.inf)
+#: Bins of the priorities for the map of write locations.
+PRIORITY_BINS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def _predictor(model):
@@ -114,6 +116,49 @@ def priority_gap_errors(model, task, num_batches):
     return np.concatenate(all_gaps), np.concatenate(all_errors)
 
 
+def write_locations(model, task, num_batches):
+    """Where the sharpest write head writes each input vector, with the vector's priority.
+
+    Parameters
+    ----------
+    model : utils.training.Model
+        A priority sort model (an NTM).
+    task : utils.generators.PrioritySortTask
+        Draws the sequences.
+    num_batches : int
+        Batches drawn.
+
+    Returns
+    -------
+    head : int
+        The write head whose peak location follows the priority most closely (the largest
+        absolute correlation between the two); a head that stays where it starts says
+        nothing about the order.
+    priorities, locations, peaks : ndarray
+        Per input vector: its priority, the location where that head's weighting peaks at
+        its step, and the peak's weight.
+    """
+    details = layers.get_output(model.l_ntm, get_details=True)
+    weightings = pytensor.function([model.l_input.input_var], details[3])
+    priorities, weights = [], []
+    for _ in range(num_batches):
+        inputs, _, _ = task.sample_with_mask()
+        priorities.append(inputs[:, :task.num_items, task.size])
+        # (batch, time, write heads, N) at the input steps
+        weights.append(weightings(inputs)[:, :task.num_items])
+    priorities, weights = np.concatenate(priorities), np.concatenate(weights)
+    priorities, peaks, spots = priorities.ravel(), weights.max(axis=3), weights.argmax(axis=3)
+
+    def correlation(head):
+        located = spots[:, :, head].ravel()
+        if located.std() == 0:
+            return 0.0
+        return abs(np.corrcoef(priorities, located)[0, 1])
+
+    head = max(range(weights.shape[2]), key=correlation)
+    return head, priorities, spots[:, :, head].ravel(), peaks[:, :, head].ravel()
+
+
 def _copy(args):
     task = CopyTask(size=8, batch_size=args.batch_size, seed=args.seed)
     model, _ = training.load_model(args.model, task, best=args.best)
@@ -132,17 +177,31 @@ def _copy(args):
 
 
 def _priority_sort(args):
-    task = PrioritySortTask(batch_size=args.batch_size, seed=args.seed)
-    model, _ = training.load_model(args.model, task, best=args.best)
-    gaps, errors = priority_gap_errors(model, task, args.batches)
-    width = 2.0 / model.memory_shape[0]
-    print(f"{args.model}, {len(errors) // task.num_sorted} sequences, "
-          f"{errors.sum() / (len(errors) // task.num_sorted):.2f} bit errors per sequence:")
-    print("| nearest other priority (location widths) | output vectors | bit errors each | "
+    def task():  # the same sequences for both tables
+        return PrioritySortTask(batch_size=args.batch_size, seed=args.seed)
+
+    model, _ = training.load_model(args.model, task(), best=args.best)
+    head, priorities, locations, peaks = write_locations(model, task(), args.batches)
+    print(f"{args.model}: where write head {head} writes, by priority ({len(priorities)} input "
+          f"vectors; the head whose location follows the priority; mean peak weight "
+          f"{peaks.mean():.2f}):")
+    print("| priority | locations (10th-90th percentile) | median |")
+    print("|---|---|---|")
+    for low, high in zip(PRIORITY_BINS[:-1], PRIORITY_BINS[1:]):
+        inside = (priorities >= low) & (priorities < high)
+        if inside.any():
+            spots = locations[inside]
+            print(f"| {low:g} to {high:g} | {np.percentile(spots, 10):.0f}-"
+                  f"{np.percentile(spots, 90):.0f} | {np.median(spots):.0f} |")
+    gaps, errors = priority_gap_errors(model, task(), args.batches)
+    num_sequences = len(errors) // task().num_sorted
+    print(f"\nbit errors of the output vectors, {num_sequences} sequences, "
+          f"{errors.sum() / num_sequences:.2f} bit errors per sequence:")
+    print("| distance to the nearest other priority | output vectors | bit errors each | "
           "share of the errors |")
     print("|---|---|---|---|")
     for low, high in zip(GAP_BINS[:-1], GAP_BINS[1:]):
-        inside = (gaps >= low * width) & (gaps < high * width)
+        inside = (gaps >= low) & (gaps < high)
         each = errors[inside].mean() if inside.any() else 0.0
         print(f"| {low:g} - {high:g} | {inside.mean():.1%} | {each:.2f} | "
               f"{errors[inside].sum() / max(errors.sum(), 1):.1%} |")

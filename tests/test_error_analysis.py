@@ -59,3 +59,18 @@ def test_priority_gaps_and_errors_match_a_direct_computation():
     predict = error_analysis._predictor(model)
     expected = bit_errors(predict(inputs), targets, mask, reduce="sum")
     assert errors.sum() == expected
+
+
+def test_the_shipped_priority_sort_model_writes_higher_priorities_at_lower_locations():
+    model, _ = training.load_model(os.path.join(MODELS, "priority_sort.npz"),
+                                   PrioritySortTask(batch_size=8))
+    head, priorities, locations, peaks = error_analysis.write_locations(
+        model, PrioritySortTask(batch_size=8, seed=4), num_batches=2)
+    assert priorities.shape == locations.shape == peaks.shape == (2 * 8 * 20,)
+    assert np.all((-1 <= priorities) & (priorities <= 1)) and np.all(peaks <= 1 + 1e-6)
+    # README: one write head writes each vector at a location set by its priority, the
+    # highest first; the others stay where they start.
+    assert 0 <= head < 4
+    medians = [np.median(locations[(priorities >= low) & (priorities < low + 0.25)])
+               for low in (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75)]
+    assert all(a > b for a, b in zip(medians, medians[1:])), medians
