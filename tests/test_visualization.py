@@ -173,6 +173,25 @@ def test_figure_of_given_episode_and_custom_markers():
         assert axis.lines[0].get_color() == "green"
 
 
+def test_a_single_channel_gets_one_whole_tick_and_many_channels_whole_ticks():
+    from utils.generators import DynamicNGramsTask
+
+    task = DynamicNGramsTask(n=3, length=12, seed=0)
+
+    def predict(x):  # one output channel, like the input
+        return np.full(np.shape(x), 0.5)
+
+    dashboard = Dashboard(predict, task, MEMORY_SHAPE)
+    x, y = task.sample()
+    input_axis = image_axes(dashboard.figure(x[0], y[0]))[0]
+    assert list(input_axis.get_yticks()) == [0]
+    copy_task = CopyTask(size=8, seed=1)
+    x, y = copy_task.sample(length=4)
+    copy_axis = image_axes(Dashboard(fake_ntm_fn, copy_task, MEMORY_SHAPE).figure(x[0], y[0]))[0]
+    ticks = [t for t in copy_axis.get_yticks() if -0.5 <= t <= 8.5]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
 def test_generator_without_mask_counts_every_step():
     class NoMaskTask:
         def sample(self, **params):

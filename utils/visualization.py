@@ -137,7 +137,10 @@ def _heatmap(axis, image, cmap, vmin=None, vmax=None, rows=None, colorbar=True):
                         vmax=vmax, extent=extent)
     # rows, columns and time steps are whole numbers: no ticks at 2.5
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if height == 1:
+        axis.set_yticks([first])  # one row (a single channel): one tick, not fractions of it
+    else:
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     if colorbar:
         axis.figure.colorbar(shown, ax=axis, fraction=0.025, pad=0.01)
     return shown
