@@ -8,7 +8,8 @@ The model is a dense controller of 100 units, a 128 x 20 memory, one write and o
 with 3 shifts, Adam (learning rate 1e-3) in batches of 16, for 60,000 iterations.
 --encoding words reads one word per step instead (the model then learns far less: see the
 README). --eval-lengths sets the number of sentences. The evaluation table counts wrong answers
-instead of wrong bits.
+instead of wrong bits. Tasks 2 and 3 need longer training (the README gives the commands of the
+shipped models/babi_task2.npz and models/babi_task3.npz: 400,000 and 350,000 iterations).
 
 Example::
 
