@@ -9,11 +9,11 @@ Two analyses, each on fresh random batches of the task:
     the input is zero too) unless the read vector tells them apart; a model that has not
     learned to tell fails exactly on these sequences. With 8 random bits a vector is all-zero
     with probability :math:`2^{-8}`, so :math:`1 - (255/256)^L` of the sequences of length
-    :math:`L` hold one (3.8% at 10, 7.5% at 20, 37% at 120).
+    :math:`L` hold one (3.8% at 10, 7.5% at 20, 37.5% at 120).
 
 ``priority_sort MODEL.npz``
-    Where the priority sort model's write heads write, by priority (the locations the
-    sharpest write head's weighting peaks at, over the input steps), and its bit errors per
+    Where the priority sort model writes, by priority (the locations where the weighting of
+    the write head that follows the priority peaks, over the input steps), and its bit errors per
     output vector against the distance from the vector's priority to the nearest other
     priority of its sequence. A model that writes each vector at a location set by its
     priority writes two vectors of close priorities over each other.
