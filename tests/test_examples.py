@@ -57,7 +57,7 @@ SCRIPTS = {
     "babi": (babi_task, ["--max-sentences", "3"], "2,4", "num_sentences=3"),
 }
 SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--learning-rate",
-                  "--max-norm", "--grad-clip", "--controller", "--num-units", "--num-reads",
+                  "--max-norm", "--grad-clip", "--clip-spikes", "--controller", "--num-units", "--num-reads",
                   "--num-writes", "--memory-shape", "--num-shifts", "--learn-memory-init",
                   "--model", "--save",
                   "--load", "--resume", "--checkpoint-every", "--validate-every",
@@ -131,6 +131,7 @@ def test_help_lists_the_shared_options(name, capsys):
     (["--num-shifts", "2"], "--num-shifts"),
     (["--batch-size", "0"], "--batch-size"),
     (["--learning-rate", "-1"], "--learning-rate"),
+    (["--clip-spikes", "0"], "--clip-spikes"),
     (["--eval-lengths", "0,2"], "--eval-lengths"),
     (["--plot-params", "colour=3"], "--plot-params"),
     (["--log", "run.txt"], "--log"),
@@ -200,6 +201,8 @@ def test_script_runs_end_to_end(name, tmp_path, capsys):
     assert rows[0]["val_bits_per_seq"] == missing
     assert all(float(row["val_bits_per_seq"]) > 0 for row in rows[1:])
     assert all(float(row["loss"]) > 0 for row in rows)
+    # --log-every 1: each row's largest gradient norm is that step's
+    assert all(0 < float(row["grad_norm_max"]) < np.inf for row in rows)
 
     values = [int(value) for value in eval_lengths.split(",")]
     assert [row["value"] for row in result.evaluation] == values
@@ -516,6 +519,22 @@ def test_resume_keeps_the_runs_float_type_and_log(tmp_path):
         assert [int(row["iteration"]) for row in csv.DictReader(handle)] == [1, 2, 3, 4]
 
 
+def test_a_resumed_run_appends_to_a_log_of_fewer_columns_in_its_columns(tmp_path):
+    path, log = str(tmp_path / "run.npz"), str(tmp_path / "run.csv")
+    copy_task.main(copy_args("--save", path, "--log", log, iterations=2))
+    with open(log, newline="") as handle:
+        rows = list(csv.reader(handle))
+    older = [row[:-1] for row in rows]  # a log written before grad_norm_max was a column
+    with open(log, "w", newline="") as handle:
+        csv.writer(handle).writerows(older)
+    copy_task.main(["--resume", path, "--iterations", "3", "--quiet"])
+    with open(log, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == list(training.LOG_COLUMNS[:-1])
+    assert [len(row) for row in rows] == [len(rows[0])] * 4
+    assert [row[0] for row in rows[1:]] == ["1", "2", "3"]
+
+
 def test_resume_keeps_learn_memory_init(tmp_path):
     path = str(tmp_path / "run.npz")
     copy_task.main(copy_args("--save", path, "--no-learn-memory-init", iterations=2))
@@ -560,3 +579,87 @@ def test_a_checkpoint_without_runs_counts_its_last_command_as_one():
     recorded = {"iteration": 3, "command_line": "b", "runs": [{"command_line": "a"}]}
     runs = training._runs_of(recorded)
     assert runs == [{"command_line": "a"}] and runs[0] is not recorded["runs"][0]
+
+
+# --------------------------------------------------------------------------------------------
+# --clip-spikes
+# --------------------------------------------------------------------------------------------
+
+def _spike_trainer(spike_factor, seed=5):
+    """A tiny NTM's trainer (Adam, no norm clipping) with the given spike clipping."""
+    from ntm.lasagne import random as lasagne_random
+
+    previous = lasagne_random.get_rng()
+    lasagne_random.set_rng(np.random.RandomState(seed))
+    try:
+        model = training.build_ntm(4, 3, num_units=8, memory_shape=(8, 4))
+    finally:
+        lasagne_random.set_rng(previous)
+    return training.Trainer(model, "adam", 1e-2, max_norm=0, mode="FAST_COMPILE",
+                            spike_factor=spike_factor)
+
+
+def _spike_batches():
+    from utils.generators import CopyTask
+
+    task = CopyTask(size=3, max_length=3, batch_size=2, seed=11)
+    return [task.sample_with_mask(length=3) for _ in range(4)]
+
+
+def test_clip_spikes_rescales_to_a_multiple_of_the_running_average():
+    import pytensor
+
+    with pytensor.config.change_flags(floatX="float64"):
+        trainer = _spike_trainer(0.02)  # far below 1: the later steps are rescaled
+        state = {var.name: var for var in trainer.optimizer_state}
+        average, steps, rescaled = 0.0, 0, 0
+        previous_m = None
+        for x, y, mask in _spike_batches():
+            raw = trainer.train_step(x, y, mask).grad_norm
+            limit = 0.02 * average / (1 - 0.99 ** max(steps, 1))
+            kept = limit if steps > 0 and raw > limit else raw
+            average, steps = 0.99 * average + 0.01 * kept, steps + 1
+            assert state["clip_spikes.grad_norm_average"].get_value() == pytest.approx(average)
+            assert state["clip_spikes.steps"].get_value() == steps
+            # Adam's first moments: m_t = 0.9 m_{t-1} + 0.1 g_t, so the applied gradient is
+            # (m_t - 0.9 m_{t-1}) / 0.1, and its total norm is the kept norm.
+            m = {name: var.get_value() for name, var in state.items() if name.endswith("adam_m")}
+            applied = [(m[name] - (0.9 * previous_m[name] if previous_m else 0)) / 0.1
+                       for name in sorted(m)]
+            norm = np.sqrt(sum(np.sum(g ** 2) for g in applied))
+            assert norm == pytest.approx(kept, rel=1e-9)
+            rescaled += kept < raw
+            previous_m = m
+        assert rescaled == 3  # every step but the first
+
+
+def test_clip_spikes_that_never_fires_changes_nothing():
+    import pytensor
+
+    with pytensor.config.change_flags(floatX="float64"):
+        runs = []
+        for factor in (None, 1e6):
+            trainer = _spike_trainer(factor)
+            for x, y, mask in _spike_batches():
+                trainer.train_step(x, y, mask)
+            runs.append(trainer.parameter_values())
+    for name in runs[0]:
+        np.testing.assert_array_equal(runs[1][name], runs[0][name], err_msg=name)
+
+
+def test_clip_spikes_is_checkpointed_and_resumed_exactly(tmp_path):
+    uninterrupted = str(tmp_path / "four.npz")
+    copy_task.main(copy_args("--save", uninterrupted, "--clip-spikes", "2", iterations=4))
+    first = str(tmp_path / "two.npz")
+    copy_task.main(copy_args("--save", first, "--clip-spikes", "2", iterations=2))
+    resumed = str(tmp_path / "resumed.npz")
+    result = copy_task.main(["--resume", first, "--iterations", "4", "--save", resumed,
+                             "--mode", "FAST_COMPILE", "--quiet"])
+    assert result.exit_code == 0 and result.config.clip_spikes == 2
+    expected, _ = read_checkpoint(uninterrupted)
+    actual, _ = read_checkpoint(resumed)
+    assert "optimizer/clip_spikes.grad_norm_average" in actual
+    assert int(actual["optimizer/clip_spikes.steps"]) == 4
+    assert sorted(expected) == sorted(actual)
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)

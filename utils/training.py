@@ -105,6 +105,10 @@ __all__ = [
 #: the choice for long runs (``--mode NUMBA``), not the default.
 DEFAULT_MODE = "CVM"
 
+#: Decay of the running average of the gradients' norms that ``--clip-spikes`` compares a
+#: step's norm with (a window of about 100 steps).
+SPIKE_AVERAGE_DECAY = 0.99
+
 #: Learning rate of each optimizer when ``--learning-rate`` is not given. Graves' RMSProp at
 #: 3e-4 rather than the paper's 1e-4: on the copy task (``benchmarks/convergence.py``, an earlier
 #: compiled graph) 5 of 5 seeds converged after 1,500-2,500 sequences, where at 1e-4 two of
@@ -122,13 +126,14 @@ OUTPUT_KINDS = ("bits", "categorical")
 
 #: Columns of the ``--log`` file, in order.
 LOG_COLUMNS = ("iteration", "loss", "train_bits_per_seq", "val_bits_per_seq",
-               "val_errors_per_seq", "seq_per_s", "elapsed_s")
+               "val_errors_per_seq", "seq_per_s", "elapsed_s", "grad_norm_max")
 
 # Options that decide the network's shape: a checkpoint only fits a model built with the same.
 _MODEL_OPTIONS = ("model", "output", "controller", "num_units", "num_reads", "num_writes",
                   "memory_shape", "num_shifts")
 # Options a resumed run takes from its checkpoint unless given again on the command line.
 _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "grad_clip",
+                     "clip_spikes",
                      "learn_memory_init",
                      "batch_size", "seed", "validate_every", "validation_batches",
                      "checkpoint_every", "log_every", "stop_below", "keep_best", "floatX", "log")
@@ -299,6 +304,10 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                        help="rescale the gradients when their total norm exceeds this (0: off)")
     train.add_argument("--grad-clip", type=float, default=None,
                        help="clip every gradient element to [-value, value] (default: off)")
+    train.add_argument("--clip-spikes", type=float, default=None, metavar="K",
+                       help="rescale a step whose gradients' total norm exceeds K times the "
+                            "running average of the earlier steps' norms (decay "
+                            f"{SPIKE_AVERAGE_DECAY}) to that norm (default: off)")
     train.add_argument("--mode", default=None,
                        help=f"PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
                             f"steps; its first run compiles for minutes, then it is cached), "
@@ -456,6 +465,8 @@ def _check_config(parser, config):
             f"must be > 0, got {config.stop_below}")
     if config.grad_clip is not None:
         require(config.grad_clip > 0, "grad_clip", f"must be > 0, got {config.grad_clip}")
+    if config.clip_spikes is not None:
+        require(config.clip_spikes > 0, "clip_spikes", f"must be > 0, got {config.clip_spikes}")
     if config.debug_nan_at is not None:
         require(config.debug_nan_at >= 1, "debug_nan_at",
                 f"must be >= 1, got {config.debug_nan_at}")
@@ -814,6 +825,14 @@ class Trainer:
         Total-norm clipping of the gradients (0: off).
     grad_clip : float, optional
         Elementwise clipping of the gradients (None: off).
+    spike_factor : float, optional
+        Spike clipping (None: off): a step whose gradients' total norm :math:`n_t` exceeds
+        :math:`\\kappa \\bar n_{t-1}`, ``spike_factor`` times the running average of the
+        earlier steps' norms, is rescaled to that norm. The average keeps the norms as used,
+        :math:`a_t = \\beta a_{t-1} + (1 - \\beta) \\min(n_t, \\kappa \\bar n_{t-1})`,
+        :math:`\\bar n_t = a_t / (1 - \\beta^t)` with :math:`\\beta` =
+        :data:`SPIKE_AVERAGE_DECAY` (the first step is never rescaled). Applied before
+        ``max_norm``; ``a`` and ``t`` are optimizer state (checkpointed, resumed).
     mode : str, optional
         PyTensor mode (default: :data:`DEFAULT_MODE`).
     cache_key : JSON-serialisable, optional
@@ -832,7 +851,7 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer="adam", learning_rate=None, max_norm=10.0,
-                 grad_clip=None, mode=None, cache_key=None):
+                 grad_clip=None, mode=None, cache_key=None, spike_factor=None):
         if optimizer not in LEARNING_RATES:
             raise ValueError(f"optimizer must be one of {tuple(LEARNING_RATES)}, got {optimizer!r}")
         self.model = model
@@ -840,6 +859,9 @@ class Trainer:
         self.learning_rate = LEARNING_RATES[optimizer] if learning_rate is None else learning_rate
         self.max_norm = max_norm
         self.grad_clip = grad_clip
+        if spike_factor is not None and not spike_factor > 0:
+            raise ValueError(f"spike_factor must be > 0 or None, got {spike_factor!r}")
+        self.spike_factor = spike_factor
         self.mode = mode or DEFAULT_MODE
         self.cache_key = cache_key
         self.loaded = set()
@@ -880,17 +902,40 @@ class Trainer:
         # rewritten into one elementwise add of as many inputs, which FAST_COMPILE cannot run
         # beyond 32.
         grad_norm = pt.sqrt(pt.sum(pt.sqr(pt.concatenate([pt.flatten(g) for g in grads]))))
+        dtype = np.dtype(pytensor.config.floatX).type
+        spike_updates, clipped_norm = OrderedDict(), grad_norm
+        if self.spike_factor is not None:
+            grads, clipped_norm, spike_updates = self._clip_spikes(grads, grad_norm, dtype)
         if self.max_norm > 0:
             # As total_norm_constraint: rescale all gradients together to a norm <= max_norm.
-            dtype = np.dtype(pytensor.config.floatX).type
-            scale = pt.clip(grad_norm, 0, dtype(self.max_norm)) / (grad_norm + dtype(1e-7))
+            scale = (pt.clip(clipped_norm, 0, dtype(self.max_norm))
+                     / (clipped_norm + dtype(1e-7)))
             grads = [grad * scale for grad in grads]
         rule = {"graves_rmsprop": graves_rmsprop, "adam": lasagne_updates.adam,
                 "rmsprop": lasagne_updates.rmsprop}[self.optimizer]
         raw = rule(grads, self.params, learning_rate=self.learning_rate)
+        raw.update(spike_updates)
         finite = pt.isfinite(loss) & pt.isfinite(grad_norm)
         self._updates = OrderedDict((var, pt.switch(finite, new, var)) for var, new in raw.items())
         self._outputs = [loss, bits, grad_norm]
+
+    def _clip_spikes(self, grads, grad_norm, dtype):
+        """Rescale a step whose norm exceeds ``spike_factor`` times the running average.
+
+        Returns the gradients, their norm after rescaling and the updates of the average.
+        """
+        average = pytensor.shared(dtype(0.0), name="clip_spikes.grad_norm_average")
+        steps = pytensor.shared(dtype(0.0), name="clip_spikes.steps")
+        decay = dtype(SPIKE_AVERAGE_DECAY)
+        # Bias-corrected like Adam's moments; no limit before the first step's norm is known.
+        limit = dtype(self.spike_factor) * average / (dtype(1) - decay ** pt.maximum(steps, 1))
+        spike = (steps > 0) & (grad_norm > limit)
+        # Exactly 1 when no spike, so that a run without spikes is the run without the option.
+        scale = pt.switch(spike, limit / grad_norm, dtype(1))
+        kept_norm = pt.switch(spike, limit, grad_norm)
+        updates = OrderedDict([(average, decay * average + (dtype(1) - decay) * kept_norm),
+                               (steps, steps + dtype(1))])
+        return [grad * scale for grad in grads], kept_norm, updates
 
     @property
     def optimizer_state(self):
@@ -922,7 +967,8 @@ class Trainer:
             "train", [self.model.l_input.input_var, self.target_var, self.mask_var],
             self._outputs, updates=self._updates,
             shared=self.all_params + self.optimizer_state + [self._nan_offset],
-            options=[self.optimizer, self.learning_rate, self.max_norm, self.grad_clip])
+            options=[self.optimizer, self.learning_rate, self.max_norm, self.grad_clip]
+            + ([] if self.spike_factor is None else [self.spike_factor]))
         return time.perf_counter() - started
 
     def _function(self, name, inputs, outputs, shared, updates=None, options=None):
@@ -1336,17 +1382,25 @@ class _Log:
         self.path = path
         self.json = path.endswith(".jsonl")
         exists = append and os.path.exists(path) and os.path.getsize(path) > 0
+        self.columns = LOG_COLUMNS
+        if exists and not self.json:
+            # A CSV begun by an earlier version keeps its own columns.
+            with open(path, encoding="utf-8", newline="") as stream:
+                header = next(csv.reader(stream), None)
+            if header and set(header) <= set(LOG_COLUMNS):
+                self.columns = tuple(header)
         self.stream = open(path, "a" if exists else "w", encoding="utf-8", newline="")
         self.writer = None if self.json else csv.writer(self.stream)
         if not self.json and not exists:
-            self.writer.writerow(LOG_COLUMNS)
+            self.writer.writerow(self.columns)
 
     def write(self, row):
         if self.json:
-            self.stream.write(json.dumps({column: row[column] for column in LOG_COLUMNS}) + "\n")
+            self.stream.write(json.dumps({column: row.get(column) for column in self.columns})
+                              + "\n")
         else:
-            self.writer.writerow(["" if row[column] is None else row[column]
-                                  for column in LOG_COLUMNS])
+            self.writer.writerow(["" if row.get(column) is None else row[column]
+                                  for column in self.columns])
         self.stream.flush()
 
     def close(self):
@@ -1452,8 +1506,10 @@ def _graph_key(config, task, mode):
     options = ("model", "output", "controller", "num_units", "num_reads", "num_writes",
                "memory_shape", "num_shifts", "learn_memory_init", "optimizer", "learning_rate",
                "max_norm", "grad_clip")
-    return [[_normalise(getattr(config, name)) for name in options],
-            task.input_size, task.output_size, mode, pytensor.config.floatX]
+    values = [_normalise(getattr(config, name)) for name in options]
+    if getattr(config, "clip_spikes", None) is not None:  # keys of runs without it unchanged
+        values.append(["clip_spikes", config.clip_spikes])
+    return [values, task.input_size, task.output_size, mode, pytensor.config.floatX]
 
 
 def _model_key(config, task, mode):
@@ -1475,7 +1531,8 @@ def _model_and_trainer(config, task, mode):
     finally:
         lasagne_random.set_rng(previous_rng)
     trainer = Trainer(model, config.optimizer, config.learning_rate, config.max_norm,
-                      config.grad_clip, mode, cache_key=_graph_key(config, task, mode))
+                      config.grad_clip, mode, cache_key=_graph_key(config, task, mode),
+                      spike_factor=config.clip_spikes)
     if _reusable_models is not None:
         _reusable_models[key] = (model, trainer, trainer.parameter_values())
     return model, trainer
@@ -1755,7 +1812,8 @@ def _train(state, make_task, parser, progress, log):
                       if "train" in trainer.loaded else f"compiled in {seconds:.1f} s")
     progress.info(f"training from iteration {state.iteration} to {config.iterations}")
 
-    window = {"loss": [], "bits": [], "sequences": 0, "started": time.perf_counter()}
+    window = {"loss": [], "bits": [], "grad_norm": [], "sequences": 0,
+              "started": time.perf_counter()}
     loop_started = time.perf_counter()
     wall_before = state.wall_time
     for iteration in range(state.iteration + 1, config.iterations + 1):
@@ -1780,6 +1838,7 @@ def _train(state, make_task, parser, progress, log):
         state.wall_time = wall_before + time.perf_counter() - loop_started
         window["loss"].append(step.loss)
         window["bits"].append(step.bits_per_seq)
+        window["grad_norm"].append(step.grad_norm)
         window["sequences"] += x.shape[0]
 
         now = time.perf_counter()
@@ -1794,7 +1853,9 @@ def _train(state, make_task, parser, progress, log):
             row = {"iteration": iteration, "loss": float(np.mean(window["loss"])),
                    "train_bits_per_seq": float(np.mean(window["bits"])),
                    "val_bits_per_seq": None, "val_errors_per_seq": None,
-                   "seq_per_s": rate, "elapsed_s": state.wall_time}
+                   "seq_per_s": rate, "elapsed_s": state.wall_time,
+                   # the largest raw gradient norm since the last row: where spikes show
+                   "grad_norm_max": float(np.max(window["grad_norm"]))}
             if validate:
                 scores = _evaluate(trainer.predict, validation, config.output)
                 row["val_bits_per_seq"] = scores["bits_per_seq"]
@@ -1805,7 +1866,8 @@ def _train(state, make_task, parser, progress, log):
             if log is not None:
                 log.write(row)
             progress.row(row, force_line=validate)
-            window = {"loss": [], "bits": [], "sequences": 0, "started": time.perf_counter()}
+            window = {"loss": [], "bits": [], "grad_norm": [], "sequences": 0,
+              "started": time.perf_counter()}
             if validate and config.stop_below is not None \
                     and row["val_bits_per_seq"] < config.stop_below:
                 progress.info(f"validation below {config.stop_below:g} bits per sequence at "
