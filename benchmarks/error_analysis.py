@@ -28,12 +28,10 @@ import os
 import sys
 
 import numpy as np
-import pytensor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ntm.lasagne import layers  # noqa: E402
 from utils import training  # noqa: E402
 from utils.generators import CopyTask, PrioritySortTask  # noqa: E402
 from utils.metrics import bit_errors  # noqa: E402
@@ -46,12 +44,7 @@ GAP_BINS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, np.inf)
 PRIORITY_BINS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def _predictor(model):
-    prediction = layers.get_output(model.l_output, deterministic=True)
-    return pytensor.function([model.l_input.input_var], prediction)
-
-
-def copy_zero_vector_errors(model, task, length, num_batches):
+def copy_zero_vector_errors(model, task, length, num_batches, mode=None):
     """Bit errors per copied sequence with and without an all-zero input vector.
 
     Parameters
@@ -64,13 +57,15 @@ def copy_zero_vector_errors(model, task, length, num_batches):
         Length of every sequence.
     num_batches : int
         Batches drawn.
+    mode : str, optional
+        PyTensor mode of the compiled predictions (default: the example scripts').
 
     Returns
     -------
     dict
         ``{"with": errors, "without": errors}``, each an array of bit errors per sequence.
     """
-    predict = _predictor(model)
+    predict = training.Trainer(model, mode=mode).predict
     errors, has_zero = [], []
     for _ in range(num_batches):
         inputs, targets, mask = task.sample_with_mask(length=length)
@@ -81,7 +76,7 @@ def copy_zero_vector_errors(model, task, length, num_batches):
     return {"with": errors[has_zero], "without": errors[~has_zero]}
 
 
-def priority_gap_errors(model, task, num_batches):
+def priority_gap_errors(model, task, num_batches, mode=None):
     """Bit errors of every output vector and its priority's distance to the nearest other.
 
     Parameters
@@ -92,6 +87,8 @@ def priority_gap_errors(model, task, num_batches):
         Draws the sequences (with the task's ``num_items`` and ``num_sorted``).
     num_batches : int
         Batches drawn.
+    mode : str, optional
+        PyTensor mode of the compiled predictions (default: the example scripts').
 
     Returns
     -------
@@ -99,7 +96,7 @@ def priority_gap_errors(model, task, num_batches):
         Per output vector: :math:`\\min_{j \\ne i} |p_i - p_j|` over the sequence's
         priorities, and the bits of the vector the model got wrong.
     """
-    predict = _predictor(model)
+    predict = training.Trainer(model, mode=mode).predict
     first_output = task.num_items + 1
     all_gaps, all_errors = [], []
     for _ in range(num_batches):
@@ -116,7 +113,7 @@ def priority_gap_errors(model, task, num_batches):
     return np.concatenate(all_gaps), np.concatenate(all_errors)
 
 
-def write_locations(model, task, num_batches):
+def write_locations(model, task, num_batches, mode=None):
     """Where the sharpest write head writes each input vector, with the vector's priority.
 
     Parameters
@@ -127,6 +124,8 @@ def write_locations(model, task, num_batches):
         Draws the sequences.
     num_batches : int
         Batches drawn.
+    mode : str, optional
+        PyTensor mode of the compiled function (default: the example scripts').
 
     Returns
     -------
@@ -138,14 +137,13 @@ def write_locations(model, task, num_batches):
         Per input vector: its priority, the location where that head's weighting peaks at
         its step, and the peak's weight.
     """
-    details = layers.get_output(model.l_ntm, get_details=True)
-    weightings = pytensor.function([model.l_input.input_var], details[3])
+    details = training.Trainer(model, mode=mode).details
     priorities, weights = [], []
     for _ in range(num_batches):
         inputs, _, _ = task.sample_with_mask()
         priorities.append(inputs[:, :task.num_items, task.size])
         # (batch, time, write heads, N) at the input steps
-        weights.append(weightings(inputs)[:, :task.num_items])
+        weights.append(details(inputs)[3][:, :task.num_items])
     priorities, weights = np.concatenate(priorities), np.concatenate(weights)
     priorities, peaks, spots = priorities.ravel(), weights.max(axis=3), weights.argmax(axis=3)
 

@@ -6,12 +6,12 @@ sigmoid output layer, trained with Graves' RMSProp (learning rate 5e-4) and the 
 total norm clipped to 10, on batches of 16 sequences for 1,500 batches (24,000 sequences).
 Training uses lengths 1 to 20; --eval-lengths sets the sequence length, to test how far the
 copy generalises. With these defaults 10 of 10 seeds converged (validation under 0.1 bits per
-sequence), 9 of them after 7,200 to 12,000 sequences and copying lengths 40, 80 and 120
-without a bit error; the tenth converged after 22,400 (on another CPU, whose rounding gives
-other runs, 9 of 10). Most slow seeds spend hundreds of batches copying every sequence but
-those that hold an all-zero vector (``benchmarks/error_analysis.py``); others fall back to
-chance after one gradient spike, which ``--clip-spikes 5`` rescales (then 36 of 40 seeds
-converged on that CPU, 33 within 15,000 sequences; the README's Results). Trained one sequence at a time
+sequence), 9 of them after 7,200 to 12,000 sequences and copying lengths 40, 80 and 120 without
+a bit error; the tenth converged after 22,400 (on another CPU, whose rounding gives other runs,
+9 of 10). Most slow seeds spend hundreds of batches copying every sequence but those that hold
+an all-zero vector (``benchmarks/error_analysis.py``); others fall back to chance after one
+gradient spike, which ``--clip-spikes 5`` rescales (then 36 of 40 seeds converged on that CPU,
+33 within 15,000 sequences; the README's Results). Trained one sequence at a time
 (``--batch-size 1 --iterations 6000 --learning-rate 3e-4 --learn-memory-init``, NTM-Lasagne's
 way) fewer seeds learn the task (the README's Results).
 

@@ -35,7 +35,8 @@ def test_load_model_refuses_a_task_of_other_sizes_and_missing_best_parameters():
 def test_copy_split_counts_every_sequence_once_and_the_shipped_model_makes_no_error():
     task = CopyTask(batch_size=16, seed=3)
     model, _ = training.load_model(os.path.join(MODELS, "copy.npz"), task)
-    split = error_analysis.copy_zero_vector_errors(model, task, length=60, num_batches=2)
+    split = error_analysis.copy_zero_vector_errors(model, task, length=60, num_batches=2,
+                                                   mode="FAST_COMPILE")
     assert len(split["with"]) + len(split["without"]) == 32
     # 1 - (255/256)^60 = 21% of length-60 sequences hold an all-zero vector: some, not all.
     assert 0 < len(split["with"]) < 32
@@ -47,7 +48,7 @@ def test_priority_gaps_and_errors_match_a_direct_computation():
     model, _ = training.load_model(os.path.join(MODELS, "priority_sort.npz"),
                                    PrioritySortTask(batch_size=4))
     gaps, errors = error_analysis.priority_gap_errors(
-        model, PrioritySortTask(batch_size=4, seed=9), num_batches=1)
+        model, PrioritySortTask(batch_size=4, seed=9), num_batches=1, mode="FAST_COMPILE")
     inputs, targets, mask = PrioritySortTask(batch_size=4, seed=9).sample_with_mask()
     assert gaps.shape == errors.shape == (4 * 16,)
     for b in range(4):
@@ -56,8 +57,8 @@ def test_priority_gaps_and_errors_match_a_direct_computation():
         for k, i in enumerate(ranked):
             nearest = min(abs(priorities[i] - priorities[j]) for j in range(20) if j != i)
             assert gaps[b * 16 + k] == pytest.approx(nearest)
-    predict = error_analysis._predictor(model)
-    expected = bit_errors(predict(inputs), targets, mask, reduce="sum")
+    prediction = training.Trainer(model, mode="FAST_COMPILE").predict(inputs)
+    expected = bit_errors(prediction, targets, mask, reduce="sum")
     assert errors.sum() == expected
 
 
@@ -65,7 +66,7 @@ def test_the_shipped_priority_sort_model_writes_higher_priorities_at_lower_locat
     model, _ = training.load_model(os.path.join(MODELS, "priority_sort.npz"),
                                    PrioritySortTask(batch_size=8))
     head, priorities, locations, peaks = error_analysis.write_locations(
-        model, PrioritySortTask(batch_size=8, seed=4), num_batches=2)
+        model, PrioritySortTask(batch_size=8, seed=4), num_batches=2, mode="FAST_COMPILE")
     assert priorities.shape == locations.shape == peaks.shape == (2 * 8 * 20,)
     assert np.all((-1 <= priorities) & (priorities <= 1)) and np.all(peaks <= 1 + 1e-6)
     # README: one write head writes each vector at a location set by its priority, the

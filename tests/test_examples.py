@@ -57,10 +57,9 @@ SCRIPTS = {
     "babi": (babi_task, ["--max-sentences", "3"], "2,4", "num_sentences=3"),
 }
 SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--learning-rate",
-                  "--max-norm", "--grad-clip", "--clip-spikes", "--controller", "--num-units", "--num-reads",
-                  "--num-writes", "--memory-shape", "--num-shifts", "--learn-memory-init",
-                  "--model", "--save",
-                  "--load", "--resume", "--checkpoint-every", "--validate-every",
+                  "--max-norm", "--grad-clip", "--clip-spikes", "--controller", "--num-units",
+                  "--num-reads", "--num-writes", "--memory-shape", "--num-shifts",
+                  "--learn-memory-init", "--model", "--save", "--load", "--resume", "--checkpoint-every", "--validate-every",
                   "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
                   "--eval-batches", "--log", "--mode", "--quiet", "--keep-best"]
 COPY_TASK = SCRIPTS["copy"][1]

@@ -1104,7 +1104,8 @@ def checkpoint_paths(path):
 
 
 def best_checkpoint_path(path):
-    """Where ``--keep-best`` with ``--save PATH.npz`` writes the best parameters: ``PATH-best.npz``."""
+    """Where ``--keep-best`` with ``--save PATH.npz`` writes the best parameters:
+    ``PATH-best.npz``."""
     return checkpoint_paths(path)[0][:-4] + "-best.npz"
 
 
@@ -1234,26 +1235,25 @@ def load_model(path, task, best=False):
         if not params:
             raise ValueError(f"best: {path} holds no best parameters (trained without "
                              "--keep-best)")
-    saved = info.get("task", {})
-    if [saved.get("input_size"), saved.get("output_size")] != [task.input_size,
-                                                                task.output_size]:
-        raise ValueError(f"task: {path} reads {saved.get('input_size')} and writes "
-                         f"{saved.get('output_size')} channels ({saved.get('class')}), "
-                         f"{type(task).__name__} {task.input_size} and {task.output_size}")
-    config = argparse.Namespace(**info["config"])
-    # Checkpoints from before --learn-memory-init always trained the memory's M_0.
-    config.learn_memory_init = getattr(config, "learn_memory_init", True)
-    config.memory_shape = tuple(config.memory_shape)
-    model = build_model(config, task)
+    mismatch = _task_mismatch(info, task)
+    if mismatch:
+        raise ValueError(f"task: {path} does not fit: {mismatch}")
+    model = build_model(argparse.Namespace(**_saved_config(info)), task)
     Trainer._assign(layers.get_all_params(model.l_output), params, "parameters")
     return model, info
 
 
-def _merge_checkpoint_config(parser, config, explicit, info, resume):
-    """Take from the checkpoint the options the command line left out; refuse conflicts."""
+def _saved_config(info):
+    """A checkpoint's options, with the values of options it predates."""
     saved = dict(info.get("config", {}))
     # Checkpoints from before --learn-memory-init existed always trained the memory's M_0.
     saved.setdefault("learn_memory_init", True)
+    return saved
+
+
+def _merge_checkpoint_config(parser, config, explicit, info, resume):
+    """Take from the checkpoint the options the command line left out; refuse conflicts."""
+    saved = _saved_config(info)
     for task_option in parser.task_options:
         if task_option.earlier_value is not None:
             saved.setdefault(task_option.dest, task_option.earlier_value)
@@ -1286,17 +1286,25 @@ def _task_description(task):
             "output_size": task.output_size}
 
 
-def _check_checkpoint_task(parser, config, task, info):
-    """Refuse a checkpoint whose network reads or writes another number of channels."""
+def _task_mismatch(info, task):
+    """Why a checkpoint's network does not fit ``task`` (its channels), or None."""
     saved = info.get("task", {})
     here = _task_description(task)
-    if [saved.get("input_size"), saved.get("output_size")] != [here["input_size"],
+    if [saved.get("input_size"), saved.get("output_size")] == [here["input_size"],
                                                                 here["output_size"]]:
+        return None
+    return (f"it reads {saved.get('input_size')} and writes {saved.get('output_size')} "
+            f"channels ({saved.get('class')}), this task {here['input_size']} and "
+            f"{here['output_size']} ({here['class']})")
+
+
+def _check_checkpoint_task(parser, config, task, info):
+    """Refuse a checkpoint whose network reads or writes another number of channels."""
+    mismatch = _task_mismatch(info, task)
+    if mismatch:
         option = "--resume" if config.resume else "--load"
         parser.error(f"{option} {config.resume or config.load}: the checkpoint does not match "
-                     f"this model: it reads {saved.get('input_size')} and writes "
-                     f"{saved.get('output_size')} channels ({saved.get('class')}), this task "
-                     f"{here['input_size']} and {here['output_size']} ({here['class']})")
+                     f"this model: {mismatch}")
 
 
 def _normalise(value):
@@ -1796,6 +1804,12 @@ def _save(state, path=None):
     save_checkpoint(path or state.config.save, state.trainer, info, best_params=best)
 
 
+def _new_window():
+    """What the steps since the last log row add up: their losses, bits, gradient norms."""
+    return {"loss": [], "bits": [], "grad_norm": [], "sequences": 0,
+            "started": time.perf_counter()}
+
+
 def _train(state, make_task, parser, progress, log):
     """Train from ``state.iteration`` to ``--iterations``; raise TrainingStopped on NaN."""
     config, trainer, task = state.config, state.trainer, state.task
@@ -1812,8 +1826,7 @@ def _train(state, make_task, parser, progress, log):
                       if "train" in trainer.loaded else f"compiled in {seconds:.1f} s")
     progress.info(f"training from iteration {state.iteration} to {config.iterations}")
 
-    window = {"loss": [], "bits": [], "grad_norm": [], "sequences": 0,
-              "started": time.perf_counter()}
+    window = _new_window()
     loop_started = time.perf_counter()
     wall_before = state.wall_time
     for iteration in range(state.iteration + 1, config.iterations + 1):
@@ -1866,8 +1879,7 @@ def _train(state, make_task, parser, progress, log):
             if log is not None:
                 log.write(row)
             progress.row(row, force_line=validate)
-            window = {"loss": [], "bits": [], "grad_norm": [], "sequences": 0,
-              "started": time.perf_counter()}
+            window = _new_window()
             if validate and config.stop_below is not None \
                     and row["val_bits_per_seq"] < config.stop_below:
                 progress.info(f"validation below {config.stop_below:g} bits per sequence at "
