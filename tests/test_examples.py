@@ -130,7 +130,7 @@ def test_help_lists_the_shared_options(name, capsys):
     (["--num-shifts", "2"], "--num-shifts"),
     (["--batch-size", "0"], "--batch-size"),
     (["--learning-rate", "-1"], "--learning-rate"),
-    (["--clip-spikes", "0"], "--clip-spikes"),
+    (["--clip-spikes", "-1"], "--clip-spikes"),
     (["--eval-lengths", "0,2"], "--eval-lengths"),
     (["--plot-params", "colour=3"], "--plot-params"),
     (["--log", "run.txt"], "--log"),
@@ -181,7 +181,12 @@ def test_script_runs_end_to_end(name, tmp_path, capsys):
     assert result.config.optimizer == optimizer and info["config"]["optimizer"] == optimizer
     prefix = optimizer.split("_")[0] + "_"
     assert params and state
-    assert all(key.rsplit("/", 1)[-1].split(".")[-1].startswith(prefix) for key in state)
+    # Only the copy task clips gradient spikes by default; their state is the optimizer's too.
+    spikes = sorted(key for key in state if key.startswith("optimizer/clip_spikes."))
+    assert spikes == (["optimizer/clip_spikes.grad_norm_average", "optimizer/clip_spikes.steps"]
+                      if name == "copy" else [])
+    assert all(key.rsplit("/", 1)[-1].split(".")[-1].startswith(prefix)
+               for key in state if key not in spikes)
     assert all(np.all(np.isfinite(arrays[key])) for key in params + state)
 
     assert_png(plot)
@@ -644,6 +649,47 @@ def test_clip_spikes_that_never_fires_changes_nothing():
             runs.append(trainer.parameter_values())
     for name in runs[0]:
         np.testing.assert_array_equal(runs[1][name], runs[0][name], err_msg=name)
+
+
+def test_the_copy_task_clips_spikes_at_5_by_default_and_0_turns_it_off(tmp_path):
+    on, off = str(tmp_path / "on.npz"), str(tmp_path / "off.npz")
+    assert copy_task.main(copy_args("--save", on)).config.clip_spikes == 5
+    result = copy_task.main(copy_args("--save", off, "--clip-spikes", "0"))
+    # "off" is one value: no spike state, and the graph of a run without the option.
+    assert result.exit_code == 0 and result.config.clip_spikes is None
+    assert not any("clip_spikes" in key for key in read_checkpoint(off)[0])
+    assert "optimizer/clip_spikes.steps" in read_checkpoint(on)[0]
+    # The other scripts keep it off unless asked.
+    assert reversed_copy_task.main(copy_args()).config.clip_spikes is None
+
+
+def test_a_checkpoint_from_before_clip_spikes_resumes_without_it(tmp_path):
+    old = str(tmp_path / "old.npz")
+    copy_task.main(copy_args("--save", old, "--clip-spikes", "0", iterations=2))
+    arrays, info = read_checkpoint(old)
+    del info["config"]["clip_spikes"]  # as written before the option existed
+    with open(old[:-4] + ".json", "w", encoding="utf-8") as stream:
+        json.dump(info, stream)
+    result = copy_task.main(["--resume", old, "--iterations", "3", "--mode", "FAST_COMPILE",
+                             "--quiet"])
+    assert result.exit_code == 0 and result.config.clip_spikes is None
+    assert not any("clip_spikes" in key for key in read_checkpoint(old)[0])
+
+
+def test_clip_spikes_can_be_turned_on_or_off_when_resuming(tmp_path, capsys):
+    on, off = str(tmp_path / "on.npz"), str(tmp_path / "off.npz")
+    copy_task.main(copy_args("--save", on, "--clip-spikes", "2", iterations=2))
+    copy_task.main(copy_args("--save", off, "--clip-spikes", "0", iterations=2))
+    resume = ["--iterations", "5", "--mode", "FAST_COMPILE"]
+    result = copy_task.main(["--resume", off, "--clip-spikes", "2"] + resume)
+    assert result.exit_code == 0 and result.config.clip_spikes == 2
+    # Its average starts afresh: it has seen the three steps since the resume, not five.
+    assert int(read_checkpoint(off)[0]["optimizer/clip_spikes.steps"]) == 3
+    assert "--clip-spikes on: its running average" in capsys.readouterr().out
+    result = copy_task.main(["--resume", on, "--clip-spikes", "0"] + resume)
+    assert result.exit_code == 0 and result.config.clip_spikes is None
+    assert not any("clip_spikes" in key for key in read_checkpoint(on)[0])
+    assert "--clip-spikes off: the checkpoint's running average" in capsys.readouterr().out
 
 
 def test_clip_spikes_is_checkpointed_and_resumed_exactly(tmp_path):

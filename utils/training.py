@@ -137,6 +137,8 @@ _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "gr
                      "learn_memory_init",
                      "batch_size", "seed", "validate_every", "validation_batches",
                      "checkpoint_every", "log_every", "stop_below", "keep_best", "floatX", "log")
+# Prefix of the names of --clip-spikes' optimizer state.
+_SPIKE_STATE = "clip_spikes."
 _CHECKPOINT_FORMAT = "ntm-checkpoint"
 _CHECKPOINT_VERSION = 1
 _PROBABILITY_CLIP = 1e-6
@@ -307,7 +309,8 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
     train.add_argument("--clip-spikes", type=float, default=None, metavar="K",
                        help="rescale a step whose gradients' total norm exceeds K times the "
                             "running average of the earlier steps' norms (decay "
-                            f"{SPIKE_AVERAGE_DECAY}) to that norm (default: off)")
+                            f"{SPIKE_AVERAGE_DECAY}) to that norm (0: off; default: off, the "
+                            f"copy task 5)")
     train.add_argument("--mode", default=None,
                        help=f"PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
                             f"steps; its first run compiles for minutes, then it is cached), "
@@ -466,7 +469,8 @@ def _check_config(parser, config):
     if config.grad_clip is not None:
         require(config.grad_clip > 0, "grad_clip", f"must be > 0, got {config.grad_clip}")
     if config.clip_spikes is not None:
-        require(config.clip_spikes > 0, "clip_spikes", f"must be > 0, got {config.clip_spikes}")
+        require(config.clip_spikes >= 0, "clip_spikes",
+                f"must be >= 0 (0: off), got {config.clip_spikes}")
     if config.debug_nan_at is not None:
         require(config.debug_nan_at >= 1, "debug_nan_at",
                 f"must be >= 1, got {config.debug_nan_at}")
@@ -924,8 +928,8 @@ class Trainer:
 
         Returns the gradients, their norm after rescaling and the updates of the average.
         """
-        average = pytensor.shared(dtype(0.0), name="clip_spikes.grad_norm_average")
-        steps = pytensor.shared(dtype(0.0), name="clip_spikes.steps")
+        average = pytensor.shared(dtype(0.0), name=_SPIKE_STATE + "grad_norm_average")
+        steps = pytensor.shared(dtype(0.0), name=_SPIKE_STATE + "steps")
         decay = dtype(SPIKE_AVERAGE_DECAY)
         # Bias-corrected like Adam's moments; no limit before the first step's norm is known.
         limit = dtype(self.spike_factor) * average / (dtype(1) - decay ** pt.maximum(steps, 1))
@@ -1248,6 +1252,8 @@ def _saved_config(info):
     saved = dict(info.get("config", {}))
     # Checkpoints from before --learn-memory-init existed always trained the memory's M_0.
     saved.setdefault("learn_memory_init", True)
+    # Nor did those from before --clip-spikes clip spikes (the copy task now does by default).
+    saved.setdefault("clip_spikes", None)
     return saved
 
 
@@ -1601,6 +1607,8 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
     if config.learning_rate is None:
         config.learning_rate = LEARNING_RATES.get(config.optimizer)
     _check_config(parser, config)
+    if config.clip_spikes == 0:
+        config.clip_spikes = None  # one value for "off": the graph and checkpoint of no option
     mode = _resolve_mode(parser, config)
     # The model, its functions and the data share one float type, set for this run only.
     with pytensor.config.change_flags(floatX=config.floatX):
@@ -1634,7 +1642,7 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
         # Loaded or resumed, the parameters owe something to every run behind the checkpoint.
         earlier_runs = _runs_of(info)
         if config.resume:
-            trainer.set_optimizer_values(optimizer_values)
+            trainer.set_optimizer_values(_spike_state_for(trainer, optimizer_values, progress))
             task.set_state(info["task_state"])
             history = list(info.get("history", []))
             wall_time = float(info.get("wall_time_s", 0.0))
@@ -1706,6 +1714,24 @@ class _RunState:
 
 
 _BEST_FIELDS = ("iteration", "val_bits_per_seq", "val_errors_per_seq")
+
+
+def _spike_state_for(trainer, optimizer_values, progress):
+    """A checkpoint's optimizer state for a resumed run that turns ``--clip-spikes`` on or off:
+    turned on, its running average starts afresh (the first step is never rescaled); turned
+    off, the checkpoint's average is dropped."""
+    spike_state = [var for var in trainer.optimizer_state if var.name.startswith(_SPIKE_STATE)]
+    values = OrderedDict((name, value) for name, value in optimizer_values.items()
+                         if spike_state or not name.startswith(_SPIKE_STATE))
+    if len(values) < len(optimizer_values):
+        progress.info("--clip-spikes off: the checkpoint's running average of the gradients' "
+                      "norms is dropped")
+    if spike_state and not any(var.name in values for var in spike_state):
+        progress.info("--clip-spikes on: its running average of the gradients' norms starts "
+                      "afresh")
+        # The state's initial value: no step averaged yet.
+        values.update((var.name, np.zeros_like(var.get_value())) for var in spike_state)
+    return values
 
 
 def _keep_if_best(state, row):
