@@ -16,7 +16,9 @@ Two analyses, each on fresh random batches of the task:
     the write head that follows the priority peaks, over the input steps), and its bit errors per
     output vector against the distance from the vector's priority to the nearest other
     priority of its sequence. A model that writes each vector at a location set by its
-    priority writes two vectors of close priorities over each other.
+    priority writes two vectors of close priorities over each other. Beside it, the cost of
+    an ideal sorter that cannot order priorities closer than a resolution :math:`r`
+    (:func:`resolution_limited_cost`): the bits per sequence that resolution alone costs.
 
 Examples::
 
@@ -36,12 +38,15 @@ from utils import training  # noqa: E402
 from utils.generators import CopyTask, PrioritySortTask  # noqa: E402
 from utils.metrics import bit_errors  # noqa: E402
 
-__all__ = ["copy_zero_vector_errors", "priority_gap_errors", "write_locations", "main"]
+__all__ = ["copy_zero_vector_errors", "priority_gap_errors", "write_locations",
+           "resolution_limited_cost", "main"]
 
 #: Bins of the distance to the nearest other priority (priorities are drawn from U[-1, 1]).
 GAP_BINS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, np.inf)
 #: Bins of the priorities for the map of write locations.
 PRIORITY_BINS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0)
+#: Resolutions of the ideal sorters the priority sort model is compared with.
+RESOLUTIONS = (0.0025, 0.005, 0.01, 0.02, 0.04)
 
 
 def copy_zero_vector_errors(model, task, length, num_batches, mode=None):
@@ -111,6 +116,59 @@ def priority_gap_errors(model, task, num_batches, mode=None):
         wrong = (predict(inputs)[:, first_output:] > 0.5) != (targets[:, first_output:] > 0.5)
         all_errors.append(wrong.sum(axis=2).ravel())
     return np.concatenate(all_gaps), np.concatenate(all_errors)
+
+
+def resolution_limited_cost(inputs, targets, num_items, size, resolution):
+    """Bits per sequence of an ideal sorter that cannot order priorities closer than a
+    resolution.
+
+    Sorted by priority, the items fall into clusters: runs of consecutive items whose
+    priorities are less than ``resolution`` apart. The sorter knows every cluster and its
+    place in the order but not the order within it, so at each output step of a cluster
+    every member is as likely; its best prediction there is the members' mean vector
+    :math:`\\bar v_C`, and its cost the cross-entropy of the target under it:
+
+    .. math:: c = -\\sum_{k < K} \\sum_j \\log_2 \\left( y_{kj} \\bar v_{C(k) j}
+              + (1 - y_{kj}) (1 - \\bar v_{C(k) j}) \\right)
+
+    over the ``K`` output steps. A resolution of 0 costs nothing; two items alone in a cluster
+    cost 2 bits for every bit in which their vectors differ.
+
+    Parameters
+    ----------
+    inputs, targets : ndarray
+        A batch of the priority sort task, ``(batch, time, size + 2)`` and
+        ``(batch, time, size)``: the items on the first ``num_items`` steps (vector, then
+        priority), the sorted vectors on the last ``K`` steps.
+    num_items, size : int
+        Items per sequence and bits per vector.
+    resolution : float
+        Priorities closer than this are not told apart (>= 0).
+
+    Returns
+    -------
+    ndarray
+        Bits per sequence, ``(batch,)``.
+    """
+    if not resolution >= 0:
+        raise ValueError(f"resolution: must be >= 0, got {resolution!r}")
+    priorities = inputs[:, :num_items, size]
+    vectors = inputs[:, :num_items, :size]
+    num_sorted = targets.shape[1] - num_items - 1
+    order = np.argsort(-priorities, axis=1, kind="stable")
+    ranked = np.take_along_axis(priorities, order, axis=1)
+    ranked_vectors = np.take_along_axis(vectors, order[:, :, None], axis=1)
+    # Cluster ids along each sequence's order: a new cluster where the gap is >= resolution.
+    starts = np.concatenate([np.ones((len(inputs), 1), bool),
+                             ranked[:, :-1] - ranked[:, 1:] >= resolution], axis=1)
+    cluster = np.cumsum(starts, axis=1) - 1
+    same = cluster[:, :, None] == cluster[:, None, :]  # (batch, rank, rank)
+    members = same.sum(axis=2)[..., None]
+    means = (same[:, :, :, None] * ranked_vectors[:, None]).sum(axis=2) / members
+    prediction = means[:, :num_sorted]
+    target = targets[:, num_items + 1:]
+    likelihood = np.where(target > 0.5, prediction, 1 - prediction)
+    return -np.log2(np.maximum(likelihood, 1e-300)).sum(axis=(1, 2))
 
 
 def write_locations(model, task, num_batches, mode=None):
@@ -203,6 +261,18 @@ def _priority_sort(args):
         each = errors[inside].mean() if inside.any() else 0.0
         print(f"| {low:g} - {high:g} | {inside.mean():.1%} | {each:.2f} | "
               f"{errors[inside].sum() / max(errors.sum(), 1):.1%} |")
+    sequences = task()
+    batches = [sequences.sample_with_mask() for _ in range(args.batches)]
+    predict = training.Trainer(model).predict
+    model_bits = np.concatenate([training.score(predict(x), y, mask)[0] for x, y, mask in batches])
+    print(f"\nan ideal sorter that cannot order priorities closer than r, on the same "
+          f"{num_sequences} sequences (the model: {model_bits.mean():.1f} bits per sequence):")
+    print("| r | bits per sequence |")
+    print("|---|---|")
+    for resolution in RESOLUTIONS:
+        cost = np.concatenate([resolution_limited_cost(x, y, sequences.num_items, sequences.size,
+                                                       resolution) for x, y, _ in batches])
+        print(f"| {resolution:g} | {cost.mean():.1f} |")
 
 
 def main(argv=None):

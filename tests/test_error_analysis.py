@@ -75,3 +75,51 @@ def test_the_shipped_priority_sort_model_writes_higher_priorities_at_lower_locat
     medians = [np.median(locations[(priorities >= low) & (priorities < low + 0.25)])
                for low in (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75)]
     assert all(a > b for a, b in zip(medians, medians[1:])), medians
+
+
+def _sort_batch(priorities, vectors, num_sorted):
+    """A priority sort batch built by hand: ``priorities`` (batch, items), ``vectors``
+    (batch, items, size); the targets as the generator orders them."""
+    batch, num_items, size = vectors.shape
+    inputs = np.zeros((batch, 2 * num_items + 1, size + 2))
+    inputs[:, :num_items, :size] = vectors
+    inputs[:, :num_items, size] = priorities
+    inputs[:, num_items, size + 1] = 1
+    targets = np.zeros((batch, num_items + 1 + num_sorted, size))
+    order = np.argsort(-priorities, axis=1, kind="stable")[:, :num_sorted]
+    targets[:, num_items + 1:] = np.take_along_axis(vectors, order[:, :, None], axis=1)
+    return inputs[:, :num_items + 1 + num_sorted], targets
+
+
+def test_resolution_limited_cost_of_a_hand_made_sequence():
+    vectors = np.array([[[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 0, 1]]], float)
+    # Sorted: 0.9 (item 2), 0.5 and 0.495 (items 0 and 1, 0.005 apart), -0.7 (item 3).
+    inputs, targets = _sort_batch(np.array([[0.5, 0.495, 0.9, -0.7]]), vectors, num_sorted=3)
+    cost = lambda r: error_analysis.resolution_limited_cost(inputs, targets, 4, 4, r)[0]
+    assert cost(0.0) == 0 and cost(0.004) == 0  # every gap >= r: each item alone
+    # 0.5 and 0.495 confused: items 0 and 1 differ in 2 bits, 1 bit each at both steps.
+    assert cost(0.01) == pytest.approx(4.0)
+    # 0.9 joins them at r > 0.4 (gap 0.4): a cluster of three over the three output steps;
+    # bit by bit the mean of the three vectors is (2/3, 2/3, 1/3, 1/3).
+    p = np.array([2, 2, 1, 1]) / 3
+    expected = -sum(np.sum(np.log2(np.where(v > 0.5, p, 1 - p))) for v in vectors[0, [2, 0, 1]])
+    assert cost(0.41) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="resolution"):
+        cost(-1)
+
+
+def test_resolution_limited_cost_grows_with_the_resolution_as_close_pairs_predict():
+    task = PrioritySortTask(batch_size=256, seed=2)
+    inputs, targets, _ = task.sample_with_mask()
+    costs = [error_analysis.resolution_limited_cost(inputs, targets, 20, 8, r).mean()
+             for r in (0.0, 0.001, 0.01, 0.1, 2.1)]
+    assert costs[0] == 0 and all(a < b for a, b in zip(costs, costs[1:]))
+    # Pairs of the 20 priorities closer than r: about 190 r for small r (U[-1, 1]); each
+    # costs about 2 bits for each of the 4 differing bits (8 bits) when both are output.
+    assert 0.5 * 190 * 0.001 * 8 < costs[1] < 1.5 * 190 * 0.001 * 8
+    # Everything one cluster: every output bit is predicted by the mean of 20 bits.
+    x = inputs[:, :20, :8]
+    mean = x.mean(axis=1, keepdims=True)
+    y = targets[:, 21:]
+    direct = -np.log2(np.where(y > 0.5, mean, 1 - mean)).sum(axis=(1, 2)).mean()
+    assert costs[-1] == pytest.approx(direct)
