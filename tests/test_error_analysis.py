@@ -123,3 +123,29 @@ def test_resolution_limited_cost_grows_with_the_resolution_as_close_pairs_predic
     y = targets[:, 21:]
     direct = -np.log2(np.where(y > 0.5, mean, 1 - mean)).sum(axis=(1, 2)).mean()
     assert costs[-1] == pytest.approx(direct)
+
+
+def test_idle_head_focus_of_the_shipped_and_of_an_untrained_copy_model():
+    task = CopyTask(batch_size=8, seed=1)
+    shipped, _ = training.load_model(os.path.join(MODELS, "copy.npz"), task)
+    focus = error_analysis.idle_head_focus(shipped, task, length=12, num_batches=2,
+                                           mode="FAST_COMPILE")
+    assert focus["read"].shape == focus["write"].shape == (16,)
+    # README: the shipped model keeps both heads on one location where they are idle.
+    assert focus["read"].min() > 0.99 and focus["write"].min() > 0.99
+    # Directly from the weightings: the read head over the 12 input steps, the write head
+    # over the 12 output steps (after the delimiter's step 12).
+    inputs, _, _ = CopyTask(batch_size=8, seed=1).sample_with_mask(length=12)
+    details = training.Trainer(shipped, mode="FAST_COMPILE").details(inputs)
+    read, write = details[4][:, :, 0], details[3][:, :, 0]  # (batch, time, N)
+    for b in range(8):
+        assert focus["read"][b] == pytest.approx(np.mean([read[b, t].max() for t in range(12)]))
+        assert focus["write"][b] == pytest.approx(
+            np.mean([write[b, t].max() for t in range(13, 25)]))
+    # An untrained NTM's heads spread over the memory at once (the gate mixes in the
+    # content weighting, even over the blank memory).
+    untrained = training.build_ntm(9, 8, memory_shape=(128, 20), learn_memory_init=False)
+    focus = error_analysis.idle_head_focus(untrained, task, length=12, num_batches=1,
+                                           mode="FAST_COMPILE")
+    assert focus["read"].mean() < error_analysis.FOCUSED
+    assert focus["write"].mean() < error_analysis.FOCUSED
