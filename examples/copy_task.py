@@ -8,9 +8,10 @@ norm clipped to 10 and gradient spikes clipped at 5 times the running average no
 Training uses lengths 1 to 20; --eval-lengths sets the sequence length, to test how far the
 copy generalises. With these defaults 36 of 40 seeds converged (validation under 0.1 bits per
 sequence), 33 within 15,000 sequences and the first five all, and 24 copied length 120
-without a bit error (README, Results). Without spike clipping (``--clip-spikes 0``) runs
-converge less often and later, some after hundreds of batches copying every sequence but those
-that hold an all-zero vector (``benchmarks/error_analysis.py``), others after falling back to
+without a bit error (README, Results): those whose heads stay on one location where they
+have nothing to do (``benchmarks/error_analysis.py copy``). Without spike clipping
+(``--clip-spikes 0``) runs converge less often and later, some after hundreds of batches
+copying every sequence but those that hold an all-zero vector, others after falling back to
 chance on one gradient spike: 33 of 40 on the same CPU, 25 within 15,000. Trained one sequence
 at a time (``--batch-size 1 --iterations 6000 --learning-rate 3e-4 --learn-memory-init
 --clip-spikes 0``, NTM-Lasagne's way) fewer seeds learn the task (the README's Results).
