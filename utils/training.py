@@ -310,7 +310,7 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                        help="rescale a step whose gradients' total norm exceeds K times the "
                             "running average of the earlier steps' norms (decay "
                             f"{SPIKE_AVERAGE_DECAY}) to that norm (0: off; default: off, the "
-                            f"copy task 5)")
+                            "copy task 5)")
     train.add_argument("--mode", default=None,
                        help=f"PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
                             f"steps; its first run compiles for minutes, then it is cached), "
