@@ -309,8 +309,7 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
     train.add_argument("--clip-spikes", type=float, default=None, metavar="K",
                        help="rescale a step whose gradients' total norm exceeds K times the "
                             "running average of the earlier steps' norms (decay "
-                            f"{SPIKE_AVERAGE_DECAY}) to that norm (0: off; default: off, the "
-                            "copy task 5)")
+                            f"{SPIKE_AVERAGE_DECAY}) to that norm (0: off)")
     train.add_argument("--mode", default=None,
                        help=f"PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
                             f"steps; its first run compiles for minutes, then it is cached), "
