@@ -57,7 +57,8 @@ SCRIPTS = {
     "babi": (babi_task, ["--max-sentences", "3"], "2,4", "num_sentences=3"),
 }
 SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--learning-rate",
-                  "--max-norm", "--grad-clip", "--clip-spikes", "--controller", "--num-units",
+                  "--max-norm", "--grad-clip", "--clip-spikes", "--focus-penalty",
+                  "--controller", "--num-units",
                   "--num-reads", "--num-writes", "--memory-shape", "--num-shifts",
                   "--learn-memory-init", "--model", "--save", "--load", "--resume", "--checkpoint-every", "--validate-every",
                   "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
@@ -131,6 +132,7 @@ def test_help_lists_the_shared_options(name, capsys):
     (["--batch-size", "0"], "--batch-size"),
     (["--learning-rate", "-1"], "--learning-rate"),
     (["--clip-spikes", "-1"], "--clip-spikes"),
+    (["--focus-penalty", "-0.1"], "--focus-penalty"),
     (["--eval-lengths", "0,2"], "--eval-lengths"),
     (["--plot-params", "colour=3"], "--plot-params"),
     (["--log", "run.txt"], "--log"),
@@ -708,3 +710,91 @@ def test_clip_spikes_is_checkpointed_and_resumed_exactly(tmp_path):
     assert sorted(expected) == sorted(actual)
     for key in expected:
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+
+
+# --------------------------------------------------------------------------------------------
+# --focus-penalty
+# --------------------------------------------------------------------------------------------
+
+def _entropy(weights):
+    """NumPy: the mean over batch, steps and heads of -sum_i w ln w."""
+    return float(np.mean(-(weights * np.log(np.maximum(weights, 1e-12))).sum(axis=-1)))
+
+
+def test_focus_penalty_is_the_mean_entropy_of_the_weightings_and_its_gradient_checks():
+    import pytensor
+
+    with pytensor.config.change_flags(floatX="float64"):
+        from ntm.lasagne import random as lasagne_random
+
+        previous = lasagne_random.get_rng()
+        lasagne_random.set_rng(np.random.RandomState(3))
+        try:
+            model = training.build_ntm(4, 3, num_units=8, memory_shape=(8, 4), num_reads=2)
+        finally:
+            lasagne_random.set_rng(previous)
+        trainer = training.Trainer(model, "adam", 1e-2, max_norm=0, mode="FAST_COMPILE",
+                                   focus_penalty=0.3)
+        term = trainer._focus_penalty_term()
+        x, _, _ = _spike_batches()[0]
+        value = pytensor.function([model.l_input.input_var], term, mode="FAST_COMPILE")(x)
+        _, _, _, write_weights, read_weights = trainer.details(x)
+        assert read_weights.shape[2] == 2  # the mean runs over both read heads
+        assert value == pytest.approx(0.3 * (_entropy(write_weights) + _entropy(read_weights)),
+                                      rel=1e-10)
+        # Its gradient against central differences, for a weight of the read heads' gate and
+        # of the controller.
+        for param in [p for p in trainer.params if p.name in ("read0.W_hid_to_gate",
+                                                               "controller.W_in_to_hid")]:
+            grad = pytensor.function([model.l_input.input_var], pytensor.grad(term, param),
+                                     mode="FAST_COMPILE")(x)
+            f = pytensor.function([model.l_input.input_var], term, mode="FAST_COMPILE")
+            original = param.get_value()
+            for index in [(0, 0), (1, 0), (original.shape[0] - 1, original.shape[1] - 1)]:
+                if len(original.shape) == 1:
+                    index = index[:1]
+                step = np.zeros_like(original)
+                step[index] = 1e-6
+                param.set_value(original + step)
+                up = f(x)
+                param.set_value(original - step)
+                down = f(x)
+                param.set_value(original)
+                assert grad[index] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-9)
+
+
+def test_focus_penalty_pulls_the_heads_onto_one_location():
+    import pytensor
+
+    with pytensor.config.change_flags(floatX="float64"):
+        entropies = []
+        for penalty in (None, 1.0):
+            trainer = training.Trainer(_spike_trainer(None).model, "adam", 5e-2, max_norm=0,
+                                       mode="FAST_COMPILE", focus_penalty=penalty)
+            batches = _spike_batches()
+            for _ in range(5):
+                for x, y, mask in batches:
+                    assert np.isfinite(trainer.train_step(x, y, mask).loss)
+            details = trainer.details(batches[0][0])
+            entropies.append(_entropy(details[3]) + _entropy(details[4]))
+        assert entropies[1] < 0.5 * entropies[0]
+
+
+def test_focus_penalty_options(tmp_path):
+    result = copy_task.main(copy_args())
+    assert result.config.focus_penalty is None
+    # 0 is off, the graph of no option: the same cache key.
+    off = copy_task.main(copy_args("--focus-penalty", "0"))
+    assert off.config.focus_penalty is None and off.trainer.cache_key == result.trainer.cache_key
+    on = str(tmp_path / "on.npz")
+    result = copy_task.main(copy_args("--focus-penalty", "0.5", "--save", on, iterations=2))
+    assert result.exit_code == 0 and result.trainer.focus_penalty == 0.5
+    assert result.trainer.cache_key != off.trainer.cache_key
+    # A resumed run keeps it, as the other training options.
+    resumed = copy_task.main(["--resume", on, "--iterations", "3", "--mode", "FAST_COMPILE",
+                              "--quiet"])
+    assert resumed.exit_code == 0 and resumed.config.focus_penalty == 0.5
+    with pytest.raises(SystemExit):
+        copy_task.main(copy_args("--model", "lstm", "--focus-penalty", "0.1"))
+    with pytest.raises(ValueError, match="focus_penalty"):
+        training.Trainer(_spike_trainer(None).model, focus_penalty=-1.0)

@@ -133,7 +133,7 @@ _MODEL_OPTIONS = ("model", "output", "controller", "num_units", "num_reads", "nu
                   "memory_shape", "num_shifts")
 # Options a resumed run takes from its checkpoint unless given again on the command line.
 _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "grad_clip",
-                     "clip_spikes",
+                     "clip_spikes", "focus_penalty",
                      "learn_memory_init",
                      "batch_size", "seed", "validate_every", "validation_batches",
                      "checkpoint_every", "log_every", "stop_below", "keep_best", "floatX", "log")
@@ -310,6 +310,11 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                        help="rescale a step whose gradients' total norm exceeds K times the "
                             "running average of the earlier steps' norms (decay "
                             f"{SPIKE_AVERAGE_DECAY}) to that norm (0: off)")
+    train.add_argument("--focus-penalty", type=float, default=None, metavar="LAMBDA",
+                       help="add LAMBDA times the mean entropy (nats) of the read and of the "
+                            "write heads' weightings to the loss the gradients are taken of, "
+                            "pulling every head onto one location (0: off); e.g. 0.1 for a "
+                            "few thousand batches after convergence")
     train.add_argument("--mode", default=None,
                        help=f"PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
                             f"steps; its first run compiles for minutes, then it is cached), "
@@ -470,6 +475,11 @@ def _check_config(parser, config):
     if config.clip_spikes is not None:
         require(config.clip_spikes >= 0, "clip_spikes",
                 f"must be >= 0 (0: off), got {config.clip_spikes}")
+    if config.focus_penalty is not None:
+        require(config.focus_penalty >= 0, "focus_penalty",
+                f"must be >= 0 (0: off), got {config.focus_penalty}")
+        require(config.focus_penalty == 0 or config.model != "lstm", "focus_penalty",
+                "needs the NTM's heads (not --model lstm)")
     if config.debug_nan_at is not None:
         require(config.debug_nan_at >= 1, "debug_nan_at",
                 f"must be >= 1, got {config.debug_nan_at}")
@@ -836,6 +846,15 @@ class Trainer:
         :math:`\\bar n_t = a_t / (1 - \\beta^t)` with :math:`\\beta` =
         :data:`SPIKE_AVERAGE_DECAY` (the first step is never rescaled). Applied before
         ``max_norm``; ``a`` and ``t`` are optimizer state (checkpointed, resumed).
+    focus_penalty : float, optional
+        Focus penalty (None: off): the gradients are those of the loss plus
+        :math:`\\lambda (\\bar H_{\\mathrm{read}} + \\bar H_{\\mathrm{write}})`, where
+        :math:`\\bar H` is the mean over the batch, the steps and the heads of a kind of the
+        entropy of a head's weighting, :math:`H(w_t) = -\\sum_i w_t[i] \\ln w_t[i]` (0 on one
+        location, :math:`\\ln N` spread evenly), and :math:`\\lambda` = ``focus_penalty``. It
+        pulls every head onto one location at every step, where the loss alone leaves a head
+        with nothing to do spread over the memory (the README's copy results). The reported
+        loss stays the task's.
     mode : str, optional
         PyTensor mode (default: :data:`DEFAULT_MODE`).
     cache_key : JSON-serialisable, optional
@@ -854,7 +873,8 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer="adam", learning_rate=None, max_norm=10.0,
-                 grad_clip=None, mode=None, cache_key=None, spike_factor=None):
+                 grad_clip=None, mode=None, cache_key=None, spike_factor=None,
+                 focus_penalty=None):
         if optimizer not in LEARNING_RATES:
             raise ValueError(f"optimizer must be one of {tuple(LEARNING_RATES)}, got {optimizer!r}")
         self.model = model
@@ -865,6 +885,11 @@ class Trainer:
         if spike_factor is not None and not spike_factor > 0:
             raise ValueError(f"spike_factor must be > 0 or None, got {spike_factor!r}")
         self.spike_factor = spike_factor
+        if focus_penalty is not None and not focus_penalty > 0:
+            raise ValueError(f"focus_penalty must be > 0 or None, got {focus_penalty!r}")
+        if focus_penalty is not None and model.l_ntm is None:
+            raise ValueError("focus_penalty: the model has no NTM heads (LSTM baseline)")
+        self.focus_penalty = focus_penalty
         self.mode = mode or DEFAULT_MODE
         self.cache_key = cache_key
         self.loaded = set()
@@ -898,7 +923,8 @@ class Trainer:
         prediction = layers.get_output(self.model.l_output)
         loss, bits = masked_loss(prediction, self.target_var, self.mask_var, self.model.output)
         loss = loss + self._nan_offset
-        grads = pytensor.grad(loss, self.params)
+        objective = loss if self.focus_penalty is None else loss + self._focus_penalty_term()
+        grads = pytensor.grad(objective, self.params)
         if self.grad_clip is not None:
             grads = [pt.clip(grad, -self.grad_clip, self.grad_clip) for grad in grads]
         # One sum over all elements (as total_norm_constraint): a sum of per-gradient sums is
@@ -921,6 +947,20 @@ class Trainer:
         finite = pt.isfinite(loss) & pt.isfinite(grad_norm)
         self._updates = OrderedDict((var, pt.switch(finite, new, var)) for var, new in raw.items())
         self._outputs = [loss, bits, grad_norm]
+
+    def _focus_penalty_term(self):
+        """:math:`\\lambda (\\bar H_{\\mathrm{read}} + \\bar H_{\\mathrm{write}})` (see the class
+        docstring), from the same scan as the prediction (PyTensor merges the two)."""
+        details = layers.get_output(self.model.l_ntm, get_details=True)
+        dtype = np.dtype(pytensor.config.floatX).type
+        entropies = []
+        for weights, count in ((details[3], self.model.l_ntm.write_heads),
+                               (details[4], self.model.l_ntm.read_heads)):
+            if len(count):  # (batch, time, heads, N); a mean over no heads would be NaN
+                # w ln w -> 0 as w -> 0; the floor keeps the log finite at exact zeros.
+                safe = pt.maximum(weights, dtype(1e-12))
+                entropies.append(-(weights * pt.log(safe)).sum(axis=-1).mean())
+        return dtype(self.focus_penalty) * sum(entropies)
 
     def _clip_spikes(self, grads, grad_norm, dtype):
         """Rescale a step whose norm exceeds ``spike_factor`` times the running average.
@@ -971,7 +1011,8 @@ class Trainer:
             self._outputs, updates=self._updates,
             shared=self.all_params + self.optimizer_state + [self._nan_offset],
             options=[self.optimizer, self.learning_rate, self.max_norm, self.grad_clip]
-            + ([] if self.spike_factor is None else [self.spike_factor]))
+            + ([] if self.spike_factor is None else [self.spike_factor])
+            + ([] if self.focus_penalty is None else [["focus_penalty", self.focus_penalty]]))
         return time.perf_counter() - started
 
     def _function(self, name, inputs, outputs, shared, updates=None, options=None):
@@ -1253,6 +1294,7 @@ def _saved_config(info):
     saved.setdefault("learn_memory_init", True)
     # Nor did those from before --clip-spikes clip spikes (the copy task now does by default).
     saved.setdefault("clip_spikes", None)
+    saved.setdefault("focus_penalty", None)
     return saved
 
 
@@ -1522,6 +1564,8 @@ def _graph_key(config, task, mode):
     values = [_normalise(getattr(config, name)) for name in options]
     if getattr(config, "clip_spikes", None) is not None:  # keys of runs without it unchanged
         values.append(["clip_spikes", config.clip_spikes])
+    if getattr(config, "focus_penalty", None) is not None:
+        values.append(["focus_penalty", config.focus_penalty])
     return [values, task.input_size, task.output_size, mode, pytensor.config.floatX]
 
 
@@ -1545,7 +1589,8 @@ def _model_and_trainer(config, task, mode):
         lasagne_random.set_rng(previous_rng)
     trainer = Trainer(model, config.optimizer, config.learning_rate, config.max_norm,
                       config.grad_clip, mode, cache_key=_graph_key(config, task, mode),
-                      spike_factor=config.clip_spikes)
+                      spike_factor=config.clip_spikes,
+                      focus_penalty=getattr(config, "focus_penalty", None))
     if _reusable_models is not None:
         _reusable_models[key] = (model, trainer, trainer.parameter_values())
     return model, trainer
@@ -1606,8 +1651,9 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
     if config.learning_rate is None:
         config.learning_rate = LEARNING_RATES.get(config.optimizer)
     _check_config(parser, config)
-    if config.clip_spikes == 0:
-        config.clip_spikes = None  # one value for "off": the graph and checkpoint of no option
+    for option in ("clip_spikes", "focus_penalty"):
+        if getattr(config, option) == 0:
+            setattr(config, option, None)  # one value for "off": the graph of no option
     mode = _resolve_mode(parser, config)
     # The model, its functions and the data share one float type, set for this run only.
     with pytensor.config.change_flags(floatX=config.floatX):
