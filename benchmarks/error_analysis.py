@@ -56,6 +56,18 @@ FOCUSED = 0.9
 RESOLUTIONS = (0.0025, 0.005, 0.01, 0.02, 0.04)
 
 
+_trainers = {}
+
+
+def _trainer(model, mode):
+    """One :class:`utils.training.Trainer` per model and mode, so that each of its functions
+    (predict, details) is compiled once however many analyses use it."""
+    key = (id(model), mode)
+    if key not in _trainers:  # the model is kept with it, so its id is not reused
+        _trainers[key] = (model, training.Trainer(model, mode=mode))
+    return _trainers[key][1]
+
+
 def copy_zero_vector_errors(model, task, length, num_batches, mode=None):
     """Bit errors per copied sequence with and without an all-zero input vector.
 
@@ -77,7 +89,7 @@ def copy_zero_vector_errors(model, task, length, num_batches, mode=None):
     dict
         ``{"with": errors, "without": errors}``, each an array of bit errors per sequence.
     """
-    predict = training.Trainer(model, mode=mode).predict
+    predict = _trainer(model, mode).predict
     errors, has_zero = [], []
     for _ in range(num_batches):
         inputs, targets, mask = task.sample_with_mask(length=length)
@@ -120,7 +132,7 @@ def idle_head_focus(model, task, length, num_batches, mode=None):
         ``{"read": focus, "write": focus}``: per sequence, the mean over its idle steps and
         the heads of that kind of the largest weight.
     """
-    details = training.Trainer(model, mode=mode).details
+    details = _trainer(model, mode).details
     read, write = [], []
     for _ in range(num_batches):
         inputs, _, _ = task.sample_with_mask(length=length)
@@ -150,7 +162,7 @@ def priority_gap_errors(model, task, num_batches, mode=None):
         Per output vector: :math:`\\min_{j \\ne i} |p_i - p_j|` over the sequence's
         priorities, and the bits of the vector the model got wrong.
     """
-    predict = training.Trainer(model, mode=mode).predict
+    predict = _trainer(model, mode).predict
     first_output = task.num_items + 1
     all_gaps, all_errors = [], []
     for _ in range(num_batches):
@@ -244,7 +256,7 @@ def write_locations(model, task, num_batches, mode=None):
         Per input vector: its priority, the location where that head's weighting peaks at
         its step, and the peak's weight.
     """
-    details = training.Trainer(model, mode=mode).details
+    details = _trainer(model, mode).details
     priorities, weights = [], []
     for _ in range(num_batches):
         inputs, _, _ = task.sample_with_mask()
@@ -322,7 +334,7 @@ def _priority_sort(args):
               f"{errors[inside].sum() / max(errors.sum(), 1):.1%} |")
     sequences = task()
     batches = [sequences.sample_with_mask() for _ in range(args.batches)]
-    predict = training.Trainer(model).predict
+    predict = _trainer(model, None).predict
     model_bits = np.concatenate([training.score(predict(x), y, mask)[0] for x, y, mask in batches])
     print(f"\nan ideal sorter that cannot order priorities closer than r, on the same "
           f"{num_sequences} sequences (the model: {model_bits.mean():.1f} bits per sequence):")
