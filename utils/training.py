@@ -954,9 +954,9 @@ class Trainer:
         details = layers.get_output(self.model.l_ntm, get_details=True)
         dtype = np.dtype(pytensor.config.floatX).type
         entropies = []
-        for weights, count in ((details[3], self.model.l_ntm.write_heads),
+        for weights, heads in ((details[3], self.model.l_ntm.write_heads),
                                (details[4], self.model.l_ntm.read_heads)):
-            if len(count):  # (batch, time, heads, N); a mean over no heads would be NaN
+            if len(heads):  # (batch, time, heads, N); a mean over no heads would be NaN
                 # w ln w -> 0 as w -> 0; the floor keeps the log finite at exact zeros.
                 safe = pt.maximum(weights, dtype(1e-12))
                 entropies.append(-(weights * pt.log(safe)).sum(axis=-1).mean())
