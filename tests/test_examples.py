@@ -58,7 +58,7 @@ SCRIPTS = {
 }
 SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--learning-rate",
                   "--max-norm", "--grad-clip", "--clip-spikes", "--focus-penalty",
-                  "--controller", "--num-units",
+                  "--focus-penalty-after", "--controller", "--num-units",
                   "--num-reads", "--num-writes", "--memory-shape", "--num-shifts",
                   "--learn-memory-init", "--model", "--save", "--load", "--resume", "--checkpoint-every", "--validate-every",
                   "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
@@ -133,6 +133,8 @@ def test_help_lists_the_shared_options(name, capsys):
     (["--learning-rate", "-1"], "--learning-rate"),
     (["--clip-spikes", "-1"], "--clip-spikes"),
     (["--focus-penalty", "-0.1"], "--focus-penalty"),
+    (["--focus-penalty-after", "-1"], "--focus-penalty-after"),
+    (["--focus-penalty", "0", "--focus-penalty-after", "5"], "--focus-penalty-after"),
     (["--eval-lengths", "0,2"], "--eval-lengths"),
     (["--plot-params", "colour=3"], "--plot-params"),
     (["--log", "run.txt"], "--log"),
@@ -780,21 +782,83 @@ def test_focus_penalty_pulls_the_heads_onto_one_location():
         assert entropies[1] < 0.5 * entropies[0]
 
 
-def test_focus_penalty_options(tmp_path):
-    result = copy_task.main(copy_args())
-    assert result.config.focus_penalty is None
-    # 0 is off, the graph of no option: the same cache key.
+def test_focus_penalty_options(tmp_path, capsys):
+    # The copy task turns it on at 0.1 after 1,500 of its 3,000 iterations; the others not.
+    result = copy_task.main(MODEL + COPY_TASK + RUN + ["--iterations", "3"])
+    assert "the focus penalty never turns on: --focus-penalty-after 1500 is not below " \
+           "--iterations 3" in capsys.readouterr().out
+    assert (result.config.focus_penalty, result.config.focus_penalty_after) == (0.1, 1500)
+    assert result.config.iterations == 3 and copy_task.COPY_TRAINING_DEFAULTS["iterations"] == 3000
+    assert reversed_copy_task.main(copy_args()).config.focus_penalty is None
+    # Before it turns on, only the plain step is compiled.
+    assert result.trainer.is_compiled(False) and not result.trainer.is_compiled(True)
+    # 0 is off, the graph of no option; the penalty is in the key of its own step only, so
+    # that the plain step of a run with it is the cached one of a run without.
     off = copy_task.main(copy_args("--focus-penalty", "0"))
     assert off.config.focus_penalty is None and off.trainer.cache_key == result.trainer.cache_key
     on = str(tmp_path / "on.npz")
-    result = copy_task.main(copy_args("--focus-penalty", "0.5", "--save", on, iterations=2))
+    result = copy_task.main(copy_args("--focus-penalty", "0.5", "--focus-penalty-after", "0",
+                                      "--save", on, iterations=2))
     assert result.exit_code == 0 and result.trainer.focus_penalty == 0.5
-    assert result.trainer.cache_key != off.trainer.cache_key
+    assert result.trainer.is_compiled(True) and not result.trainer.is_compiled(False)
     # A resumed run keeps it, as the other training options.
     resumed = copy_task.main(["--resume", on, "--iterations", "3", "--mode", "FAST_COMPILE",
                               "--quiet"])
     assert resumed.exit_code == 0 and resumed.config.focus_penalty == 0.5
+    assert resumed.config.focus_penalty_after == 0
     with pytest.raises(SystemExit):
         copy_task.main(copy_args("--model", "lstm", "--focus-penalty", "0.1"))
     with pytest.raises(ValueError, match="focus_penalty"):
         training.Trainer(_spike_trainer(None).model, focus_penalty=-1.0)
+
+
+def test_focus_penalty_after_trains_plainly_then_as_a_resume_with_the_penalty_would(tmp_path):
+    scheduled = str(tmp_path / "scheduled.npz")
+    result = copy_task.main(copy_args("--save", scheduled, "--focus-penalty", "0.5",
+                                      "--focus-penalty-after", "2", iterations=4))
+    assert result.exit_code == 0 and result.trainer.is_compiled(False)
+    assert result.trainer.is_compiled(True)
+    # The same two plain iterations, then the penalty turned on by resuming with it.
+    plain = str(tmp_path / "plain.npz")
+    copy_task.main(copy_args("--save", plain, "--focus-penalty", "0", iterations=2))
+    resumed = copy_task.main(["--resume", plain, "--focus-penalty", "0.5",
+                              "--focus-penalty-after", "0", "--iterations", "4",
+                              "--mode", "FAST_COMPILE", "--quiet"])
+    assert resumed.exit_code == 0
+    expected, _ = read_checkpoint(plain)
+    actual, info = read_checkpoint(scheduled)
+    assert info["config"]["focus_penalty_after"] == 2
+    assert sorted(expected) == sorted(actual)  # one optimizer state for both steps
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+    # ... and the penalty did change the last two steps.
+    unpenalised = str(tmp_path / "unpenalised.npz")
+    copy_task.main(copy_args("--save", unpenalised, "--focus-penalty", "0", iterations=4))
+    other, _ = read_checkpoint(unpenalised)
+    assert not np.array_equal(other["params/controller.W_in_to_hid"],
+                              actual["params/controller.W_in_to_hid"])
+
+
+def test_a_trainer_with_the_focus_penalty_steps_without_it_on_the_same_state():
+    import pytensor
+
+    with pytensor.config.change_flags(floatX="float64"):
+        plain = _spike_trainer(None)
+        focused = training.Trainer(_spike_trainer(None).model, "adam", 1e-2, max_norm=0,
+                                   mode="FAST_COMPILE", focus_penalty=1.0)
+        focused.set_parameter_values(plain.parameter_values())
+        batches = _spike_batches()
+        for x, y, mask in batches[:2]:
+            plain.train_step(x, y, mask)
+            focused.train_step(x, y, mask, with_focus_penalty=False)
+        for name, value in plain.parameter_values().items():
+            np.testing.assert_array_equal(focused.parameter_values()[name], value, err_msg=name)
+        assert [v.name for v in focused.optimizer_state] == [v.name for v in plain.optimizer_state]
+        steps = [v for v in focused.optimizer_state if v.name.endswith("adam_t")]
+        x, y, mask = batches[2]
+        focused.train_step(x, y, mask)  # with it: the moments and step count it moves are those
+        assert [int(v.get_value()) for v in steps] == [3]
+        plain.train_step(x, y, mask)
+        differs = [not np.array_equal(focused.parameter_values()[name], value)
+                   for name, value in plain.parameter_values().items()]
+        assert any(differs)

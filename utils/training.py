@@ -45,6 +45,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.graph.replace import clone_replace
 from pytensor.link.jax.linker import JAXLinker  # imported by PyTensor itself; needs no jax
 
 from ntm.compilation import compile_fused_ops_early, parallel_compilation
@@ -133,7 +134,7 @@ _MODEL_OPTIONS = ("model", "output", "controller", "num_units", "num_reads", "nu
                   "memory_shape", "num_shifts")
 # Options a resumed run takes from its checkpoint unless given again on the command line.
 _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "grad_clip",
-                     "clip_spikes", "focus_penalty",
+                     "clip_spikes", "focus_penalty", "focus_penalty_after",
                      "learn_memory_init",
                      "batch_size", "seed", "validate_every", "validation_batches",
                      "checkpoint_every", "log_every", "stop_below", "keep_best", "floatX", "log")
@@ -315,6 +316,9 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                             "write heads' weightings to the loss the gradients are taken of, "
                             "pulling every head onto one location (0: off); e.g. 0.1 for a "
                             "few thousand batches after convergence")
+    train.add_argument("--focus-penalty-after", type=int, default=0, metavar="ITERATIONS",
+                       help="with --focus-penalty: train the first ITERATIONS iterations on "
+                            "the loss alone, the rest with the penalty (0: all with it)")
     train.add_argument("--mode", default=None,
                        help=f"PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
                             f"steps; its first run compiles for minutes, then it is cached), "
@@ -441,7 +445,7 @@ def _check_config(parser, config):
         if not condition:
             problems.append(f"{_option_name(option)}: {message}")
 
-    for option in ("iterations", "checkpoint_every", "validate_every"):
+    for option in ("iterations", "checkpoint_every", "validate_every", "focus_penalty_after"):
         require(getattr(config, option) >= 0, option,
                 f"must be >= 0, got {getattr(config, option)}")
     for option in ("batch_size", "num_units", "log_every", "validation_batches",
@@ -854,7 +858,9 @@ class Trainer:
         location, :math:`\\ln N` spread evenly), and :math:`\\lambda` = ``focus_penalty``. It
         pulls every head onto one location at every step, where the loss alone leaves a head
         with nothing to do spread over the memory (the README's copy results). The reported
-        loss stays the task's.
+        loss stays the task's. A trainer with it also has the plain loss's training step
+        (``train_step(..., with_focus_penalty=False)``, compiled when first used), on the same
+        parameters and optimizer state: a run can turn it on once the task is learned.
     mode : str, optional
         PyTensor mode (default: :data:`DEFAULT_MODE`).
     cache_key : JSON-serialisable, optional
@@ -869,7 +875,8 @@ class Trainer:
     all_params : list of SharedVariable
         Every parameter (trainable or not), what checkpoints hold.
     loaded : set of str
-        Names of the functions (``train``, ``predict``, ``details``) loaded from the cache.
+        Names of the functions (``train``, ``train_focus``, ``predict``, ``details``) loaded
+        from the cache.
     """
 
     def __init__(self, model, optimizer="adam", learning_rate=None, max_norm=10.0,
@@ -908,22 +915,51 @@ class Trainer:
         # Added to the loss; NaN only when a test asks for a failing step (inject_nan).
         self._nan_offset = pytensor.shared(np.asarray(0.0, dtype=pytensor.config.floatX),
                                            name="debug_nan_offset")
-        self._updates = None
-        self._outputs = None
-        self._train_fn = self._predict_fn = self._details_fn = None
+        # The plain loss's updates and outputs, and the focus penalty's (built when needed).
+        self._updates = self._outputs = None
+        self._focus_updates = self._focus_outputs = None
+        # Compiled training steps by with_focus_penalty.
+        self._train_fns = {}
+        self._predict_fn = self._details_fn = None
 
     # graph ---------------------------------------------------------------------------------
 
     def _build_updates(self):
+        """The plain loss's updates; their optimizer state variables are the trainer's."""
         if self._updates is None:
             with pytensor.config.change_flags(floatX=self.floatX):
-                self._make_updates()
+                self._updates, self._outputs = self._make_updates(focus_penalty=False)
 
-    def _make_updates(self):
+    def _build_focus_updates(self):
+        """The updates with the focus penalty, on the plain updates' optimizer state."""
+        if self._focus_updates is None:
+            self._build_updates()
+            with pytensor.config.change_flags(floatX=self.floatX):
+                updates, outputs = self._make_updates(focus_penalty=True)
+            # The update rule made state variables of its own for this graph: both steps must
+            # move the same moments (and spike average), so the plain graph's replace them.
+            # Both dictionaries list the parameters, then the state, in the same order.
+            if len(updates) != len(self._updates):
+                raise RuntimeError("the focus penalty's updates do not line up with the plain "
+                                   "ones")
+            replace = {}
+            for own, shared in zip(updates, self._updates):
+                if own.name != shared.name:
+                    raise RuntimeError(f"the focus penalty's updates do not line up with the "
+                                       f"plain ones: {own.name} against {shared.name}")
+                if own is not shared:
+                    replace[own] = shared
+            values = clone_replace(list(updates.values()) + list(outputs), replace)
+            self._focus_updates = OrderedDict(zip(self._updates, values[:len(updates)]))
+            self._focus_outputs = values[len(updates):]
+
+    def _make_updates(self, focus_penalty):
+        """The updates of one training step and its outputs ``[loss, bits, grad_norm]``, with
+        or without the focus penalty in the objective."""
         prediction = layers.get_output(self.model.l_output)
         loss, bits = masked_loss(prediction, self.target_var, self.mask_var, self.model.output)
         loss = loss + self._nan_offset
-        objective = loss if self.focus_penalty is None else loss + self._focus_penalty_term()
+        objective = loss + self._focus_penalty_term() if focus_penalty else loss
         grads = pytensor.grad(objective, self.params)
         if self.grad_clip is not None:
             grads = [pt.clip(grad, -self.grad_clip, self.grad_clip) for grad in grads]
@@ -945,8 +981,8 @@ class Trainer:
         raw = rule(grads, self.params, learning_rate=self.learning_rate)
         raw.update(spike_updates)
         finite = pt.isfinite(loss) & pt.isfinite(grad_norm)
-        self._updates = OrderedDict((var, pt.switch(finite, new, var)) for var, new in raw.items())
-        self._outputs = [loss, bits, grad_norm]
+        updates = OrderedDict((var, pt.switch(finite, new, var)) for var, new in raw.items())
+        return updates, [loss, bits, grad_norm]
 
     def _focus_penalty_term(self):
         """:math:`\\lambda (\\bar H_{\\mathrm{read}} + \\bar H_{\\mathrm{write}})` (see the class
@@ -989,30 +1025,49 @@ class Trainer:
 
     # compiled functions --------------------------------------------------------------------
 
+    def _penalised(self, with_focus_penalty):
+        """Whether a step asked ``with_focus_penalty`` takes the penalty's gradients."""
+        return bool(with_focus_penalty) and self.focus_penalty is not None
+
+    def is_compiled(self, with_focus_penalty=True):
+        """Whether the training step :meth:`train_step` would take is compiled."""
+        return self._penalised(with_focus_penalty) in self._train_fns
+
     @property
     def compiled(self):
-        """Whether the training function is compiled."""
-        return self._train_fn is not None
+        """Whether the training step is compiled (the focus penalty's, when there is one)."""
+        return self.is_compiled()
 
-    def compile(self):
-        """Compile the training function now (otherwise it is compiled at the first step).
+    def compile(self, with_focus_penalty=True):
+        """Compile a training step now (otherwise it is compiled when first taken).
+
+        Parameters
+        ----------
+        with_focus_penalty : bool
+            With a ``focus_penalty``, compile the step with it (True) or the plain loss's.
 
         Returns
         -------
         float
             Seconds spent (0 when already compiled).
         """
-        if self._train_fn is not None:
+        penalised = self._penalised(with_focus_penalty)
+        if penalised in self._train_fns:
             return 0.0
         started = time.perf_counter()
         self._build_updates()
-        self._train_fn = self._function(
-            "train", [self.model.l_input.input_var, self.target_var, self.mask_var],
-            self._outputs, updates=self._updates,
-            shared=self.all_params + self.optimizer_state + [self._nan_offset],
-            options=[self.optimizer, self.learning_rate, self.max_norm, self.grad_clip]
+        options = [self.optimizer, self.learning_rate, self.max_norm, self.grad_clip] \
             + ([] if self.spike_factor is None else [self.spike_factor])
-            + ([] if self.focus_penalty is None else [["focus_penalty", self.focus_penalty]]))
+        if penalised:
+            self._build_focus_updates()
+            updates, outputs, name = self._focus_updates, self._focus_outputs, "train_focus"
+            options = options + [["focus_penalty", self.focus_penalty]]
+        else:  # the graph and cache key of a trainer without the penalty
+            updates, outputs, name = self._updates, self._outputs, "train"
+        self._train_fns[penalised] = self._function(
+            name, [self.model.l_input.input_var, self.target_var, self.mask_var], outputs,
+            updates=updates, shared=self.all_params + self.optimizer_state + [self._nan_offset],
+            options=options)
         return time.perf_counter() - started
 
     def _function(self, name, inputs, outputs, shared, updates=None, options=None):
@@ -1038,21 +1093,24 @@ class Trainer:
             self.loaded.add(name)
         return function
 
-    def train_step(self, x, y, mask):
+    def train_step(self, x, y, mask, with_focus_penalty=True):
         """One update on a batch.
 
         Parameters
         ----------
         x, y : ndarray of shape ``(batch, time, channels)``
         mask : ndarray of shape ``(batch, time)``
+        with_focus_penalty : bool
+            With a ``focus_penalty``, whether this step's gradients include it (False: the
+            plain loss's, as without the option). Ignored without one.
 
         Returns
         -------
         StepResult
             When not :attr:`StepResult.finite`, nothing was changed.
         """
-        self.compile()
-        loss, bits, grad_norm = self._train_fn(x, y, mask)
+        self.compile(with_focus_penalty)
+        loss, bits, grad_norm = self._train_fns[self._penalised(with_focus_penalty)](x, y, mask)
         return StepResult(float(loss), float(bits), float(grad_norm))
 
     def predict(self, x):
@@ -1295,6 +1353,7 @@ def _saved_config(info):
     # Nor did those from before --clip-spikes clip spikes (the copy task now does by default).
     saved.setdefault("clip_spikes", None)
     saved.setdefault("focus_penalty", None)
+    saved.setdefault("focus_penalty_after", 0)
     return saved
 
 
@@ -1564,14 +1623,15 @@ def _graph_key(config, task, mode):
     values = [_normalise(getattr(config, name)) for name in options]
     if getattr(config, "clip_spikes", None) is not None:  # keys of runs without it unchanged
         values.append(["clip_spikes", config.clip_spikes])
-    if getattr(config, "focus_penalty", None) is not None:
-        values.append(["focus_penalty", config.focus_penalty])
+    # The focus penalty is not in it: the trainer adds it to the key of the one function it
+    # changes, so a run that turns it on late shares the plain training step's cache entry.
     return [values, task.input_size, task.output_size, mode, pytensor.config.floatX]
 
 
 def _model_key(config, task, mode):
-    """What decides a model's graph and initial values."""
-    return json.dumps([_graph_key(config, task, mode), config.seed])
+    """What decides a model's graph and initial values, and its trainer's functions."""
+    return json.dumps([_graph_key(config, task, mode), config.seed,
+                       getattr(config, "focus_penalty", None)])
 
 
 def _model_and_trainer(config, task, mode):
@@ -1654,6 +1714,9 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
     for option in ("clip_spikes", "focus_penalty"):
         if getattr(config, option) == 0:
             setattr(config, option, None)  # one value for "off": the graph of no option
+    if config.focus_penalty is None and config.focus_penalty_after and \
+            "focus_penalty_after" in explicit:
+        parser.error("--focus-penalty-after: there is no --focus-penalty to turn on")
     mode = _resolve_mode(parser, config)
     # The model, its functions and the data share one float type, set for this run only.
     with pytensor.config.change_flags(floatX=config.floatX):
@@ -1881,6 +1944,11 @@ def _new_window():
             "started": time.perf_counter()}
 
 
+def _with_focus_penalty(config, iteration):
+    """Whether the training step of ``iteration`` (counted from 1) has the focus penalty."""
+    return config.focus_penalty is not None and iteration > config.focus_penalty_after
+
+
 def _train(state, make_task, parser, progress, log):
     """Train from ``state.iteration`` to ``--iterations``; raise TrainingStopped on NaN."""
     config, trainer, task = state.config, state.trainer, state.task
@@ -1890,12 +1958,18 @@ def _train(state, make_task, parser, progress, log):
     # task, so it cannot change the training data of a resumed run.
     validation_task = _make_task(parser, make_task, config, config.batch_size, [config.seed, 1])
     validation = [validation_task.sample_with_mask() for _ in range(config.validation_batches)]
-    if not trainer.compiled:
+    first_with_penalty = _with_focus_penalty(config, state.iteration + 1)
+    if not trainer.is_compiled(first_with_penalty):
         progress.info(f"compiling the training function ({trainer.mode} mode)...")
-        seconds = trainer.compile()
+        seconds = trainer.compile(first_with_penalty)
+        name = "train_focus" if first_with_penalty else "train"
         progress.info(f"loaded the compiled function from the cache in {seconds:.1f} s"
-                      if "train" in trainer.loaded else f"compiled in {seconds:.1f} s")
+                      if name in trainer.loaded else f"compiled in {seconds:.1f} s")
     progress.info(f"training from iteration {state.iteration} to {config.iterations}")
+    if config.focus_penalty is not None and config.focus_penalty_after >= config.iterations:
+        progress.info(f"the focus penalty never turns on: --focus-penalty-after "
+                      f"{config.focus_penalty_after} is not below --iterations "
+                      f"{config.iterations}")
 
     window = _new_window()
     loop_started = time.perf_counter()
@@ -1904,7 +1978,17 @@ def _train(state, make_task, parser, progress, log):
         x, y, mask = task.sample_with_mask()
         if config.debug_nan_at == iteration:
             trainer.inject_nan(True)
-        step = trainer.train_step(x, y, mask)
+        with_focus_penalty = _with_focus_penalty(config, iteration)
+        if not trainer.is_compiled(with_focus_penalty):
+            # The focus penalty's step, at --focus-penalty-after; its compile is no training.
+            progress.info(f"iteration {iteration}: the focus penalty "
+                          f"({config.focus_penalty:g}) turns on; compiling its training step...")
+            seconds = trainer.compile(with_focus_penalty)
+            progress.info(f"loaded it from the cache in {seconds:.1f} s"
+                          if "train_focus" in trainer.loaded else f"compiled in {seconds:.1f} s")
+            loop_started += seconds
+            window["started"] += seconds
+        step = trainer.train_step(x, y, mask, with_focus_penalty)
         if config.debug_nan_at == iteration:
             trainer.inject_nan(False)
         if not step.finite:
