@@ -71,6 +71,12 @@ def _trainer(model, mode):
 def copy_zero_vector_errors(model, task, length, num_batches, mode=None):
     """Bit errors per copied sequence with and without an all-zero input vector.
 
+    The sequences with one are split by where it is: last (right before the delimiter) or
+    elsewhere only. A model whose read head waits during the input on the location the first
+    vector is written to reads that vector both there and at the first output step; an
+    all-zero input then looks like that step, and when it is the last one, the model starts
+    the copy one step early.
+
     Parameters
     ----------
     model : utils.training.Model
@@ -87,17 +93,21 @@ def copy_zero_vector_errors(model, task, length, num_batches, mode=None):
     Returns
     -------
     dict
-        ``{"with": errors, "without": errors}``, each an array of bit errors per sequence.
+        ``{"last": errors, "elsewhere": errors, "without": errors}``, each an array of bit
+        errors per sequence: of the sequences whose last vector is all-zero, of those with
+        an all-zero vector elsewhere only, and of those without one.
     """
     predict = _trainer(model, mode).predict
-    errors, has_zero = [], []
+    errors, zero = [], []
     for _ in range(num_batches):
         inputs, targets, mask = task.sample_with_mask(length=length)
         # bit_errors sums the masked steps: one total per sequence.
         errors.append(bit_errors(predict(inputs), targets, mask, reduce="none"))
-        has_zero.append((inputs[:, :length, :task.size] == 0).all(axis=2).any(axis=1))
-    errors, has_zero = np.concatenate(errors), np.concatenate(has_zero)
-    return {"with": errors[has_zero], "without": errors[~has_zero]}
+        zero.append((inputs[:, :length, :task.size] == 0).all(axis=2))
+    errors, zero = np.concatenate(errors), np.concatenate(zero)
+    last, anywhere = zero[:, -1], zero.any(axis=1)
+    return {"last": errors[last], "elsewhere": errors[anywhere & ~last],
+            "without": errors[~anywhere]}
 
 
 def idle_head_focus(model, task, length, num_batches, mode=None):
@@ -284,7 +294,8 @@ def _copy(args):
     print(f"{args.model}, {total} sequences of length {args.length}:")
     print("| sequences | share | bit errors per sequence | perfect |")
     print("|---|---|---|---|")
-    for name, label in (("with", "with an all-zero vector"), ("without", "without one")):
+    for name, label in (("last", "ending in an all-zero vector"),
+                        ("elsewhere", "with one elsewhere only"), ("without", "without one")):
         errors = split[name]
         if len(errors):
             print(f"| {label} | {len(errors) / total:.1%} | {errors.mean():.2f} | "

@@ -37,11 +37,19 @@ def test_copy_split_counts_every_sequence_once_and_the_shipped_model_makes_no_er
     model, _ = training.load_model(os.path.join(MODELS, "copy.npz"), task)
     split = error_analysis.copy_zero_vector_errors(model, task, length=60, num_batches=2,
                                                    mode="FAST_COMPILE")
-    assert len(split["with"]) + len(split["without"]) == 32
+    # The same sequences, split here: last vector all-zero, one elsewhere only, none.
+    again = CopyTask(batch_size=16, seed=3)
+    zero = np.concatenate([(again.sample_with_mask(length=60)[0][:, :60, :8] == 0).all(axis=2)
+                           for _ in range(2)])
+    sizes = {name: len(errors) for name, errors in split.items()}
+    assert sizes == {"last": int(zero[:, -1].sum()),
+                     "elsewhere": int((zero.any(axis=1) & ~zero[:, -1]).sum()),
+                     "without": int((~zero.any(axis=1)).sum())}
+    assert sum(sizes.values()) == 32
     # 1 - (255/256)^60 = 21% of length-60 sequences hold an all-zero vector: some, not all.
-    assert 0 < len(split["with"]) < 32
+    assert 0 < sizes["elsewhere"] + sizes["last"] < 32
     # The shipped model copies 120 without error (README), all-zero vectors included.
-    assert split["with"].sum() == 0 and split["without"].sum() == 0
+    assert all(errors.sum() == 0 for errors in split.values())
 
 
 def test_priority_gaps_and_errors_match_a_direct_computation():
