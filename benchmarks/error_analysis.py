@@ -9,10 +9,12 @@ Two analyses, each on fresh random batches of the task:
     the input is zero too) unless the read vector tells them apart; a model that has not
     learned to tell fails exactly on these sequences. With 8 random bits a vector is all-zero
     with probability :math:`2^{-8}`, so :math:`1 - (255/256)^L` of the sequences of length
-    :math:`L` hold one (3.8% at 10, 7.5% at 20, 37.5% at 120). Then how focused each head is
-    where it has nothing to do, on sequences of the training range (:func:`idle_head_focus`):
-    the read head while the input comes in, the write head while the copy goes out. A head
-    spread over the memory there does no harm on training lengths and fails on long ones.
+    :math:`L` hold one (3.8% at 10, 7.5% at 20, 37.5% at 120); those are split again by
+    whether the all-zero vector is the last one (see :func:`copy_zero_vector_errors`). Then
+    how focused each head is where it has nothing to do, on sequences of the training range
+    (:func:`idle_head_focus`): the read head while the input comes in, the write head while
+    the copy goes out. A head spread over the memory there does no harm on training lengths
+    and fails on long ones.
 
 ``priority_sort MODEL.npz``
     Where the priority sort model writes, by priority (the locations where the weighting of
@@ -290,12 +292,13 @@ def _copy(args):
     task = CopyTask(size=8, batch_size=args.batch_size, seed=args.seed)
     model, _ = training.load_model(args.model, task, best=args.best)
     split = copy_zero_vector_errors(model, task, args.length, args.batches)
-    total = sum(len(errors) for errors in split.values())
+    total = sum(len(errors) for errors in split.values())  # before "with" is added
     print(f"{args.model}, {total} sequences of length {args.length}:")
     print("| sequences | share | bit errors per sequence | perfect |")
     print("|---|---|---|---|")
-    for name, label in (("last", "ending in an all-zero vector"),
-                        ("elsewhere", "with one elsewhere only"), ("without", "without one")):
+    split["with"] = np.concatenate([split["last"], split["elsewhere"]])
+    for name, label in (("with", "with an all-zero vector"), ("last", "- the last vector"),
+                        ("elsewhere", "- elsewhere only"), ("without", "without one")):
         errors = split[name]
         if len(errors):
             print(f"| {label} | {len(errors) / total:.1%} | {errors.mean():.2f} | "
