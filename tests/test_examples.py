@@ -808,6 +808,8 @@ def test_focus_penalty_options(tmp_path, capsys):
     assert resumed.config.focus_penalty_after == 0
     with pytest.raises(SystemExit):
         copy_task.main(copy_args("--model", "lstm", "--focus-penalty", "0.1"))
+    # The copy task's default penalty is for the NTM's heads: its LSTM baseline has none.
+    assert copy_task.main(copy_args("--model", "lstm")).config.focus_penalty is None
     with pytest.raises(ValueError, match="focus_penalty"):
         training.Trainer(_spike_trainer(None).model, focus_penalty=-1.0)
 

@@ -1710,6 +1710,8 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
         _merge_checkpoint_config(parser, config, explicit, loaded[2], resume=bool(config.resume))
     if config.learning_rate is None:
         config.learning_rate = LEARNING_RATES.get(config.optimizer)
+    if config.model == "lstm" and "focus_penalty" not in explicit:
+        config.focus_penalty = None  # a script's default penalty is for its NTM's heads
     _check_config(parser, config)
     for option in ("clip_spikes", "focus_penalty"):
         if getattr(config, option) == 0:
