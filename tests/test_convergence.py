@@ -60,3 +60,19 @@ def test_a_seed_that_does_not_converge_fails_the_sweep_and_other_tasks_have_no_f
     assert row[:2] == ["3", "not converged"]
     assert "0 of 1 seeds converged" in out and "focus" not in out
     assert np.isfinite(float(out.split("not converged (")[1].split(" bits")[0]))
+
+
+def test_a_seed_that_converges_and_falls_back_is_marked_and_fails_the_sweep(tmp_path,
+                                                                             monkeypatch, capsys):
+    def run_seed(module, seed, args, extra):  # seed 1 got under 0.1 bits, then fell back
+        return {"seed": seed, "exit_code": 0, "message": None, "sequences": 800 * (seed + 1),
+                "final_bits": [0.05, 80.5][seed], "train_s": 1.0, "total_s": 2.0,
+                "evaluation": [], "focus": None}
+
+    monkeypatch.setattr(convergence, "run_seed", run_seed)
+    code = convergence.main(["reversed_copy", "--seeds", "0,1", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    _, first, second = table_rows(out)
+    assert first[1] == "800" and second[1] == "1600 (last validation 80.5 bits)"
+    assert "2 of 2 seeds converged (1 of them above 0.1 bits again at the last validation)" in out
+    assert code == 1
