@@ -830,6 +830,9 @@ def test_focus_penalty_after_trains_plainly_then_as_a_resume_with_the_penalty_wo
     expected, _ = read_checkpoint(plain)
     actual, info = read_checkpoint(scheduled)
     assert info["config"]["focus_penalty_after"] == 2
+    # The history marks the rows trained with it (the learning curve draws where it began).
+    assert [row["iteration"] for row in info["history"] if "focus_penalty" in row] == [3, 4]
+    assert training._focus_penalty_events(info["history"]) == [(2, "focus penalty 0.5 on")]
     assert sorted(expected) == sorted(actual)  # one optimizer state for both steps
     for key in expected:
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)

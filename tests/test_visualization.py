@@ -352,6 +352,16 @@ def test_learning_curve_options():
     assert own.get_ylabel() == "loss"
 
 
+def test_learning_curve_marks_events_with_a_dashed_line_named_in_the_legend():
+    figure = learning_curve([5.0, 4.0, 3.0, 2.0], iterations=[10, 20, 30, 40],
+                            events=[(20, "focus penalty 0.1 on")])
+    axis = figure.axes[0]
+    raw, average, event = axis.lines
+    assert list(event.get_xdata()) == [20, 20] and event.get_linestyle() == "--"
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert labels == ["value", "moving average (100)", "focus penalty 0.1 on"]
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"values": np.ones((3, 2))}, "values"),
     ({"values": []}, "values"),

@@ -2026,6 +2026,8 @@ def _train(state, make_task, parser, progress, log):
                    "seq_per_s": rate, "elapsed_s": state.wall_time,
                    # the largest raw gradient norm since the last row: where spikes show
                    "grad_norm_max": float(np.max(window["grad_norm"]))}
+            if with_focus_penalty:  # the rows of runs without it stay as they were
+                row["focus_penalty"] = config.focus_penalty
             if validate:
                 scores = _evaluate(trainer.predict, validation, config.output)
                 row["val_bits_per_seq"] = scores["bits_per_seq"]
@@ -2077,6 +2079,19 @@ def _evaluation_table(config, trainer, make_task, parser, eval_params, reference
     return rows
 
 
+def _focus_penalty_events(rows):
+    """Where the focus penalty turned on, for the learning curve: the last row without it
+    before each row with it, ``[(iteration, label)]``."""
+    events, previous = [], None
+    for row in rows:
+        penalty = row.get("focus_penalty")
+        if penalty is not None and (previous is None or previous.get("focus_penalty") is None):
+            at = previous["iteration"] if previous is not None else 0
+            events.append((at, f"focus penalty {penalty:g} on"))
+        previous = row
+    return events
+
+
 def _plot(config, trainer, model, make_task, parser, markers, history, progress):
     """Heat maps of one episode and the learning curve."""
     from .visualization import Dashboard, learning_curve
@@ -2090,7 +2105,8 @@ def _plot(config, trainer, model, make_task, parser, markers, history, progress)
     if rows:
         learning_curve([row["train_bits_per_seq"] for row in rows], curve_path(config.plot),
                        window=min(10, len(rows)), ylabel="training bits per sequence",
-                       iterations=[row["iteration"] for row in rows])
+                       iterations=[row["iteration"] for row in rows],
+                       events=_focus_penalty_events(rows))
         progress.info(f"heat maps written to {config.plot}, learning curve to "
                       f"{curve_path(config.plot)}")
     else:

@@ -604,7 +604,7 @@ class Dashboard:
 # --------------------------------------------------------------------------------------------
 
 def learning_curve(values, path=None, window=100, ylabel="bits per sequence", title=None,
-                   log_scale=True, ax=None, iterations=None, dpi=100):
+                   log_scale=True, ax=None, iterations=None, dpi=100, events=()):
     """Plot a training cost against the iterations, with its moving average.
 
     Parameters
@@ -627,6 +627,9 @@ def learning_curve(values, path=None, window=100, ylabel="bits per sequence", ti
         The iteration number of each value; ``0 .. n-1`` by default.
     dpi : float
         Resolution when saving.
+    events : sequence of (iteration, label)
+        Changes of the training to mark with a dashed vertical line each, named in the legend
+        (e.g. ``[(1500, "focus penalty 0.1 on")]``).
 
     Returns
     -------
@@ -651,6 +654,8 @@ def learning_curve(values, path=None, window=100, ylabel="bits per sequence", ti
     line, = ax.plot(iterations, values, linewidth=0.8, alpha=0.3, label="value")
     ax.plot(iterations, average, linewidth=2.0, color=line.get_color(),
             label=f"moving average ({window})")
+    for iteration, label in events:
+        ax.axvline(iteration, color="0.4", linestyle="--", linewidth=1.0, label=label)
     ax.set_yscale("log" if log_scale and np.all(values > 0) else "linear")
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)
