@@ -43,8 +43,8 @@ from utils import training  # noqa: E402
 from utils.generators import CopyTask, PrioritySortTask  # noqa: E402
 from utils.metrics import bit_errors  # noqa: E402
 
-__all__ = ["copy_zero_vector_errors", "idle_head_focus", "priority_gap_errors", "write_locations",
-           "resolution_limited_cost", "main"]
+__all__ = ["copy_zero_vector_errors", "idle_head_focus", "waiting_on_written",
+           "priority_gap_errors", "write_locations", "resolution_limited_cost", "main"]
 
 #: Bins of the distance to the nearest other priority (priorities are drawn from U[-1, 1]).
 GAP_BINS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, np.inf)
@@ -152,6 +152,50 @@ def idle_head_focus(model, task, length, num_batches, mode=None):
         read.append(read_weights[:, :length].max(axis=3).mean(axis=(1, 2)))
         write.append(write_weights[:, length + 1:].max(axis=3).mean(axis=(1, 2)))
     return {"read": np.concatenate(read), "write": np.concatenate(write)}
+
+
+def waiting_on_written(model, task, length, num_batches, mode=None):
+    """How much of the copy model's read head, while the input comes in, is on locations
+    already written.
+
+    A read head that waits during the input on a location the write head writes reads a
+    vector of the input there, as it does at the output steps; then an all-zero input looks
+    like an output step (the errors of :func:`copy_zero_vector_errors` on sequences that end
+    in one). A head that waits on a location never written reads the memory's initial
+    contents instead, which no output step shows. At input step :math:`t`, with
+    :math:`u_t[i] = \\max_{s \\le t,\\, h} w^{\\mathrm{write}}_{s,h}[i]` how much location
+    :math:`i` has been written so far, the overlap is :math:`\\sum_i w^{\\mathrm{read}}_t[i]
+    \\, u_t[i]`.
+
+    Parameters
+    ----------
+    model : utils.training.Model
+        A copy model.
+    task : utils.generators.CopyTask
+        Draws the sequences.
+    length : int
+        Length of every sequence.
+    num_batches : int
+        Batches drawn.
+    mode : str, optional
+        PyTensor mode of the compiled functions (default: the example scripts').
+
+    Returns
+    -------
+    ndarray
+        Per sequence, the overlap's mean over the input steps and the read heads (0: never
+        on a written location; 1: always).
+    """
+    details = _trainer(model, mode).details
+    overlaps = []
+    for _ in range(num_batches):
+        inputs, _, _ = task.sample_with_mask(length=length)
+        _, _, _, write_weights, read_weights = details(inputs)
+        # (batch, time, N): the most any write head has put on each location up to each step.
+        written = np.maximum.accumulate(write_weights[:, :length].max(axis=2), axis=1)
+        overlap = (read_weights[:, :length] * written[:, :, None, :]).sum(axis=3)
+        overlaps.append(overlap.mean(axis=(1, 2)))
+    return np.concatenate(overlaps)
 
 
 def priority_gap_errors(model, task, num_batches, mode=None):
@@ -315,6 +359,12 @@ def _copy(args):
         value = focus[kind].mean()
         verdict = "focused" if value >= FOCUSED else "spread: expect errors on long sequences"
         print(f"  {kind} heads {phase}: {value:.2f} ({verdict})")
+    waiting = waiting_on_written(model, CopyTask(size=8, batch_size=args.batch_size,
+                                                 seed=args.seed), args.focus_length, args.batches)
+    verdict = ("it reads input vectors there: expect errors on sequences that end in an "
+               "all-zero vector" if waiting.mean() >= 0.5 else "it reads unwritten memory there")
+    print(f"  read heads while the input comes in, on locations already written: "
+          f"{waiting.mean():.2f} ({verdict})")
 
 
 def _priority_sort(args):

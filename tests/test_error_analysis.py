@@ -52,6 +52,24 @@ def test_copy_split_counts_every_sequence_once_and_the_shipped_model_makes_no_er
     assert all(errors.sum() == 0 for errors in split.values())
 
 
+def test_waiting_on_written_matches_the_weightings_and_the_shipped_model_waits_on_blank_memory():
+    task = CopyTask(batch_size=4, seed=2)
+    model, _ = training.load_model(os.path.join(MODELS, "copy.npz"), task)
+    overlap = error_analysis.waiting_on_written(model, task, length=10, num_batches=1,
+                                                mode="FAST_COMPILE")
+    inputs, _, _ = CopyTask(batch_size=4, seed=2).sample_with_mask(length=10)
+    details = training.Trainer(model, mode="FAST_COMPILE").details(inputs)
+    write, read = details[3], details[4]  # (batch, time, heads, N)
+    for b in range(4):
+        steps = []
+        for t in range(10):
+            written = np.max(write[b, :t + 1], axis=(0, 1))  # over the steps so far and heads
+            steps.append(np.mean([read[b, t, h] @ written for h in range(read.shape[2])]))
+        assert overlap[b] == pytest.approx(np.mean(steps), abs=1e-6)
+    # README: the shipped model's read head waits on a location the write head never writes.
+    assert overlap.max() < 0.05
+
+
 def test_priority_gaps_and_errors_match_a_direct_computation():
     model, _ = training.load_model(os.path.join(MODELS, "priority_sort.npz"),
                                    PrioritySortTask(batch_size=4))
