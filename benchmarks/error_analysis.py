@@ -112,6 +112,16 @@ def copy_zero_vector_errors(model, task, length, num_batches, mode=None):
             "without": errors[~anywhere]}
 
 
+def _weightings(model, task, length, num_batches, mode):
+    """The write and read weightings, ``(batch, time, heads, N)`` each, of ``num_batches``
+    fresh batches of sequences of ``length``."""
+    details = _trainer(model, mode).details
+    for _ in range(num_batches):
+        inputs, _, _ = task.sample_with_mask(length=length)
+        _, _, _, write_weights, read_weights = details(inputs)
+        yield write_weights, read_weights
+
+
 def idle_head_focus(model, task, length, num_batches, mode=None):
     """How focused the copy model's heads are in the phase each has nothing to do.
 
@@ -144,11 +154,8 @@ def idle_head_focus(model, task, length, num_batches, mode=None):
         ``{"read": focus, "write": focus}``: per sequence, the mean over its idle steps and
         the heads of that kind of the largest weight.
     """
-    details = _trainer(model, mode).details
     read, write = [], []
-    for _ in range(num_batches):
-        inputs, _, _ = task.sample_with_mask(length=length)
-        _, _, _, write_weights, read_weights = details(inputs)
+    for write_weights, read_weights in _weightings(model, task, length, num_batches, mode):
         read.append(read_weights[:, :length].max(axis=3).mean(axis=(1, 2)))
         write.append(write_weights[:, length + 1:].max(axis=3).mean(axis=(1, 2)))
     return {"read": np.concatenate(read), "write": np.concatenate(write)}
@@ -186,11 +193,8 @@ def waiting_on_written(model, task, length, num_batches, mode=None):
         Per sequence, the overlap's mean over the input steps and the read heads (0: never
         on a written location; 1: always).
     """
-    details = _trainer(model, mode).details
     overlaps = []
-    for _ in range(num_batches):
-        inputs, _, _ = task.sample_with_mask(length=length)
-        _, _, _, write_weights, read_weights = details(inputs)
+    for write_weights, read_weights in _weightings(model, task, length, num_batches, mode):
         # (batch, time, N): the most any write head has put on each location up to each step.
         written = np.maximum.accumulate(write_weights[:, :length].max(axis=2), axis=1)
         overlap = (read_weights[:, :length] * written[:, :, None, :]).sum(axis=3)
