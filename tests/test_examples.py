@@ -429,6 +429,10 @@ def test_stop_below_ends_training_at_the_first_validation_under_the_threshold(tm
         rows = list(csv.DictReader(handle))
     assert [int(row["iteration"]) for row in rows] == [1, 2]
     assert float(rows[-1]["val_bits_per_seq"]) < 1e9
+    # Stopped before the copy task's focus penalty turns on, the run says so.
+    capsys.readouterr()
+    copy_task.main(MODEL + COPY_TASK + RUN + ["--iterations", "1600", "--stop-below", "1e9"])
+    assert "before the focus penalty turns on after iteration 1500" in capsys.readouterr().out
     # And it is an option like the others: a bad value fails early, naming it.
     with pytest.raises(SystemExit):
         copy_task.main(copy_args("--stop-below", "-1"))

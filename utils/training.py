@@ -2044,6 +2044,11 @@ def _train(state, make_task, parser, progress, log):
                 progress.info(f"validation below {config.stop_below:g} bits per sequence at "
                               f"iteration {iteration} ({iteration * config.batch_size} "
                               f"sequences): stopping")
+                if not _with_focus_penalty(config, iteration) and \
+                        _with_focus_penalty(config, config.iterations):
+                    progress.info(f"(before the focus penalty turns on after iteration "
+                                  f"{config.focus_penalty_after}: the heads may still be "
+                                  f"spread where they have nothing to do)")
                 return
         if config.save and config.checkpoint_every and iteration % config.checkpoint_every == 0 \
                 and not last:
