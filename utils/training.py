@@ -1033,11 +1033,6 @@ class Trainer:
         """Whether the training step :meth:`train_step` would take is compiled."""
         return self._penalised(with_focus_penalty) in self._train_fns
 
-    @property
-    def compiled(self):
-        """Whether the training step is compiled (the focus penalty's, when there is one)."""
-        return self.is_compiled()
-
     def compile(self, with_focus_penalty=True):
         """Compile a training step now (otherwise it is compiled when first taken).
 
@@ -1630,8 +1625,7 @@ def _graph_key(config, task, mode):
 
 def _model_key(config, task, mode):
     """What decides a model's graph and initial values, and its trainer's functions."""
-    return json.dumps([_graph_key(config, task, mode), config.seed,
-                       getattr(config, "focus_penalty", None)])
+    return json.dumps([_graph_key(config, task, mode), config.seed, config.focus_penalty])
 
 
 def _model_and_trainer(config, task, mode):
@@ -1650,7 +1644,7 @@ def _model_and_trainer(config, task, mode):
     trainer = Trainer(model, config.optimizer, config.learning_rate, config.max_norm,
                       config.grad_clip, mode, cache_key=_graph_key(config, task, mode),
                       spike_factor=config.clip_spikes,
-                      focus_penalty=getattr(config, "focus_penalty", None))
+                      focus_penalty=config.focus_penalty)
     if _reusable_models is not None:
         _reusable_models[key] = (model, trainer, trainer.parameter_values())
     return model, trainer
@@ -1951,6 +1945,16 @@ def _with_focus_penalty(config, iteration):
     return config.focus_penalty is not None and iteration > config.focus_penalty_after
 
 
+def _compile_step(trainer, with_focus_penalty, progress, announcement):
+    """Compile (or load from the cache) a training step, saying so; returns the seconds."""
+    progress.info(announcement)
+    seconds = trainer.compile(with_focus_penalty)
+    name = "train_focus" if with_focus_penalty else "train"
+    progress.info(f"loaded the compiled function from the cache in {seconds:.1f} s"
+                  if name in trainer.loaded else f"compiled in {seconds:.1f} s")
+    return seconds
+
+
 def _train(state, make_task, parser, progress, log):
     """Train from ``state.iteration`` to ``--iterations``; raise TrainingStopped on NaN."""
     config, trainer, task = state.config, state.trainer, state.task
@@ -1962,13 +1966,10 @@ def _train(state, make_task, parser, progress, log):
     validation = [validation_task.sample_with_mask() for _ in range(config.validation_batches)]
     first_with_penalty = _with_focus_penalty(config, state.iteration + 1)
     if not trainer.is_compiled(first_with_penalty):
-        progress.info(f"compiling the training function ({trainer.mode} mode)...")
-        seconds = trainer.compile(first_with_penalty)
-        name = "train_focus" if first_with_penalty else "train"
-        progress.info(f"loaded the compiled function from the cache in {seconds:.1f} s"
-                      if name in trainer.loaded else f"compiled in {seconds:.1f} s")
+        _compile_step(trainer, first_with_penalty, progress,
+                      f"compiling the training function ({trainer.mode} mode)...")
     progress.info(f"training from iteration {state.iteration} to {config.iterations}")
-    if config.focus_penalty is not None and config.focus_penalty_after >= config.iterations:
+    if config.focus_penalty is not None and not _with_focus_penalty(config, config.iterations):
         progress.info(f"the focus penalty never turns on: --focus-penalty-after "
                       f"{config.focus_penalty_after} is not below --iterations "
                       f"{config.iterations}")
@@ -1983,11 +1984,10 @@ def _train(state, make_task, parser, progress, log):
         with_focus_penalty = _with_focus_penalty(config, iteration)
         if not trainer.is_compiled(with_focus_penalty):
             # The focus penalty's step, at --focus-penalty-after; its compile is no training.
-            progress.info(f"iteration {iteration}: the focus penalty "
-                          f"({config.focus_penalty:g}) turns on; compiling its training step...")
-            seconds = trainer.compile(with_focus_penalty)
-            progress.info(f"loaded it from the cache in {seconds:.1f} s"
-                          if "train_focus" in trainer.loaded else f"compiled in {seconds:.1f} s")
+            seconds = _compile_step(trainer, with_focus_penalty, progress,
+                                    f"iteration {iteration}: the focus penalty "
+                                    f"({config.focus_penalty:g}) turns on; compiling its "
+                                    f"training step...")
             loop_started += seconds
             window["started"] += seconds
         step = trainer.train_step(x, y, mask, with_focus_penalty)
