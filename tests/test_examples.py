@@ -499,6 +499,34 @@ def test_keep_best_survives_a_resume(tmp_path):
     assert info["iteration"] == 2
 
 
+def test_keep_best_takes_the_best_of_the_validations_with_the_runs_last_objective(
+        tmp_path, capsys):
+    # Its best validation overall is iteration 2, before the focus penalty turns on.
+    path = str(tmp_path / "run.npz")
+    result = copy_task.main(copy_args(*UNSTABLE, "--save", path, "--focus-penalty", "0.5",
+                                      "--focus-penalty-after", "3", iterations=6))
+    assert result.exit_code == 0
+    costs = [row["val_bits_per_seq"] for row in result.history]
+    assert int(np.argmin(costs)) + 1 <= 3  # the test means something
+    penalised = [row for row in result.history if "focus_penalty" in row]
+    assert [row["iteration"] for row in penalised] == [4, 5, 6]
+    best = min(penalised, key=lambda row: row["val_bits_per_seq"])
+    assert result.best["iteration"] == best["iteration"]
+    assert read_checkpoint(training.best_checkpoint_path(path))[1]["iteration"] == \
+        best["iteration"]
+    # Resumed with the penalty turned on, the checkpoint's best (trained without it) is left.
+    plain = str(tmp_path / "plain.npz")
+    parameters_after(*UNSTABLE, "--save", plain, "--focus-penalty", "0", iterations=3)
+    assert read_checkpoint(plain)[1]["best"]["iteration"] == 2
+    capsys.readouterr()
+    resumed = copy_task.main(["--resume", plain, "--focus-penalty", "0.5",
+                              "--focus-penalty-after", "0", "--iterations", "6",
+                              "--mode", "FAST_COMPILE"])
+    assert resumed.exit_code == 0 and resumed.best["iteration"] >= 4
+    assert "the checkpoint's best (iteration 2) was trained without the focus penalty, this " \
+        "run ends with the focus penalty at 0.5" in capsys.readouterr().out
+
+
 def test_without_keep_best_the_run_ends_with_its_last_parameters():
     result, last = parameters_after("--validate-every", "1", "--learning-rate", "0.1",
                                     iterations=6)

@@ -361,7 +361,9 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                                  "sequence are below this (default: train all iterations)")
     evaluation.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=False,
                             help="end with the parameters of the validation with the lowest "
-                                 "bits per sequence: the evaluation and the plot use them, and "
+                                 "bits per sequence (of those trained with the run's last "
+                                 "objective: after --focus-penalty-after, those with the "
+                                 "penalty): the evaluation and the plot use them, and "
                                  "--save writes them, with their optimizer state, to "
                                  "PATH-best.npz at each new best (PATH.npz keeps the last "
                                  "iteration's, for --resume)")
@@ -1762,7 +1764,7 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
                       task_state=task.get_state(), command_line=command_line,
                       runs=earlier_runs + [this_run])
     if config.resume and config.keep_best:
-        state.best = _resumed_best(config, loaded[2])
+        state.best = _resumed_best(config, loaded[2], progress)
     result = RunResult(0, config, model, trainer, start_iteration, history)
     log = _Log(config.log, append=bool(config.resume)) if config.log else None
     try:
@@ -1857,15 +1859,29 @@ def _keep_if_best(state, row):
         _save(state, state.best["path"])
 
 
-def _resumed_best(config, info):
+def _resumed_best(config, info, progress):
     """The best validation recorded by the resumed checkpoint, with its parameters.
 
     When this run saves elsewhere, the best checkpoint is copied beside the new ``--save`` so
-    that the two stay together.
+    that the two stay together. A best trained without the focus penalty, when this run ends
+    with it (or the other way round, or with another weight), is dropped: it was the best of
+    another objective.
     """
     record = info.get("best")
     params = load_best_parameters(config.resume) if record is not None else {}
     if not params:
+        return None
+    rows = [row for row in info.get("history", []) if row["iteration"] == record["iteration"]]
+    trained_with = rows[-1].get("focus_penalty") if rows else None
+    last_objective = config.focus_penalty if _with_focus_penalty(config, config.iterations) \
+        else None
+    if trained_with != last_objective:
+        def objective(weight):
+            return "without the focus penalty" if weight is None else \
+                f"with the focus penalty at {weight:g}"
+        progress.info(f"--keep-best: the checkpoint's best (iteration {record['iteration']}) "
+                      f"was trained {objective(trained_with)}, this run ends "
+                      f"{objective(last_objective)}: keeping the best of its validations")
         return None
     best = {name: record[name] for name in _BEST_FIELDS}
     best.update(params=params, path=None)
@@ -2033,7 +2049,9 @@ def _train(state, make_task, parser, progress, log):
                 row["val_bits_per_seq"] = scores["bits_per_seq"]
                 row["val_errors_per_seq"] = scores["errors_per_seq"]
             state.history.append(row)
-            if validate and config.keep_best:
+            # With the penalty turned on, earlier validations were of another objective.
+            if validate and config.keep_best and \
+                    with_focus_penalty == _with_focus_penalty(config, config.iterations):
                 _keep_if_best(state, row)
             if log is not None:
                 log.write(row)
