@@ -1618,7 +1618,7 @@ def _graph_key(config, task, mode):
                "memory_shape", "num_shifts", "learn_memory_init", "optimizer", "learning_rate",
                "max_norm", "grad_clip")
     values = [_normalise(getattr(config, name)) for name in options]
-    if getattr(config, "clip_spikes", None) is not None:  # keys of runs without it unchanged
+    if config.clip_spikes is not None:  # keys of runs without it unchanged
         values.append(["clip_spikes", config.clip_spikes])
     # The focus penalty is not in it: the trainer adds it to the key of the one function it
     # changes, so a run that turns it on late shares the plain training step's cache entry.
