@@ -17,8 +17,9 @@ Two analyses, each on fresh random batches of the task:
     and fails on long ones.
 
 ``priority_sort MODEL.npz``
-    Where the priority sort model writes, by priority (the locations where the weighting of
-    the write head that follows the priority peaks, over the input steps), and its bit errors per
+    Where the priority sort model writes, by priority (for each input vector, the write head
+    whose weighting is sharpest at its step and the location where it peaks; a model may
+    share the priority range between heads), and its bit errors per
     output vector against the distance from the vector's priority to the nearest other
     priority of its sequence. A model that writes each vector at a location set by its
     priority writes two vectors of close priorities over each other. Beside it, the cost of
@@ -293,7 +294,7 @@ def resolution_limited_cost(inputs, targets, num_items, size, resolution):
 
 
 def write_locations(model, task, num_batches, mode=None):
-    """Where the sharpest write head writes each input vector, with the vector's priority.
+    """Which write head writes each input vector, and where, with the vector's priority.
 
     Parameters
     ----------
@@ -308,13 +309,12 @@ def write_locations(model, task, num_batches, mode=None):
 
     Returns
     -------
-    head : int
-        The write head whose peak location follows the priority most closely (the largest
-        absolute correlation between the two); a head that stays where it starts says
-        nothing about the order.
-    priorities, locations, peaks : ndarray
-        Per input vector: its priority, the location where that head's weighting peaks at
-        its step, and the peak's weight.
+    priorities, heads, locations, peaks : ndarray
+        Per input vector: its priority; the write head whose weighting is sharpest at its
+        step (the largest peak weight: the head that writes it, where several heads share
+        the priority range between them; heads parked on one location for nine vectors in
+        ten are left out); the location where that head's weighting peaks; and the peak's
+        weight.
     """
     details = _trainer(model, mode).details
     priorities, weights = [], []
@@ -323,17 +323,19 @@ def write_locations(model, task, num_batches, mode=None):
         priorities.append(inputs[:, :task.num_items, task.size])
         # (batch, time, write heads, N) at the input steps
         weights.append(details(inputs)[3][:, :task.num_items])
-    priorities, weights = np.concatenate(priorities), np.concatenate(weights)
-    priorities, peaks, spots = priorities.ravel(), weights.max(axis=3), weights.argmax(axis=3)
-
-    def correlation(head):
-        located = spots[:, :, head].ravel()
-        if located.std() == 0:
-            return 0.0
-        return abs(np.corrcoef(priorities, located)[0, 1])
-
-    head = max(range(weights.shape[2]), key=correlation)
-    return head, priorities, spots[:, :, head].ravel(), peaks[:, :, head].ravel()
+    priorities = np.concatenate(priorities).ravel()
+    weights = np.concatenate(weights)
+    weights = weights.reshape(-1, *weights.shape[2:])  # (vectors, heads, N)
+    peaks, spots = weights.max(axis=2), weights.argmax(axis=2)
+    # A head parked on one location (nine vectors in ten or more) writes nothing that
+    # depends on the priority, however sharp it is there.
+    parked = np.array([np.bincount(spots[:, head]).max() >= 0.9 * len(spots)
+                       for head in range(spots.shape[1])])
+    if not parked.all():
+        peaks = np.where(parked, -1.0, peaks)
+    heads = peaks.argmax(axis=1)
+    chosen = weights[np.arange(len(heads)), heads]
+    return priorities, heads, chosen.argmax(axis=1), chosen.max(axis=1)
 
 
 def _copy(args):
@@ -376,18 +378,21 @@ def _priority_sort(args):
         return PrioritySortTask(batch_size=args.batch_size, seed=args.seed)
 
     model, _ = training.load_model(args.model, task(), best=args.best)
-    head, priorities, locations, peaks = write_locations(model, task(), args.batches)
-    print(f"{args.model}: where write head {head} writes, by priority ({len(priorities)} input "
-          f"vectors; the head whose location follows the priority; mean peak weight "
-          f"{peaks.mean():.2f}):")
-    print("| priority | locations (10th-90th percentile) | median |")
-    print("|---|---|---|")
+    priorities, heads, locations, peaks = write_locations(model, task(), args.batches)
+    print(f"{args.model}: which write head writes each input vector and where, by priority "
+          f"({len(priorities)} input vectors; the write head with the sharpest weighting at "
+          f"the vector's step; mean peak weight {peaks.mean():.2f}):")
+    print("| priority | written by | its locations (10th-90th percentile) | median |")
+    print("|---|---|---|---|")
     for low, high in zip(PRIORITY_BINS[:-1], PRIORITY_BINS[1:]):
         inside = (priorities >= low) & (priorities < high)
         if inside.any():
-            spots = locations[inside]
-            print(f"| {low:g} to {high:g} | {np.percentile(spots, 10):.0f}-"
-                  f"{np.percentile(spots, 90):.0f} | {np.median(spots):.0f} |")
+            counts = np.bincount(heads[inside])
+            head = int(counts.argmax())
+            spots = locations[inside & (heads == head)]
+            print(f"| {low:g} to {high:g} | head {head} ({counts[head] / inside.sum():.0%}) | "
+                  f"{np.percentile(spots, 10):.0f}-{np.percentile(spots, 90):.0f} | "
+                  f"{np.median(spots):.0f} |")
     gaps, errors = priority_gap_errors(model, task(), args.batches)
     num_sequences = len(errors) // task().num_sorted
     print(f"\nbit errors of the output vectors, {num_sequences} sequences, "
