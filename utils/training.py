@@ -1873,8 +1873,7 @@ def _resumed_best(config, info, progress):
         return None
     rows = [row for row in info.get("history", []) if row["iteration"] == record["iteration"]]
     trained_with = rows[-1].get("focus_penalty") if rows else None
-    last_objective = config.focus_penalty if _with_focus_penalty(config, config.iterations) \
-        else None
+    last_objective = _last_focus_penalty(config)
     if trained_with != last_objective:
         def objective(weight):
             return "without the focus penalty" if weight is None else \
@@ -1959,6 +1958,12 @@ def _new_window():
 def _with_focus_penalty(config, iteration):
     """Whether the training step of ``iteration`` (counted from 1) has the focus penalty."""
     return config.focus_penalty is not None and iteration > config.focus_penalty_after
+
+
+def _last_focus_penalty(config):
+    """The focus penalty of the run's last training step (None without one): the objective
+    whose validations ``--keep-best`` compares, as history rows record it."""
+    return config.focus_penalty if _with_focus_penalty(config, config.iterations) else None
 
 
 def _compile_step(trainer, with_focus_penalty, progress, announcement):
@@ -2051,7 +2056,7 @@ def _train(state, make_task, parser, progress, log):
             state.history.append(row)
             # With the penalty turned on, earlier validations were of another objective.
             if validate and config.keep_best and \
-                    with_focus_penalty == _with_focus_penalty(config, config.iterations):
+                    row.get("focus_penalty") == _last_focus_penalty(config):
                 _keep_if_best(state, row)
             if log is not None:
                 log.write(row)
