@@ -57,6 +57,7 @@ SCRIPTS = {
     "babi": (babi_task, ["--max-sentences", "3"], "2,4", "num_sentences=3"),
 }
 SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--learning-rate",
+                  "--learning-rate-schedule",
                   "--max-norm", "--grad-clip", "--clip-spikes", "--focus-penalty",
                   "--focus-penalty-after", "--controller", "--num-units",
                   "--num-reads", "--num-writes", "--memory-shape", "--num-shifts",
@@ -864,7 +865,7 @@ def test_focus_penalty_after_trains_plainly_then_as_a_resume_with_the_penalty_wo
     assert info["config"]["focus_penalty_after"] == 2
     # The history marks the rows trained with it (the learning curve draws where it began).
     assert [row["iteration"] for row in info["history"] if "focus_penalty" in row] == [3, 4]
-    assert training._focus_penalty_events(info["history"]) == [(2, "focus penalty 0.5 on")]
+    assert training._training_events(info["history"]) == [(2, "focus penalty 0.5 on")]
     assert sorted(expected) == sorted(actual)  # one optimizer state for both steps
     for key in expected:
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
@@ -874,6 +875,86 @@ def test_focus_penalty_after_trains_plainly_then_as_a_resume_with_the_penalty_wo
     other, _ = read_checkpoint(unpenalised)
     assert not np.array_equal(other["params/controller.W_in_to_hid"],
                               actual["params/controller.W_in_to_hid"])
+
+
+def test_learning_rate_schedule_trains_as_resumes_at_each_rate_would(tmp_path):
+    # With the focus penalty turning on in between: each step is that of its rate and penalty.
+    options = ["--focus-penalty", "0.5", "--focus-penalty-after", "2"]
+    scheduled = str(tmp_path / "scheduled.npz")
+    result = copy_task.main(copy_args("--save", scheduled, "--learning-rate-schedule",
+                                      "1:1e-3,3:2e-4", *options, iterations=4))
+    assert result.exit_code == 0 and result.trainer.learning_rate == 2e-4
+    # Resumed at each rate in turn.
+    chained = str(tmp_path / "chained.npz")
+    copy_task.main(copy_args("--save", chained, *options, iterations=1))
+    for rate, iterations in (("1e-3", "3"), ("2e-4", "4")):
+        resumed = copy_task.main(["--resume", chained, "--learning-rate", rate, "--iterations",
+                                  iterations, "--mode", "FAST_COMPILE", "--quiet"])
+        assert resumed.exit_code == 0
+    expected, _ = read_checkpoint(chained)
+    actual, info = read_checkpoint(scheduled)
+    assert sorted(expected) == sorted(actual)  # one optimizer state for every step
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+    assert info["config"]["learning_rate_schedule"] == [[1, 1e-3], [3, 2e-4]]
+    # The rows say each iteration's rate, and the learning curve marks the changes.
+    assert [row["learning_rate"] for row in info["history"]] == [5e-4, 1e-3, 1e-3, 2e-4]
+    assert training._training_events(info["history"]) == [
+        (1, "learning rate 0.001"), (2, "focus penalty 0.5 on"), (3, "learning rate 0.0002")]
+    # ... and the schedule did change the steps.
+    constant = str(tmp_path / "constant.npz")
+    copy_task.main(copy_args("--save", constant, *options, iterations=4))
+    other, other_info = read_checkpoint(constant)
+    assert not np.array_equal(other["params/controller.W_in_to_hid"],
+                              actual["params/controller.W_in_to_hid"])
+    assert all("learning_rate" not in row for row in other_info["history"])
+
+
+def test_learning_rate_schedule_options(tmp_path, capsys):
+    for bad in ("3:1e-3,2:1e-4", "2:1e-3,2:1e-4", "0:1e-3", "2:0", "2:-1e-3", "2:nan", "2",
+                "x:1e-3"):
+        with pytest.raises(SystemExit):
+            copy_task.main(copy_args("--learning-rate-schedule", bad))
+        assert "--learning-rate-schedule" in capsys.readouterr().err
+    path = str(tmp_path / "scheduled.npz")
+    result = copy_task.main(copy_args("--save", path, "--learning-rate-schedule", "2:1e-3,5:1e-4",
+                                      iterations=2))
+    assert result.exit_code == 0 and result.trainer.learning_rate == 5e-4
+    # A resume goes on with the checkpoint's schedule ...
+    resume = ["--resume", path, "--mode", "FAST_COMPILE"]
+    resumed = copy_task.main(resume + ["--iterations", "3"])
+    assert resumed.config.learning_rate_schedule == [[2, 1e-3], [5, 1e-4]]
+    assert resumed.trainer.learning_rate == 1e-3
+    assert "learning rate 0.001, then 0.0001 after 5" not in capsys.readouterr().out
+    resumed = copy_task.main(resume + ["--iterations", "6"])
+    out = capsys.readouterr().out
+    assert "learning rate 0.001, then 0.0001 after 5" in out
+    assert "iteration 6: the learning rate is 0.0001; compiling its training step" in out
+    assert resumed.trainer.learning_rate == 1e-4
+    # ... unless a rate is given: it replaces the whole schedule, and says so.
+    resumed = copy_task.main(resume + ["--iterations", "7", "--learning-rate", "3e-4"])
+    assert "--learning-rate 0.0003 given: the checkpoint's --learning-rate-schedule " \
+           "2:0.001,5:0.0001 is not used" in capsys.readouterr().out
+    assert resumed.config.learning_rate_schedule == [] and resumed.trainer.learning_rate == 3e-4
+
+
+def test_a_trainer_compiles_a_step_per_learning_rate_on_one_state():
+    trainer = _spike_trainer(None)
+    x, y, mask = _spike_batches()[0]
+    trainer.train_step(x, y, mask)
+    state = [v.name for v in trainer.optimizer_state]
+    assert trainer.is_compiled()
+    trainer.learning_rate = 1e-3
+    assert not trainer.is_compiled()
+    trainer.train_step(x, y, mask)
+    assert trainer.is_compiled() and [v.name for v in trainer.optimizer_state] == state
+    # The step of the rate left behind is dropped (a schedule does not go back).
+    assert list(trainer._train_fns) == [(False, 1e-3)]
+    steps = [v for v in trainer.optimizer_state if v.name.endswith("adam_t")]
+    assert [int(v.get_value()) for v in steps] == [2]  # both steps moved one state
+    for bad in (0, -1e-3, float("nan"), float("inf"), "1e-3", None):
+        with pytest.raises(ValueError, match="learning_rate"):
+            trainer.learning_rate = bad
 
 
 def test_a_trainer_with_the_focus_penalty_steps_without_it_on_the_same_state():

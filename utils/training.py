@@ -133,7 +133,8 @@ LOG_COLUMNS = ("iteration", "loss", "train_bits_per_seq", "val_bits_per_seq",
 _MODEL_OPTIONS = ("model", "output", "controller", "num_units", "num_reads", "num_writes",
                   "memory_shape", "num_shifts")
 # Options a resumed run takes from its checkpoint unless given again on the command line.
-_TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "max_norm", "grad_clip",
+_TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "learning_rate_schedule",
+                     "max_norm", "grad_clip",
                      "clip_spikes", "focus_penalty", "focus_penalty_after",
                      "learn_memory_init",
                      "batch_size", "seed", "validate_every", "validation_batches",
@@ -211,6 +212,31 @@ def _positive_int_list(text):
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive integers such as 20,40,80, got {text!r}")
     return values
+
+
+def _learning_rate_schedule(text):
+    """``ITERATIONS:RATE,...`` as ``[[iterations, rate], ...]`` (iterations increasing)."""
+    example = "such as 24000:2e-4,30000:1e-4"
+    schedule = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        after, sep, rate = item.partition(":")
+        try:
+            after, rate = int(after), float(rate)
+        except ValueError:
+            after = rate = None
+        if not sep or after is None:
+            raise argparse.ArgumentTypeError(
+                f"expected ITERATIONS:RATE pairs separated by commas {example}, got {text!r}")
+        if after < 1 or not (math.isfinite(rate) and rate > 0):
+            raise argparse.ArgumentTypeError(
+                f"expected iterations >= 1 and rates > 0 {example}, got {item.strip()!r}")
+        if schedule and after <= schedule[-1][0]:
+            raise argparse.ArgumentTypeError(
+                f"the iterations must increase {example}, got {text!r}")
+        schedule.append([after, rate])
+    return schedule
 
 
 def _parse_value(text):
@@ -303,6 +329,13 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
     rates = ", ".join(f"{name} {rate:g}" for name, rate in LEARNING_RATES.items())
     train.add_argument("--learning-rate", type=float, default=None,
                        help=f"step size; by default the optimizer's ({rates})")
+    train.add_argument("--learning-rate-schedule", type=_learning_rate_schedule, default=[],
+                       metavar="ITERATIONS:RATE,...",
+                       help="lower (or raise) the learning rate during the run: after "
+                            "ITERATIONS iterations, train at RATE; e.g. --learning-rate 5e-4 "
+                            "--learning-rate-schedule 24000:2e-4,30000:1e-4 trains the first "
+                            "24,000 iterations at 5e-4, the next 6,000 at 2e-4 and the rest "
+                            "at 1e-4, as would a run resumed at each rate (default: none)")
     train.add_argument("--max-norm", type=float, default=10.0,
                        help="rescale the gradients when their total norm exceeds this (0: off)")
     train.add_argument("--grad-clip", type=float, default=None,
@@ -839,7 +872,10 @@ class Trainer:
     optimizer : str
         A key of :data:`LEARNING_RATES`.
     learning_rate : float, optional
-        Default: the optimizer's in :data:`LEARNING_RATES`.
+        Default: the optimizer's in :data:`LEARNING_RATES`. Assignable later
+        (:attr:`learning_rate`, e.g. by a schedule): the step of a new rate is compiled when
+        first taken, on the same parameters and optimizer state. The rate is a constant of
+        each step's graph, so a step at a rate is the step of a trainer made with it.
     max_norm : float
         Total-norm clipping of the gradients (0: off).
     grad_clip : float, optional
@@ -917,47 +953,64 @@ class Trainer:
         # Added to the loss; NaN only when a test asks for a failing step (inject_nan).
         self._nan_offset = pytensor.shared(np.asarray(0.0, dtype=pytensor.config.floatX),
                                            name="debug_nan_offset")
-        # The plain loss's updates and outputs, and the focus penalty's (built when needed).
+        # The first plain loss's updates and outputs built: their optimizer state variables
+        # are the trainer's, which every other step's graph moves too.
         self._updates = self._outputs = None
-        self._focus_updates = self._focus_outputs = None
-        # Compiled training steps by with_focus_penalty.
+        # Updates and outputs, and compiled training steps, by (penalised, learning rate).
+        self._step_graphs = {}
         self._train_fns = {}
         self._predict_fn = self._details_fn = None
+
+    @property
+    def learning_rate(self):
+        """The step size of the next training steps (float > 0; assignable)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if not (isinstance(value, (int, float, np.floating, np.integer))
+                and np.isfinite(value) and value > 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {value!r}")
+        self._learning_rate = float(value)
 
     # graph ---------------------------------------------------------------------------------
 
     def _build_updates(self):
-        """The plain loss's updates; their optimizer state variables are the trainer's."""
+        """The plain loss's updates at the current rate, unless a plain step's were built
+        already; their optimizer state variables are the trainer's."""
         if self._updates is None:
             with pytensor.config.change_flags(floatX=self.floatX):
-                self._updates, self._outputs = self._make_updates(focus_penalty=False)
+                self._updates, self._outputs = self._make_updates(False, self.learning_rate)
+            self._step_graphs[(False, self.learning_rate)] = (self._updates, self._outputs)
 
-    def _build_focus_updates(self):
-        """The updates with the focus penalty, on the plain updates' optimizer state."""
-        if self._focus_updates is None:
-            self._build_updates()
+    def _step_graph(self, penalised, learning_rate):
+        """The updates and outputs of the step ``(penalised, learning_rate)``, on the
+        trainer's optimizer state."""
+        key = (penalised, learning_rate)
+        self._build_updates()
+        if key not in self._step_graphs:
             with pytensor.config.change_flags(floatX=self.floatX):
-                updates, outputs = self._make_updates(focus_penalty=True)
-            # The update rule made state variables of its own for this graph: both steps must
-            # move the same moments (and spike average), so the plain graph's replace them.
+                updates, outputs = self._make_updates(penalised, learning_rate)
+            # The update rule made state variables of its own for this graph: every step must
+            # move the same moments (and spike average), so the first graph's replace them.
             # Both dictionaries list the parameters, then the state, in the same order.
             if len(updates) != len(self._updates):
-                raise RuntimeError("the focus penalty's updates do not line up with the plain "
-                                   "ones")
+                raise RuntimeError("the training steps' updates do not line up")
             replace = {}
             for own, shared in zip(updates, self._updates):
                 if own.name != shared.name:
-                    raise RuntimeError(f"the focus penalty's updates do not line up with the "
-                                       f"plain ones: {own.name} against {shared.name}")
+                    raise RuntimeError(f"the training steps' updates do not line up: "
+                                       f"{own.name} against {shared.name}")
                 if own is not shared:
                     replace[own] = shared
             values = clone_replace(list(updates.values()) + list(outputs), replace)
-            self._focus_updates = OrderedDict(zip(self._updates, values[:len(updates)]))
-            self._focus_outputs = values[len(updates):]
+            self._step_graphs[key] = (OrderedDict(zip(self._updates, values[:len(updates)])),
+                                      values[len(updates):])
+        return self._step_graphs[key]
 
-    def _make_updates(self, focus_penalty):
+    def _make_updates(self, focus_penalty, learning_rate):
         """The updates of one training step and its outputs ``[loss, bits, grad_norm]``, with
-        or without the focus penalty in the objective."""
+        or without the focus penalty in the objective, at ``learning_rate``."""
         prediction = layers.get_output(self.model.l_output)
         loss, bits = masked_loss(prediction, self.target_var, self.mask_var, self.model.output)
         loss = loss + self._nan_offset
@@ -980,7 +1033,7 @@ class Trainer:
             grads = [grad * scale for grad in grads]
         rule = {"graves_rmsprop": graves_rmsprop, "adam": lasagne_updates.adam,
                 "rmsprop": lasagne_updates.rmsprop}[self.optimizer]
-        raw = rule(grads, self.params, learning_rate=self.learning_rate)
+        raw = rule(grads, self.params, learning_rate=learning_rate)
         raw.update(spike_updates)
         finite = pt.isfinite(loss) & pt.isfinite(grad_norm)
         updates = OrderedDict((var, pt.switch(finite, new, var)) for var, new in raw.items())
@@ -1031,12 +1084,20 @@ class Trainer:
         """Whether a step asked ``with_focus_penalty`` takes the penalty's gradients."""
         return bool(with_focus_penalty) and self.focus_penalty is not None
 
+    def _step_key(self, with_focus_penalty):
+        return self._penalised(with_focus_penalty), self.learning_rate
+
     def is_compiled(self, with_focus_penalty=True):
-        """Whether the training step :meth:`train_step` would take is compiled."""
-        return self._penalised(with_focus_penalty) in self._train_fns
+        """Whether the training step :meth:`train_step` would take (at the current learning
+        rate) is compiled."""
+        return self._step_key(with_focus_penalty) in self._train_fns
 
     def compile(self, with_focus_penalty=True):
-        """Compile a training step now (otherwise it is compiled when first taken).
+        """Compile a training step at the current learning rate now (otherwise it is compiled
+        when first taken).
+
+        The steps of other learning rates are dropped (a schedule does not go back; one taken
+        again is compiled again, or loaded from the cache).
 
         Parameters
         ----------
@@ -1048,20 +1109,23 @@ class Trainer:
         float
             Seconds spent (0 when already compiled).
         """
-        penalised = self._penalised(with_focus_penalty)
-        if penalised in self._train_fns:
+        key = penalised, learning_rate = self._step_key(with_focus_penalty)
+        if key in self._train_fns:
             return 0.0
         started = time.perf_counter()
-        self._build_updates()
-        options = [self.optimizer, self.learning_rate, self.max_norm, self.grad_clip] \
+        # Their intermediate storage is kept between calls: free it.
+        self._train_fns = {other: function for other, function in self._train_fns.items()
+                           if other[1] == learning_rate}
+        updates, outputs = self._step_graph(penalised, learning_rate)
+        options = [self.optimizer, learning_rate, self.max_norm, self.grad_clip] \
             + ([] if self.spike_factor is None else [self.spike_factor])
         if penalised:
-            self._build_focus_updates()
-            updates, outputs, name = self._focus_updates, self._focus_outputs, "train_focus"
+            name = "train_focus"
             options = options + [["focus_penalty", self.focus_penalty]]
         else:  # the graph and cache key of a trainer without the penalty
-            updates, outputs, name = self._updates, self._outputs, "train"
-        self._train_fns[penalised] = self._function(
+            name = "train"
+        self.loaded.discard(name)  # an earlier rate's step may have been loaded
+        self._train_fns[key] = self._function(
             name, [self.model.l_input.input_var, self.target_var, self.mask_var], outputs,
             updates=updates, shared=self.all_params + self.optimizer_state + [self._nan_offset],
             options=options)
@@ -1107,7 +1171,7 @@ class Trainer:
             When not :attr:`StepResult.finite`, nothing was changed.
         """
         self.compile(with_focus_penalty)
-        loss, bits, grad_norm = self._train_fns[self._penalised(with_focus_penalty)](x, y, mask)
+        loss, bits, grad_norm = self._train_fns[self._step_key(with_focus_penalty)](x, y, mask)
         return StepResult(float(loss), float(bits), float(grad_norm))
 
     def predict(self, x):
@@ -1351,12 +1415,24 @@ def _saved_config(info):
     saved.setdefault("clip_spikes", None)
     saved.setdefault("focus_penalty", None)
     saved.setdefault("focus_penalty_after", 0)
+    saved.setdefault("learning_rate_schedule", [])
     return saved
 
 
 def _merge_checkpoint_config(parser, config, explicit, info, resume):
-    """Take from the checkpoint the options the command line left out; refuse conflicts."""
+    """Take from the checkpoint the options the command line left out; refuse conflicts.
+
+    Returns the messages to show (e.g. a schedule left behind).
+    """
     saved = _saved_config(info)
+    notes = []
+    if resume and "learning_rate" in explicit and "learning_rate_schedule" not in explicit \
+            and saved["learning_rate_schedule"]:
+        # A new rate replaces the checkpoint's whole plan, not only its first rate.
+        notes.append(f"--learning-rate {config.learning_rate:g} given: the checkpoint's "
+                     f"--learning-rate-schedule "
+                     f"{_format_schedule(saved['learning_rate_schedule'])} is not used")
+        saved["learning_rate_schedule"] = []
     for task_option in parser.task_options:
         if task_option.earlier_value is not None:
             saved.setdefault(task_option.dest, task_option.earlier_value)
@@ -1382,6 +1458,11 @@ def _merge_checkpoint_config(parser, config, explicit, info, resume):
         if dest in saved and dest not in explicit:
             value = saved[dest]
             setattr(config, dest, list(value) if isinstance(value, list) else value)
+    return notes
+
+
+def _format_schedule(schedule):
+    return ",".join(f"{after}:{rate:g}" for after, rate in schedule)
 
 
 def _task_description(task):
@@ -1615,18 +1696,20 @@ def reuse_compiled_models(enabled=True):
 def _graph_key(config, task, mode):
     """What decides a model's graph (its options, sizes, mode and float type)."""
     options = ("model", "output", "controller", "num_units", "num_reads", "num_writes",
-               "memory_shape", "num_shifts", "learn_memory_init", "optimizer", "learning_rate",
-               "max_norm", "grad_clip")
+               "memory_shape", "num_shifts", "learn_memory_init", "optimizer", "max_norm",
+               "grad_clip")
     values = [_normalise(getattr(config, name)) for name in options]
     if config.clip_spikes is not None:  # keys of runs without it unchanged
         values.append(["clip_spikes", config.clip_spikes])
-    # The focus penalty is not in it: the trainer adds it to the key of the one function it
-    # changes, so a run that turns it on late shares the plain training step's cache entry.
+    # Nor the learning rate or focus penalty: the trainer adds them to the keys of its
+    # training steps, so that a run that changes them shares the cache entries of runs that
+    # start with them.
     return [values, task.input_size, task.output_size, mode, pytensor.config.floatX]
 
 
 def _model_key(config, task, mode):
-    """What decides a model's graph and initial values, and its trainer's functions."""
+    """What decides a model's graph and initial values, and its trainer's functions (those
+    of other learning rates are compiled when needed)."""
     return json.dumps([_graph_key(config, task, mode), config.seed, config.focus_penalty])
 
 
@@ -1636,6 +1719,7 @@ def _model_and_trainer(config, task, mode):
     if _reusable_models is not None and key in _reusable_models:
         model, trainer, initial = _reusable_models[key]
         trainer.reset(initial)
+        trainer.learning_rate = config.learning_rate
         return model, trainer
     previous_rng = lasagne_random.get_rng()
     lasagne_random.set_rng(np.random.RandomState(config.seed))
@@ -1696,14 +1780,15 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
     argv = list(sys.argv[1:] if argv is None else argv)
     config, explicit = parse_config(parser, argv)
     checkpoint = config.resume or config.load
-    loaded = None
+    loaded, notes = None, []
     if checkpoint:
         _check_config(parser, config)  # the checkpoint must exist before it is read
         try:
             loaded = load_checkpoint(checkpoint)
         except ValueError as error:
             parser.error(f"{'--resume' if config.resume else '--load'}: {error}")
-        _merge_checkpoint_config(parser, config, explicit, loaded[2], resume=bool(config.resume))
+        notes = _merge_checkpoint_config(parser, config, explicit, loaded[2],
+                                         resume=bool(config.resume))
     if config.learning_rate is None:
         config.learning_rate = LEARNING_RATES.get(config.optimizer)
     if config.model == "lstm" and "focus_penalty" not in explicit:
@@ -1719,11 +1804,11 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
     # The model, its functions and the data share one float type, set for this run only.
     with pytensor.config.change_flags(floatX=config.floatX):
         return _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, markers,
-                            eval_params, reference)
+                            eval_params, reference, notes)
 
 
 def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, markers,
-                 eval_params, reference):
+                 eval_params, reference, notes):
     """:func:`run` once the options are parsed and checked."""
     if config.resume and not config.save:
         config.save = config.resume  # a resumed run keeps writing its own checkpoint
@@ -1754,6 +1839,8 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
             wall_time = float(info.get("wall_time_s", 0.0))
         progress.info(f"{'resumed' if config.resume else 'loaded'} {checkpoint} "
                       f"(iteration {info['iteration']})")
+    for note in notes:
+        progress.info(note)
 
     command_line = shlex.join([parser.prog] + argv)
     this_run = {"command_line": command_line, "started_from": checkpoint,
@@ -1960,6 +2047,16 @@ def _with_focus_penalty(config, iteration):
     return config.focus_penalty is not None and iteration > config.focus_penalty_after
 
 
+def _learning_rate_at(config, iteration):
+    """The learning rate of the training step of ``iteration`` (counted from 1): the last
+    ``--learning-rate-schedule`` rate whose iterations are below it, else --learning-rate."""
+    rate = config.learning_rate
+    for after, scheduled in config.learning_rate_schedule:
+        if iteration > after:
+            rate = scheduled
+    return rate
+
+
 def _last_focus_penalty(config):
     """The focus penalty of the run's last training step (None without one): the objective
     whose validations ``--keep-best`` compares, as history rows record it."""
@@ -1967,7 +2064,8 @@ def _last_focus_penalty(config):
 
 
 def _compile_step(trainer, with_focus_penalty, progress, announcement):
-    """Compile (or load from the cache) a training step, saying so; returns the seconds."""
+    """Compile (or load from the cache) a training step at the trainer's learning rate,
+    saying so; returns the seconds."""
     progress.info(announcement)
     seconds = trainer.compile(with_focus_penalty)
     name = "train_focus" if with_focus_penalty else "train"
@@ -1985,15 +2083,22 @@ def _train(state, make_task, parser, progress, log):
     # task, so it cannot change the training data of a resumed run.
     validation_task = _make_task(parser, make_task, config, config.batch_size, [config.seed, 1])
     validation = [validation_task.sample_with_mask() for _ in range(config.validation_batches)]
-    first_with_penalty = _with_focus_penalty(config, state.iteration + 1)
-    if not trainer.is_compiled(first_with_penalty):
-        _compile_step(trainer, first_with_penalty, progress,
+    penalty_on = _with_focus_penalty(config, state.iteration + 1)
+    trainer.learning_rate = _learning_rate_at(config, state.iteration + 1)
+    if not trainer.is_compiled(penalty_on):
+        _compile_step(trainer, penalty_on, progress,
                       f"compiling the training function ({trainer.mode} mode)...")
     progress.info(f"training from iteration {state.iteration} to {config.iterations}")
     if config.focus_penalty is not None and not _with_focus_penalty(config, config.iterations):
         progress.info(f"the focus penalty never turns on: --focus-penalty-after "
                       f"{config.focus_penalty_after} is not below --iterations "
                       f"{config.iterations}")
+    if config.learning_rate_schedule:
+        plan = ", ".join(f"{rate:g} after {after}"
+                         for after, rate in config.learning_rate_schedule
+                         if after > state.iteration and after < config.iterations)
+        progress.info(f"learning rate {trainer.learning_rate:g}"
+                      + (f", then {plan}" if plan else " to the end"))
 
     window = _new_window()
     loop_started = time.perf_counter()
@@ -2003,14 +2108,23 @@ def _train(state, make_task, parser, progress, log):
         if config.debug_nan_at == iteration:
             trainer.inject_nan(True)
         with_focus_penalty = _with_focus_penalty(config, iteration)
+        changes = []
+        if with_focus_penalty and not penalty_on:
+            penalty_on = True
+            changes.append(f"the focus penalty ({config.focus_penalty:g}) turns on")
+        learning_rate = _learning_rate_at(config, iteration)
+        if learning_rate != trainer.learning_rate:
+            trainer.learning_rate = learning_rate
+            changes.append(f"the learning rate is {learning_rate:g}")
         if not trainer.is_compiled(with_focus_penalty):
-            # The focus penalty's step, at --focus-penalty-after; its compile is no training.
+            # The step of --focus-penalty-after or a new rate; its compile is no training.
             seconds = _compile_step(trainer, with_focus_penalty, progress,
-                                    f"iteration {iteration}: the focus penalty "
-                                    f"({config.focus_penalty:g}) turns on; compiling its "
-                                    f"training step...")
+                                    f"iteration {iteration}: {' and '.join(changes)}; "
+                                    f"compiling its training step...")
             loop_started += seconds
             window["started"] += seconds
+        elif changes:
+            progress.info(f"iteration {iteration}: {' and '.join(changes)}")
         step = trainer.train_step(x, y, mask, with_focus_penalty)
         if config.debug_nan_at == iteration:
             trainer.inject_nan(False)
@@ -2049,6 +2163,8 @@ def _train(state, make_task, parser, progress, log):
                    "grad_norm_max": float(np.max(window["grad_norm"]))}
             if with_focus_penalty:  # the rows of runs without it stay as they were
                 row["focus_penalty"] = config.focus_penalty
+            if config.learning_rate_schedule:  # so do those of runs without a schedule
+                row["learning_rate"] = trainer.learning_rate
             if validate:
                 scores = _evaluate(trainer.predict, validation, config.output)
                 row["val_bits_per_seq"] = scores["bits_per_seq"]
@@ -2107,15 +2223,20 @@ def _evaluation_table(config, trainer, make_task, parser, eval_params, reference
     return rows
 
 
-def _focus_penalty_events(rows):
-    """Where the focus penalty turned on, for the learning curve: the last row without it
-    before each row with it, ``[(iteration, label)]``."""
+def _training_events(rows):
+    """Where the training changed, for the learning curve, ``[(iteration, label)]``: the
+    focus penalty turned on, or the learning rate of a schedule changed (at the last row
+    before the first row with the change)."""
     events, previous = [], None
     for row in rows:
+        at = previous["iteration"] if previous is not None else 0
         penalty = row.get("focus_penalty")
         if penalty is not None and (previous is None or previous.get("focus_penalty") is None):
-            at = previous["iteration"] if previous is not None else 0
             events.append((at, f"focus penalty {penalty:g} on"))
+        rate = row.get("learning_rate")
+        if rate is not None and previous is not None and \
+                previous.get("learning_rate") not in (None, rate):
+            events.append((at, f"learning rate {rate:g}"))
         previous = row
     return events
 
@@ -2134,7 +2255,7 @@ def _plot(config, trainer, model, make_task, parser, markers, history, progress)
         learning_curve([row["train_bits_per_seq"] for row in rows], curve_path(config.plot),
                        window=min(10, len(rows)), ylabel="training bits per sequence",
                        iterations=[row["iteration"] for row in rows],
-                       events=_focus_penalty_events(rows))
+                       events=_training_events(rows))
         progress.info(f"heat maps written to {config.plot}, learning curve to "
                       f"{curve_path(config.plot)}")
     else:
