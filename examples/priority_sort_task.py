@@ -8,11 +8,12 @@ vectors; the number to write back stays --num-sorted, or all of them when there 
 
 These defaults do not learn the task. The shipped model (``models/priority_sort.npz``) has four
 read and four write heads that shift by up to two locations a step (``--num-reads 4
---num-writes 4 --num-shifts 5``), trained in batches of 16 at 5e-4 for 24,000 batches, then
-resumed at lower learning rates (README, Results, for the commands): two write heads share the
-priority range, writing each vector at a location set by its priority, and a read head walks
-those locations in order, stepping over empty ones. With one-location shifts the priorities
-are packed more tightly and close ones are written over each other more often.
+--num-writes 4 --num-shifts 5``), trained in batches of 16 at 5e-4 for 24,000 batches, then at
+lower learning rates (``--learning-rate-schedule``; README, Results, for the command): two
+write heads share the range of priorities, writing each vector at a location set by its
+priority, and a read head walks those locations in order, stepping over empty ones. With
+one-location shifts the priorities are packed more tightly and close ones are written over
+each other more often.
 
 Example::
 

@@ -352,14 +352,17 @@ def test_learning_curve_options():
     assert own.get_ylabel() == "loss"
 
 
-def test_learning_curve_marks_events_with_a_dashed_line_named_in_the_legend():
+def test_learning_curve_marks_events_with_a_dashed_line_named_along_it():
     figure = learning_curve([5.0, 4.0, 3.0, 2.0], iterations=[10, 20, 30, 40],
-                            events=[(20, "focus penalty 0.1 on")])
+                            events=[(20, "focus penalty 0.1 on"), (30, "learning rate 1e-05")])
     axis = figure.axes[0]
-    raw, average, event = axis.lines
-    assert list(event.get_xdata()) == [20, 20] and event.get_linestyle() == "--"
-    labels = [text.get_text() for text in axis.get_legend().get_texts()]
-    assert labels == ["value", "moving average (100)", "focus penalty 0.1 on"]
+    raw, average, *events = axis.lines
+    assert [list(event.get_xdata()) for event in events] == [[20, 20], [30, 30]]
+    assert all(event.get_linestyle() == "--" for event in events)
+    labels = [(text.get_text(), text.xy[0]) for text in axis.texts]
+    assert labels == [("focus penalty 0.1 on", 20), ("learning rate 1e-05", 30)]
+    legend = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert legend == ["value", "moving average (100)"]
 
 
 @pytest.mark.parametrize("kwargs, name", [

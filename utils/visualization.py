@@ -628,8 +628,8 @@ def learning_curve(values, path=None, window=100, ylabel="bits per sequence", ti
     dpi : float
         Resolution when saving.
     events : sequence of (iteration, label)
-        Changes of the training to mark with a dashed vertical line each, named in the legend
-        (e.g. ``[(1500, "focus penalty 0.1 on")]``).
+        Changes of the training to mark with a dashed vertical line each, its label written
+        along it (e.g. ``[(1500, "focus penalty 0.1 on")]``).
 
     Returns
     -------
@@ -655,14 +655,20 @@ def learning_curve(values, path=None, window=100, ylabel="bits per sequence", ti
     ax.plot(iterations, average, linewidth=2.0, color=line.get_color(),
             label=f"moving average ({window})")
     for iteration, label in events:
-        ax.axvline(iteration, color="0.4", linestyle="--", linewidth=1.0, label=label)
+        ax.axvline(iteration, color="0.4", linestyle="--", linewidth=1.0)
+        # Along the line rather than in the legend: several changes (a learning-rate
+        # schedule) would be told apart there by their order only.
+        ax.annotate(label, (iteration, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(-2, -4), textcoords="offset points", rotation=90, ha="right",
+                    va="top", fontsize=8, color="0.3")
     ax.set_yscale("log" if log_scale and np.all(values > 0) else "linear")
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)
     if title is not None:
         ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper right")
+    # Lower left: a falling curve leaves it empty, and the events are labelled at the top.
+    ax.legend(loc="lower left")
     figure = ax.figure
     if path is not None:
         save_figure(figure, path, dpi=dpi)
