@@ -123,6 +123,10 @@ def test_help_lists_the_shared_options(name, capsys):
         assert option in text, f"{name}: {option} missing from --help"
     assert "--debug-nan-at" not in text
     assert "-curve" in text  # where the learning curve goes
+    # The learning rate's help names the script's own default, where it has one.
+    rate = SCRIPTS[name][0].make_parser().get_default("learning_rate")
+    flat = " ".join(text.split())
+    assert ("this script's default: " + str(rate) in flat) == (rate is not None), flat
 
 
 @pytest.mark.parametrize("extra, option", [

@@ -196,9 +196,14 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
 
     def _get_help_string(self, action):
         # "(default: None)" says nothing, and some help texts describe their default already.
-        empty = action.default is None or action.default is False or action.default == {}
-        if empty or "default" in (action.help or ""):
+        empty = action.default is None or action.default is False or action.default in ({}, [])
+        if empty:
             return action.help
+        if "default" in (action.help or ""):
+            if "%(default)" in action.help:
+                return action.help
+            # A general default described (the optimizer's rate) that the script replaced.
+            return action.help + " (this script's default: %(default)s)"
         return super()._get_help_string(action)
 
 
