@@ -63,7 +63,8 @@ SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--le
                   "--num-reads", "--num-writes", "--memory-shape", "--num-shifts",
                   "--learn-memory-init", "--model", "--save", "--load", "--resume", "--checkpoint-every", "--validate-every",
                   "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
-                  "--eval-batches", "--log", "--mode", "--quiet", "--keep-best"]
+                  "--eval-batches", "--log", "--mode", "--quiet", "--keep-best",
+                  "--average-after"]
 COPY_TASK = SCRIPTS["copy"][1]
 
 
@@ -940,6 +941,80 @@ def test_learning_rate_schedule_options(tmp_path, capsys):
     assert "--learning-rate 0.0003 given: the checkpoint's --learning-rate-schedule " \
            "2:0.001,5:0.0001 is not used" in capsys.readouterr().out
     assert resumed.config.learning_rate_schedule == [] and resumed.trainer.learning_rate == 3e-4
+
+
+def test_average_after_ends_with_the_mean_of_the_parameters_after_each_iteration(tmp_path):
+    path = str(tmp_path / "averaged.npz")
+    result = copy_task.main(copy_args("--save", path, "--average-after", "2",
+                                      "--eval-lengths", "2,4", iterations=4))
+    assert result.exit_code == 0
+    assert result.averaged == {"first_iteration": 3, "last_iteration": 4, "count": 2}
+    ended = result.trainer.parameter_values()  # before the trainer is reused below
+    # The same run without it, stopped after iterations 3 and 4.
+    after = {}
+    for iterations in (3, 4):
+        after[iterations] = str(tmp_path / f"plain{iterations}.npz")
+        copy_task.main(copy_args("--save", after[iterations], iterations=iterations))
+    third, _ = read_checkpoint(after[3])
+    fourth, _ = read_checkpoint(after[4])
+    # PATH.npz is the last iteration's checkpoint, untouched by the averaging ...
+    last, info = read_checkpoint(path)
+    for key in fourth:
+        np.testing.assert_array_equal(last[key], fourth[key], err_msg=key)
+    assert info["average"] == {"after": 2, "first_iteration": 3, "count": 2}
+    # ... and PATH-average.npz holds the mean of the parameters after iterations 3 and 4.
+    averaged, averaged_info = read_checkpoint(training.average_checkpoint_path(path))
+    assert averaged_info["averaged"] == {"after": 2, "first_iteration": 3, "count": 2,
+                                         "last_iteration": 4}
+    params = [key for key in fourth if key.startswith("params/")]
+    assert params
+    for key in params:
+        mean = ((third[key].astype(np.float64) + fourth[key]) / 2).astype(fourth[key].dtype)
+        np.testing.assert_array_equal(averaged[key], mean, err_msg=key)
+        np.testing.assert_array_equal(ended[key[len("params/"):]], mean, err_msg=key)
+    moved = [key for key in params if not np.array_equal(third[key], fourth[key])]
+    assert moved  # so the mean is not simply either of them
+    # The run's evaluation is the averaged parameters', as a --load of them evaluates.
+    loaded = copy_task.main(["--load", training.average_checkpoint_path(path), "--iterations",
+                             "0", "--mode", "FAST_COMPILE", "--quiet", "--eval-lengths", "2,4",
+                             "--eval-batches", "2", "--batch-size", "2"])
+    assert loaded.evaluation == result.evaluation
+
+
+def test_average_after_resumes_exactly(tmp_path, capsys):
+    straight = str(tmp_path / "straight.npz")
+    copy_task.main(copy_args("--save", straight, "--average-after", "1", iterations=5))
+    stopped = str(tmp_path / "stopped.npz")
+    copy_task.main(copy_args("--save", stopped, "--average-after", "1", iterations=3))
+    assert read_checkpoint(stopped)[1]["average"]["count"] == 2
+    resumed = copy_task.main(["--resume", stopped, "--iterations", "5", "--mode",
+                              "FAST_COMPILE", "--quiet"])
+    assert resumed.averaged == {"first_iteration": 2, "last_iteration": 5, "count": 4}
+    expected, _ = read_checkpoint(training.average_checkpoint_path(straight))
+    actual, _ = read_checkpoint(training.average_checkpoint_path(stopped))
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+    # A checkpoint without the sums (trained without the option) averages from the resume on.
+    plain = str(tmp_path / "plain.npz")
+    copy_task.main(copy_args("--save", plain, iterations=3))
+    resumed = copy_task.main(["--resume", plain, "--iterations", "5", "--average-after", "1",
+                              "--mode", "FAST_COMPILE"])
+    assert "--average-after 1: the checkpoint holds no average of the iterations after 1; " \
+           "averaging from iteration 4" in capsys.readouterr().out
+    assert resumed.averaged == {"first_iteration": 4, "last_iteration": 5, "count": 2}
+
+
+def test_average_after_options(capsys):
+    for bad, message in ((["--average-after", "-1"], "--average-after: must be >= 0"),
+                         (["--average-after", "1", "--keep-best"], "--average-after: give")):
+        with pytest.raises(SystemExit):
+            copy_task.main(copy_args(*bad))
+        assert message in capsys.readouterr().err
+    result = copy_task.main(MODEL + COPY_TASK + RUN + ["--iterations", "3", "--average-after",
+                                                       "3"])
+    assert "--average-after 3 is not below --iterations 3: nothing to average" in \
+        capsys.readouterr().out
+    assert result.exit_code == 0 and result.averaged is None
 
 
 def test_a_trainer_compiles_a_step_per_learning_rate_on_one_state():

@@ -138,7 +138,8 @@ _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "learning_rate_
                      "clip_spikes", "focus_penalty", "focus_penalty_after",
                      "learn_memory_init",
                      "batch_size", "seed", "validate_every", "validation_batches",
-                     "checkpoint_every", "log_every", "stop_below", "keep_best", "floatX", "log")
+                     "checkpoint_every", "log_every", "stop_below", "keep_best", "average_after",
+                     "floatX", "log")
 # Prefix of the names of --clip-spikes' optimizer state.
 _SPIKE_STATE = "clip_spikes."
 _CHECKPOINT_FORMAT = "ntm-checkpoint"
@@ -405,6 +406,13 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                                  "--save writes them, with their optimizer state, to "
                                  "PATH-best.npz at each new best (PATH.npz keeps the last "
                                  "iteration's, for --resume)")
+    evaluation.add_argument("--average-after", type=int, default=None, metavar="ITERATIONS",
+                            help="end with the mean of the parameters after each iteration "
+                                 "past ITERATIONS (Polyak averaging): the evaluation and the "
+                                 "plot use it, and --save writes it to PATH-average.npz (PATH.npz "
+                                 "keeps the last iteration's and the running sum, for --resume); "
+                                 "e.g. over the last tens of thousands of iterations at a low "
+                                 "learning rate (default: off)")
     evaluation.add_argument("--validation-batches", type=int, default=8,
                             help="batches (of --batch-size sequences) in the fixed "
                                  "validation set")
@@ -488,6 +496,12 @@ def _check_config(parser, config):
     for option in ("iterations", "checkpoint_every", "validate_every", "focus_penalty_after"):
         require(getattr(config, option) >= 0, option,
                 f"must be >= 0, got {getattr(config, option)}")
+    if config.average_after is not None:
+        require(config.average_after >= 0, "average_after",
+                f"must be >= 0, got {config.average_after}")
+        require(not config.keep_best, "average_after",
+                "give --keep-best or --average-after, not both (each picks the parameters the "
+                "run ends with)")
     for option in ("batch_size", "num_units", "log_every", "validation_batches",
                    "eval_batches"):
         require(getattr(config, option) >= 1, option,
@@ -1277,13 +1291,19 @@ def best_checkpoint_path(path):
     return checkpoint_paths(path)[0][:-4] + "-best.npz"
 
 
+def average_checkpoint_path(path):
+    """Where ``--average-after`` with ``--save PATH.npz`` writes the averaged parameters:
+    ``PATH-average.npz``."""
+    return checkpoint_paths(path)[0][:-4] + "-average.npz"
+
+
 def curve_path(plot_path):
     """Where ``--plot FILE.png`` writes the learning curve: ``FILE-curve.png``."""
     root, extension = os.path.splitext(plot_path)
     return f"{root}-curve{extension}"
 
 
-def save_checkpoint(path, trainer, info, best_params=None):
+def save_checkpoint(path, trainer, info, best_params=None, average_sums=None):
     """Write a checkpoint atomically: ``PATH.npz`` and ``PATH.json``.
 
     Parameters
@@ -1301,6 +1321,9 @@ def save_checkpoint(path, trainer, info, best_params=None):
     best_params : dict, optional
         ``{name: array}`` of the best validation's parameters (``--keep-best``), stored under
         ``best/<name>``; read back with :func:`load_best_parameters`.
+    average_sums : dict, optional
+        ``{name: array}`` of the running sums of ``--average-after`` (float64), stored under
+        ``average/<name>``; read back with :func:`load_average_sums`.
     """
     npz_path, json_path = checkpoint_paths(path)
     arrays = OrderedDict()
@@ -1310,6 +1333,8 @@ def save_checkpoint(path, trainer, info, best_params=None):
         arrays[f"optimizer/{name}"] = value
     for name, value in (best_params or {}).items():
         arrays[f"best/{name}"] = value
+    for name, value in (average_sums or {}).items():
+        arrays[f"average/{name}"] = value
     arrays["iteration"] = np.asarray(info["iteration"])
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -1369,6 +1394,14 @@ def load_best_parameters(path):
                 if name.startswith("best/")}
 
 
+def load_average_sums(path):
+    """The ``--average-after`` running sums stored in a checkpoint: ``{name: array}``, maybe
+    empty."""
+    with np.load(checkpoint_paths(path)[0]) as data:
+        return {name[len("average/"):]: data[name] for name in data.files
+                if name.startswith("average/")}
+
+
 def load_model(path, task, best=False):
     """The network a checkpoint describes, built for ``task`` and set to its parameters.
 
@@ -1421,6 +1454,7 @@ def _saved_config(info):
     saved.setdefault("focus_penalty", None)
     saved.setdefault("focus_penalty_after", 0)
     saved.setdefault("learning_rate_schedule", [])
+    saved.setdefault("average_after", None)
     return saved
 
 
@@ -1636,6 +1670,9 @@ class RunResult:
     best : dict or None
         With ``--keep-best``, the validation whose parameters the run ended with:
         ``iteration``, ``val_bits_per_seq``, ``val_errors_per_seq``.
+    averaged : dict or None
+        With ``--average-after``, the iterations whose parameters the run ended with the mean
+        of: ``first_iteration``, ``last_iteration``, ``count``.
     """
 
     exit_code: int
@@ -1647,6 +1684,7 @@ class RunResult:
     evaluation: list = field(default_factory=list)
     message: str = ""
     best: Optional[dict] = None
+    averaged: Optional[dict] = None
 
 
 def _make_task(parser, make_task, config, batch_size, seed):
@@ -1857,6 +1895,8 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
                       runs=earlier_runs + [this_run])
     if config.resume and config.keep_best:
         state.best = _resumed_best(config, loaded[2], progress)
+    if config.resume and config.average_after is not None:
+        state.average = _resumed_average(config, loaded[2], start_iteration, progress)
     result = RunResult(0, config, model, trainer, start_iteration, history)
     log = _Log(config.log, append=bool(config.resume)) if config.log else None
     try:
@@ -1867,7 +1907,7 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
         result.exit_code = _EXIT_INTERRUPTED
         result.message = f"interrupted after iteration {state.iteration}"
         if config.save:
-            _save(state)
+            _checkpoint(state)
             result.message += f"; resume with --resume {config.save}"
     finally:
         progress.close()
@@ -1879,10 +1919,12 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
         return result
 
     if config.save:
-        _save(state)
+        _checkpoint(state)
         progress.info(f"checkpoint written to {checkpoint_paths(config.save)[0]} and .json")
     if config.keep_best and state.best is not None:
         result.best = _restore_best(state, progress)
+    if state.average is not None:
+        result.averaged = _restore_average(state, progress)
     if config.eval_lengths:
         result.evaluation = _evaluation_table(config, trainer, make_task, parser, eval_params,
                                               reference)
@@ -1909,6 +1951,9 @@ class _RunState:
     # With --keep-best: the best validation so far, its parameters, and the checkpoint that
     # holds them with their optimizer state (None without --save).
     best: Optional[dict] = None
+    # With --average-after, once it starts: the float64 sums of the parameters after each
+    # iteration past it, ``{"sums": {name: array}, "count": int}``.
+    average: Optional[dict] = None
 
 
 _BEST_FIELDS = ("iteration", "val_bits_per_seq", "val_errors_per_seq")
@@ -2002,6 +2047,70 @@ def _restore_best(state, progress):
     return {name: best[name] for name in _BEST_FIELDS}
 
 
+def _add_to_average(state):
+    """After an iteration past --average-after: add the parameters to the running sums."""
+    params = state.trainer.all_params
+    if state.average is None:
+        state.average = {"first_iteration": state.iteration, "count": 0, "sums": OrderedDict(
+            (param.name, np.zeros(param.get_value(borrow=True).shape, np.float64))
+            for param in params)}
+    sums = state.average["sums"]
+    for param in params:
+        sums[param.name] += param.get_value(borrow=True)
+    state.average["count"] += 1
+
+
+def _average_parameters(state):
+    """The mean of the summed parameters, ``{name: array}`` in each parameter's type."""
+    count = state.average["count"]
+    return OrderedDict((param.name, (state.average["sums"][param.name] / count)
+                        .astype(param.dtype)) for param in state.trainer.all_params)
+
+
+def _resumed_average(config, info, start_iteration, progress):
+    """The running sums of ``--average-after`` recorded by the resumed checkpoint, when they
+    are this run's (same ITERATIONS, every iteration since counted); None otherwise."""
+    after = config.average_after
+    if start_iteration <= after:
+        return None  # nothing to average yet
+    record = info.get("average")
+    sums = load_average_sums(config.resume) if record is not None else {}
+    if record is not None and record["after"] == after and sums and \
+            record["first_iteration"] + record["count"] - 1 == start_iteration:
+        return {"first_iteration": record["first_iteration"], "count": record["count"],
+                "sums": OrderedDict((name, np.asarray(value, np.float64))
+                                    for name, value in sums.items())}
+    progress.info(f"--average-after {after}: the checkpoint holds no average of the "
+                  f"iterations after {after}; averaging from iteration {start_iteration + 1}")
+    return None
+
+
+def _restore_average(state, progress):
+    """Give the trainer the averaged parameters; return which iterations they average."""
+    average = state.average
+    state.trainer.set_parameter_values(_average_parameters(state))
+    first, count = average["first_iteration"], average["count"]
+    where = (f", saved in {average_checkpoint_path(state.config.save)}"
+             if state.config.save else "")
+    progress.info(f"--average-after: ending with the mean of the parameters after iterations "
+                  f"{first} to {state.iteration} ({count:,}){where}")
+    return {"first_iteration": first, "last_iteration": state.iteration, "count": count}
+
+
+def _checkpoint(state):
+    """Checkpoint the run to --save, and its averaged parameters beside it (PATH-average.npz)
+    once --average-after has started."""
+    _save(state)
+    if state.average is not None:
+        trainer = state.trainer
+        last = trainer.parameter_values()
+        trainer.set_parameter_values(_average_parameters(state))
+        try:
+            _save(state, average_checkpoint_path(state.config.save), averaged=True)
+        finally:
+            trainer.set_parameter_values(last)
+
+
 def _runs_of(info):
     """The runs recorded in a checkpoint's JSON, oldest first.
 
@@ -2014,8 +2123,9 @@ def _runs_of(info):
     return []
 
 
-def _save(state, path=None):
-    """Checkpoint the run to ``path`` (default: ``--save``)."""
+def _save(state, path=None, averaged=False):
+    """Checkpoint the run to ``path`` (default: ``--save``); ``averaged``: the trainer holds
+    the ``--average-after`` mean, written without the running sums."""
     info = {
         "iteration": state.iteration,
         "config": {key: _normalise(value) for key, value in vars(state.config).items()},
@@ -2033,12 +2143,22 @@ def _save(state, path=None):
         "num_params": state.trainer.model.num_params,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    best = None
+    best = sums = None
     if state.best is not None:
         # The regular checkpoint carries the best parameters too: a --resume needs no other file.
         info["best"] = {name: state.best[name] for name in _BEST_FIELDS}
         best = state.best["params"]
-    save_checkpoint(path or state.config.save, state.trainer, info, best_params=best)
+    if state.average is not None:
+        record = {"after": state.config.average_after,
+                  "first_iteration": state.average["first_iteration"],
+                  "count": state.average["count"]}
+        if averaged:  # parameters to use (--load), with the last iteration's optimizer state
+            info["averaged"] = dict(record, last_iteration=state.iteration)
+        else:  # the sums, for a --resume that goes on averaging exactly
+            info["average"] = record
+            sums = state.average["sums"]
+    save_checkpoint(path or state.config.save, state.trainer, info, best_params=best,
+                    average_sums=sums)
 
 
 def _new_window():
@@ -2098,6 +2218,10 @@ def _train(state, make_task, parser, progress, log):
         progress.info(f"the focus penalty never turns on: --focus-penalty-after "
                       f"{config.focus_penalty_after} is not below --iterations "
                       f"{config.iterations}")
+    if config.average_after is not None and config.average_after >= config.iterations:
+        progress.info(f"--average-after {config.average_after} is not below --iterations "
+                      f"{config.iterations}: nothing to average, the run ends with the last "
+                      f"iteration's parameters")
     if config.learning_rate_schedule:
         plan = ", ".join(f"{rate:g} after {after}"
                          for after, rate in config.learning_rate_schedule
@@ -2138,12 +2262,17 @@ def _train(state, make_task, parser, progress, log):
             where = (f"; they are in the checkpoint {config.save}" if config.save
                      else " (give --save to keep them)")
             if config.save:
-                _save(state)
+                _checkpoint(state)
             raise TrainingStopped(
                 f"training stopped at iteration {iteration}: the loss is {step.loss} and the "
                 f"gradient norm {step.grad_norm}; the step was not applied, so the model holds "
                 f"{kept}{where}")
         state.iteration = iteration
+        if config.average_after is not None and iteration > config.average_after:
+            if state.average is None:
+                progress.info(f"iteration {iteration}: averaging the parameters from here on "
+                              f"(--average-after {config.average_after})")
+            _add_to_average(state)
         state.task_state = task.get_state()
         state.wall_time = wall_before + time.perf_counter() - loop_started
         window["loss"].append(step.loss)
@@ -2196,7 +2325,7 @@ def _train(state, make_task, parser, progress, log):
                 return
         if config.save and config.checkpoint_every and iteration % config.checkpoint_every == 0 \
                 and not last:
-            _save(state)
+            _checkpoint(state)
 
 
 def _evaluation_table(config, trainer, make_task, parser, eval_params, reference):
