@@ -1672,7 +1672,8 @@ class RunResult:
         ``iteration``, ``val_bits_per_seq``, ``val_errors_per_seq``.
     averaged : dict or None
         With ``--average-after``, the iterations whose parameters the run ended with the mean
-        of: ``first_iteration``, ``last_iteration``, ``count``.
+        of, ``first_iteration``, ``last_iteration`` and ``count``, and that mean's validation
+        cost, ``val_bits_per_seq`` and ``val_errors_per_seq``.
     """
 
     exit_code: int
@@ -1924,7 +1925,8 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
     if config.keep_best and state.best is not None:
         result.best = _restore_best(state, progress)
     if state.average is not None:
-        result.averaged = _restore_average(state, progress)
+        result.averaged = _restore_average(state, progress,
+                                           _validation_set(parser, make_task, config))
     if config.eval_lengths:
         result.evaluation = _evaluation_table(config, trainer, make_task, parser, eval_params,
                                               reference)
@@ -2085,16 +2087,21 @@ def _resumed_average(config, info, start_iteration, progress):
     return None
 
 
-def _restore_average(state, progress):
-    """Give the trainer the averaged parameters; return which iterations they average."""
+def _restore_average(state, progress, validation):
+    """Give the trainer the averaged parameters; return which iterations they average and
+    their cost on the ``validation`` batches."""
     average = state.average
     state.trainer.set_parameter_values(_average_parameters(state))
+    scores = _evaluate(state.trainer.predict, validation, state.config.output)
     first, count = average["first_iteration"], average["count"]
     where = (f", saved in {average_checkpoint_path(state.config.save)}"
              if state.config.save else "")
     progress.info(f"--average-after: ending with the mean of the parameters after iterations "
-                  f"{first} to {state.iteration} ({count:,}){where}")
-    return {"first_iteration": first, "last_iteration": state.iteration, "count": count}
+                  f"{first} to {state.iteration} ({count:,}; validation "
+                  f"{scores['bits_per_seq']:.4g} bits per sequence){where}")
+    return {"first_iteration": first, "last_iteration": state.iteration, "count": count,
+            "val_bits_per_seq": scores["bits_per_seq"],
+            "val_errors_per_seq": scores["errors_per_seq"]}
 
 
 def _checkpoint(state):
@@ -2199,15 +2206,19 @@ def _compile_step(trainer, with_focus_penalty, progress, announcement):
     return seconds
 
 
+def _validation_set(parser, make_task, config):
+    """The run's fixed validation batches, from their own generator: validating never draws
+    from the training task, so it cannot change the training data of a resumed run."""
+    validation_task = _make_task(parser, make_task, config, config.batch_size, [config.seed, 1])
+    return [validation_task.sample_with_mask() for _ in range(config.validation_batches)]
+
+
 def _train(state, make_task, parser, progress, log):
     """Train from ``state.iteration`` to ``--iterations``; raise TrainingStopped on NaN."""
     config, trainer, task = state.config, state.trainer, state.task
     if state.iteration >= config.iterations:
         return
-    # A fixed validation set from its own generator: validating never draws from the training
-    # task, so it cannot change the training data of a resumed run.
-    validation_task = _make_task(parser, make_task, config, config.batch_size, [config.seed, 1])
-    validation = [validation_task.sample_with_mask() for _ in range(config.validation_batches)]
+    validation = _validation_set(parser, make_task, config)
     penalty_on = _with_focus_penalty(config, state.iteration + 1)
     trainer.learning_rate = _learning_rate_at(config, state.iteration + 1)
     if not trainer.is_compiled(penalty_on):
