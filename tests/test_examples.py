@@ -992,6 +992,11 @@ def test_average_after_ends_with_the_mean_of_the_parameters_after_each_iteration
                                            copy_task.make_copy_like_task(CopyTask), result.config)
     scores = training._evaluate(predict, batches, "bits")
     assert validation == (scores["bits_per_seq"], scores["errors_per_seq"])
+    # The validations once it started give the mean's cost too (the last one: the same).
+    rows = {row["iteration"]: row for row in info["history"]
+            if row["val_bits_per_seq"] is not None}
+    assert "avg_val_bits_per_seq" not in rows[2]
+    assert (rows[4]["avg_val_bits_per_seq"], rows[4]["avg_val_errors_per_seq"]) == validation
 
 
 def test_average_after_resumes_exactly(tmp_path, capsys):

@@ -410,7 +410,8 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                             help="end with the mean of the parameters after each iteration "
                                  "past ITERATIONS (Polyak averaging): the evaluation and the "
                                  "plot use it, and --save writes it to PATH-average.npz (PATH.npz "
-                                 "keeps the last iteration's and the running sum, for --resume); "
+                                 "keeps the last iteration's and the running sum, for --resume), "
+                                 "and validations give the mean's cost too; "
                                  "e.g. over the last tens of thousands of iterations at a low "
                                  "learning rate (default: off)")
     evaluation.add_argument("--validation-batches", type=int, default=8,
@@ -1591,6 +1592,8 @@ class _Progress:
         if row["val_bits_per_seq"] is not None:
             text += (f"  val bits/seq {row['val_bits_per_seq']:8.3f}  "
                      f"val errors/seq {row['val_errors_per_seq']:7.3f}")
+        if row.get("avg_val_bits_per_seq") is not None:
+            text += f"  (average: {row['avg_val_bits_per_seq']:.3f})"
         text += f"  {row['seq_per_s']:.1f} seq/s  {_duration(row['elapsed_s'])}"
         self.info(text)
 
@@ -2087,12 +2090,24 @@ def _resumed_average(config, info, start_iteration, progress):
     return None
 
 
+def _average_scores(state, validation):
+    """The averaged parameters' cost on the ``validation`` batches; the trainer keeps its own
+    parameters."""
+    trainer = state.trainer
+    last = trainer.parameter_values()
+    trainer.set_parameter_values(_average_parameters(state))
+    try:
+        return _evaluate(trainer.predict, validation, state.config.output)
+    finally:
+        trainer.set_parameter_values(last)
+
+
 def _restore_average(state, progress, validation):
     """Give the trainer the averaged parameters; return which iterations they average and
     their cost on the ``validation`` batches."""
     average = state.average
+    scores = _average_scores(state, validation)
     state.trainer.set_parameter_values(_average_parameters(state))
-    scores = _evaluate(state.trainer.predict, validation, state.config.output)
     first, count = average["first_iteration"], average["count"]
     where = (f", saved in {average_checkpoint_path(state.config.save)}"
              if state.config.save else "")
@@ -2314,6 +2329,10 @@ def _train(state, make_task, parser, progress, log):
                 scores = _evaluate(trainer.predict, validation, config.output)
                 row["val_bits_per_seq"] = scores["bits_per_seq"]
                 row["val_errors_per_seq"] = scores["errors_per_seq"]
+                if state.average is not None:  # and the mean's, once --average-after started
+                    scores = _average_scores(state, validation)
+                    row["avg_val_bits_per_seq"] = scores["bits_per_seq"]
+                    row["avg_val_errors_per_seq"] = scores["errors_per_seq"]
             state.history.append(row)
             # With the penalty turned on, earlier validations were of another objective.
             if validate and config.keep_best and \
