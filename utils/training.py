@@ -39,6 +39,7 @@ import sys
 import time
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
@@ -2090,24 +2091,31 @@ def _resumed_average(config, info, start_iteration, progress):
     return None
 
 
-def _average_scores(state, validation):
-    """The averaged parameters' cost on the ``validation`` batches; the trainer keeps its own
-    parameters."""
+@contextmanager
+def _averaged_parameters(state):
+    """The trainer holds the averaged parameters inside, its own again after."""
     trainer = state.trainer
     last = trainer.parameter_values()
     trainer.set_parameter_values(_average_parameters(state))
     try:
-        return _evaluate(trainer.predict, validation, state.config.output)
+        yield
     finally:
         trainer.set_parameter_values(last)
+
+
+def _average_scores(state, validation):
+    """The averaged parameters' cost on the ``validation`` batches; the trainer keeps its own
+    parameters."""
+    with _averaged_parameters(state):
+        return _evaluate(state.trainer.predict, validation, state.config.output)
 
 
 def _restore_average(state, progress, validation):
     """Give the trainer the averaged parameters; return which iterations they average and
     their cost on the ``validation`` batches."""
     average = state.average
-    scores = _average_scores(state, validation)
     state.trainer.set_parameter_values(_average_parameters(state))
+    scores = _evaluate(state.trainer.predict, validation, state.config.output)
     first, count = average["first_iteration"], average["count"]
     where = (f", saved in {average_checkpoint_path(state.config.save)}"
              if state.config.save else "")
@@ -2124,13 +2132,8 @@ def _checkpoint(state):
     once --average-after has started."""
     _save(state)
     if state.average is not None:
-        trainer = state.trainer
-        last = trainer.parameter_values()
-        trainer.set_parameter_values(_average_parameters(state))
-        try:
+        with _averaged_parameters(state):
             _save(state, average_checkpoint_path(state.config.save), averaged=True)
-        finally:
-            trainer.set_parameter_values(last)
 
 
 def _runs_of(info):
