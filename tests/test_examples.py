@@ -8,6 +8,7 @@ command in a subprocess.
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -38,7 +39,7 @@ RUN = ["--batch-size", "2", "--log-every", "1", "--validate-every", "2",
 
 # script -> (tiny task options, --eval-lengths, --plot-params); the sizes are chosen so that
 # tasks share networks of the same shape, compiled once: copy-like and repeat copy (4 inputs, 3
-# outputs), associative recall and priority sort (4 inputs, 2 outputs).
+# outputs); associative recall (4 inputs, 2 outputs) and priority sort, whose heads are its own.
 SCRIPTS = {
     "copy": (copy_task, ["--size", "3", "--max-length", "3"], "2,4", "length=3"),
     "reversed_copy": (reversed_copy_task, ["--size", "3", "--max-length", "3"], "2,4", "length=3"),
@@ -941,6 +942,48 @@ def test_learning_rate_schedule_options(tmp_path, capsys):
     assert "--learning-rate 0.0003 given: the checkpoint's --learning-rate-schedule " \
            "2:0.001,5:0.0001 is not used" in capsys.readouterr().out
     assert resumed.config.learning_rate_schedule == [] and resumed.trainer.learning_rate == 3e-4
+
+
+def test_priority_sort_defaults_are_the_shipped_models_recipe():
+    """The script's defaults train models/priority_sort.npz: its model, and the rate of each
+    run of its chain of resumes from the iteration that run began at."""
+    parser = priority_sort_task.make_parser()
+    config, _ = training.parse_config(parser, [])
+    with open(os.path.join(REPO, "models", "priority_sort.json"), encoding="utf-8") as stream:
+        shipped = json.load(stream)
+    for option in ("size", "num_items", "num_sorted", "model", "controller", "num_units",
+                   "num_reads", "num_writes", "memory_shape", "num_shifts", "learn_memory_init",
+                   "batch_size", "seed", "optimizer", "max_norm", "grad_clip", "clip_spikes",
+                   "focus_penalty", "iterations"):
+        assert getattr(config, option) == shipped["config"][option], option
+    rates = []
+    for run in shipped["runs"]:
+        recorded, _ = training.parse_config(parser, shlex.split(run["command_line"])[1:])
+        rates.append([run["first_iteration"], recorded.learning_rate])
+    assert config.learning_rate == rates[0][1]
+    assert config.learning_rate_schedule == rates[1:]
+
+
+def test_a_learning_rate_given_replaces_the_scripts_default_schedule(capsys):
+    module, task_options, _, _ = SCRIPTS["priority_sort"]
+    run = MODEL + task_options + RUN + ["--iterations", "1"]
+    default = module.make_parser().get_default("learning_rate_schedule")
+    assert default  # the script's own schedule
+    result = module.main(run + ["--quiet"])
+    assert result.config.learning_rate_schedule == default
+    assert result.trainer.learning_rate == 5e-4
+    capsys.readouterr()
+    result = module.main(run + ["--learning-rate", "1e-3"])
+    assert "--learning-rate 0.001 given: this script's --learning-rate-schedule " \
+           "24000:0.0002,30000:0.0001,100000:5e-05,130000:2e-05,160000:1e-05 is not used" \
+           in capsys.readouterr().out
+    assert result.config.learning_rate_schedule == [] and result.trainer.learning_rate == 1e-3
+    # Given both, both are kept; 'none' is no schedule.
+    result = module.main(run + ["--learning-rate", "1e-3", "--learning-rate-schedule", "5:1e-4",
+                                "--quiet"])
+    assert result.config.learning_rate_schedule == [[5, 1e-4]]
+    result = module.main(run + ["--learning-rate-schedule", "none", "--quiet"])
+    assert result.config.learning_rate_schedule == [] and result.trainer.learning_rate == 5e-4
 
 
 def test_average_after_ends_with_the_mean_of_the_parameters_after_each_iteration(tmp_path):

@@ -204,6 +204,9 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
         if "default" in (action.help or ""):
             if "%(default)" in action.help:
                 return action.help
+            if action.type is _learning_rate_schedule:
+                return (action.help.replace("%", "%%")
+                        + f" (this script's default: {_format_schedule(action.default)})")
             # A general default described (the optimizer's rate) that the script replaced.
             return action.help + " (this script's default: %(default)s)"
         return super()._get_help_string(action)
@@ -222,9 +225,12 @@ def _positive_int_list(text):
 
 
 def _learning_rate_schedule(text):
-    """``ITERATIONS:RATE,...`` as ``[[iterations, rate], ...]`` (iterations increasing)."""
+    """``ITERATIONS:RATE,...`` as ``[[iterations, rate], ...]`` (iterations increasing);
+    ``none`` (or nothing) as ``[]``."""
     example = "such as 24000:2e-4,30000:1e-4"
     schedule = []
+    if text.strip().lower() == "none":
+        return schedule
     for item in text.split(","):
         if not item.strip():
             continue
@@ -342,7 +348,9 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                             "ITERATIONS iterations, train at RATE; e.g. --learning-rate 5e-4 "
                             "--learning-rate-schedule 24000:2e-4,30000:1e-4 trains the first "
                             "24,000 iterations at 5e-4, the next 6,000 at 2e-4 and the rest "
-                            "at 1e-4, as would a run resumed at each rate (default: none)")
+                            "at 1e-4, as would a run resumed at each rate; 'none': none; a "
+                            "--learning-rate given without it trains at that rate throughout "
+                            "(default: none)")
     train.add_argument("--max-norm", type=float, default=10.0,
                        help="rescale the gradients when their total norm exceeds this (0: off)")
     train.add_argument("--grad-clip", type=float, default=None,
@@ -1837,6 +1845,14 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
             parser.error(f"{'--resume' if config.resume else '--load'}: {error}")
         notes = _merge_checkpoint_config(parser, config, explicit, loaded[2],
                                          resume=bool(config.resume))
+    if "learning_rate" in explicit and "learning_rate_schedule" not in explicit and \
+            not config.resume and config.learning_rate_schedule:
+        # A script's default schedule belongs with its default rate: a rate of one's own
+        # is kept throughout, as in a script without a schedule.
+        notes.append(f"--learning-rate {config.learning_rate:g} given: this script's "
+                     f"--learning-rate-schedule {_format_schedule(config.learning_rate_schedule)}"
+                     f" is not used")
+        config.learning_rate_schedule = []
     if config.learning_rate is None:
         config.learning_rate = LEARNING_RATES.get(config.optimizer)
     if config.model == "lstm" and "focus_penalty" not in explicit:
