@@ -945,8 +945,8 @@ def test_learning_rate_schedule_options(tmp_path, capsys):
 
 
 def test_priority_sort_defaults_are_the_shipped_models_recipe():
-    """The script's defaults train models/priority_sort.npz: its model, and the rate of each
-    run of its chain of resumes from the iteration that run began at."""
+    """The script's defaults train models/priority_sort.npz: its model, its averaging, and
+    the rates of its chain of resumes, each from the iteration the run that set it began at."""
     parser = priority_sort_task.make_parser()
     config, _ = training.parse_config(parser, [])
     with open(os.path.join(REPO, "models", "priority_sort.json"), encoding="utf-8") as stream:
@@ -954,12 +954,14 @@ def test_priority_sort_defaults_are_the_shipped_models_recipe():
     for option in ("size", "num_items", "num_sorted", "model", "controller", "num_units",
                    "num_reads", "num_writes", "memory_shape", "num_shifts", "learn_memory_init",
                    "batch_size", "seed", "optimizer", "max_norm", "grad_clip", "clip_spikes",
-                   "focus_penalty", "iterations"):
-        assert getattr(config, option) == shipped["config"][option], option
+                   "focus_penalty", "iterations", "average_after"):
+        assert getattr(config, option) == shipped["config"].get(option), option
     rates = []
     for run in shipped["runs"]:
-        recorded, _ = training.parse_config(parser, shlex.split(run["command_line"])[1:])
-        rates.append([run["first_iteration"], recorded.learning_rate])
+        recorded, given = training.parse_config(parser, shlex.split(run["command_line"])[1:])
+        # A resume without a rate goes on at its checkpoint's.
+        if "learning_rate" in given and (not rates or recorded.learning_rate != rates[-1][1]):
+            rates.append([run["first_iteration"], recorded.learning_rate])
     assert config.learning_rate == rates[0][1]
     assert config.learning_rate_schedule == rates[1:]
 
@@ -984,6 +986,21 @@ def test_a_learning_rate_given_replaces_the_scripts_default_schedule(capsys):
     assert result.config.learning_rate_schedule == [[5, 1e-4]]
     result = module.main(run + ["--learning-rate-schedule", "none", "--quiet"])
     assert result.config.learning_rate_schedule == [] and result.trainer.learning_rate == 5e-4
+
+
+def test_keep_best_given_replaces_the_scripts_default_averaging(tmp_path, capsys):
+    module, task_options, _, _ = SCRIPTS["priority_sort"]
+    assert module.make_parser().get_default("average_after")  # the script averages
+    save = str(tmp_path / "run.npz")
+    result = module.main(MODEL + task_options + RUN + ["--iterations", "2", "--keep-best",
+                                                       "--save", save])
+    out = capsys.readouterr().out
+    assert result.exit_code == 0 and result.config.average_after is None
+    assert "--keep-best given: this script's --average-after 190000 is not used" in out
+    assert os.path.exists(str(tmp_path / "run-best.npz"))
+    # Without training there is nothing to say about averaging.
+    module.main(["--load", save, "--iterations", "0", "--mode", "FAST_COMPILE"])
+    assert "average" not in capsys.readouterr().out
 
 
 def test_average_after_ends_with_the_mean_of_the_parameters_after_each_iteration(tmp_path):

@@ -89,9 +89,9 @@ def test_the_shipped_priority_sort_model_sorts_finer_than_the_three_shift_one():
     row = _evaluate("priority_sort", "20", batches=20)[20]
     # 16 output vectors of 8 bits: an untrained model costs about 128 bits per sequence. On
     # these 320 sequences (20 batches of the script's 16) the shipped model (five shifts) costs
-    # 10.5 bits and 3.1 bit errors per sequence, 33% perfect; the three-shift model shipped
+    # 10.3 bits and 3.1 bit errors per sequence, 38% perfect; the three-shift model shipped
     # before it 19.2 and 6.1 (README).
-    assert row["bits_per_seq"] < 11 and row["errors_per_seq"] < 3.5 and row["perfect"] >= 0.3
+    assert row["bits_per_seq"] < 10.5 and row["errors_per_seq"] < 3.3 and row["perfect"] >= 0.35
 
 
 def test_the_shipped_sort_model_does_far_better_than_chance():

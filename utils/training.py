@@ -1853,6 +1853,12 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
                      f"--learning-rate-schedule {_format_schedule(config.learning_rate_schedule)}"
                      f" is not used")
         config.learning_rate_schedule = []
+    if config.keep_best and "average_after" not in explicit and not config.resume and \
+            config.average_after is not None:
+        # Both pick the parameters the run ends with: the one asked for wins.
+        notes.append(f"--keep-best given: this script's --average-after "
+                     f"{config.average_after} is not used")
+        config.average_after = None
     if config.learning_rate is None:
         config.learning_rate = LEARNING_RATES.get(config.optimizer)
     if config.model == "lstm" and "focus_penalty" not in explicit:
@@ -2263,7 +2269,8 @@ def _train(state, make_task, parser, progress, log):
         progress.info(f"the focus penalty never turns on: --focus-penalty-after "
                       f"{config.focus_penalty_after} is not below --iterations "
                       f"{config.iterations}")
-    if config.average_after is not None and config.average_after >= config.iterations:
+    if config.average_after is not None and \
+            state.iteration < config.iterations <= config.average_after:
         progress.info(f"--average-after {config.average_after} is not below --iterations "
                       f"{config.iterations}: nothing to average, the run ends with the last "
                       f"iteration's parameters")
