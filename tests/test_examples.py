@@ -988,6 +988,17 @@ def test_a_learning_rate_given_replaces_the_scripts_default_schedule(capsys):
     assert result.config.learning_rate_schedule == [] and result.trainer.learning_rate == 5e-4
 
 
+def test_the_learning_curve_draws_the_validations_and_their_mean():
+    history = [{"iteration": 1, "train_bits_per_seq": 9.0},
+               {"iteration": 2, "train_bits_per_seq": 8.0, "val_bits_per_seq": 7.5},
+               {"iteration": 3, "train_bits_per_seq": 7.0},
+               {"iteration": 4, "train_bits_per_seq": 6.0, "val_bits_per_seq": 5.5,
+                "avg_val_bits_per_seq": 5.0}]
+    assert training._validation_curves(history) == {
+        "validation": ([2, 4], [7.5, 5.5]), "validation, mean of the parameters": ([4], [5.0])}
+    assert training._validation_curves(history[:1]) == {}
+
+
 def test_keep_best_given_replaces_the_scripts_default_averaging(tmp_path, capsys):
     module, task_options, _, _ = SCRIPTS["priority_sort"]
     assert module.make_parser().get_default("average_after")  # the script averages

@@ -10,6 +10,7 @@ import pytest
 
 from utils.generators import CopyTask
 from utils.visualization import (
+    MARKED_POINTS,
     Dashboard,
     delimiter_marker,
     learning_curve,
@@ -365,7 +366,35 @@ def test_learning_curve_marks_events_with_a_dashed_line_named_along_it():
     assert legend == ["value", "moving average (100)"]
 
 
+def test_learning_curve_draws_other_costs_with_markers_named_in_the_legend():
+    figure = learning_curve([5.0, 4.0, 3.0, 2.0], iterations=[10, 20, 30, 40], window=2,
+                            label="training",
+                            others={"validation": ([20, 40], [4.5, 2.5]),
+                                    "validation, mean": ([40], [2.25])})
+    axis = figure.axes[0]
+    raw, average, validation, mean = axis.lines
+    np.testing.assert_array_equal(validation.get_xdata(), [20, 40])
+    np.testing.assert_array_equal(validation.get_ydata(), [4.5, 2.5])
+    np.testing.assert_array_equal(mean.get_ydata(), [2.25])
+    assert validation.get_marker() == mean.get_marker() == "o" and raw.get_marker() == "None"
+    legend = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert legend == ["training", "training, moving average (2)", "validation",
+                      "validation, mean"]
+    assert axis.get_yscale() == "log"
+    # A long run's validations are a line without markers.
+    many = np.arange(1, MARKED_POINTS + 2)
+    long_run = learning_curve([5.0, 4.0], others={"validation": (many, 1.0 / many)})
+    assert long_run.axes[0].lines[-1].get_marker() == "None"
+    # A cost at or under zero among the others makes the axis linear, as in the values.
+    assert learning_curve([5.0, 4.0], others={"v": ([1], [0.0])}).axes[0].get_yscale() == \
+        "linear"
+
+
 @pytest.mark.parametrize("kwargs, name", [
+    ({"values": [1.0, 2.0], "others": {"validation": ([1, 2], [1.0])}}, "validation"),
+    ({"values": [1.0, 2.0], "others": {"validation": ([1], [np.inf])}}, "finite"),
+    ({"values": [1.0, 2.0], "others": {"validation": ([], [])}}, "validation"),
+    ({"values": [1.0, 2.0], "others": {"validation": 3}}, "pair"),
     ({"values": np.ones((3, 2))}, "values"),
     ({"values": []}, "values"),
     ({"values": [1.0, np.nan]}, "finite"),

@@ -434,7 +434,7 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                             help="batches (of --batch-size sequences) per --eval-lengths value")
     evaluation.add_argument("--plot", metavar="FILE.png", default=None,
                             help="draw the heat maps of one episode to FILE.png and the "
-                                 "learning curve to FILE-curve.png")
+                                 "learning curve (training and validation costs) to FILE-curve.png")
     evaluation.add_argument("--plot-params", type=_key_value_pairs, default={},
                             metavar="NAME=VALUE,...",
                             help=f"episode parameters of the plotted episode, e.g. "
@@ -2431,6 +2431,19 @@ def _training_events(rows):
     return events
 
 
+def _validation_curves(history):
+    """The validation costs of a run's history rows, as the learning curve's ``others``: the
+    parameters' own and, once averaging has begun, their mean's."""
+    curves = {}
+    for key, name in (("val_bits_per_seq", "validation"),
+                      ("avg_val_bits_per_seq", "validation, mean of the parameters")):
+        points = [(row["iteration"], row[key]) for row in history
+                  if row.get(key) is not None and math.isfinite(row[key])]
+        if points:
+            curves[name] = tuple(list(part) for part in zip(*points))
+    return curves
+
+
 def _plot(config, trainer, model, make_task, parser, markers, history, progress):
     """Heat maps of one episode and the learning curve."""
     from .visualization import Dashboard, learning_curve
@@ -2443,9 +2456,10 @@ def _plot(config, trainer, model, make_task, parser, markers, history, progress)
     rows = [row for row in history if row.get("train_bits_per_seq") is not None]
     if rows:
         learning_curve([row["train_bits_per_seq"] for row in rows], curve_path(config.plot),
-                       window=min(10, len(rows)), ylabel="training bits per sequence",
+                       window=min(10, len(rows)), ylabel="bits per sequence",
                        iterations=[row["iteration"] for row in rows],
-                       events=_training_events(rows))
+                       events=_training_events(rows), label="training",
+                       others=_validation_curves(history))
         progress.info(f"heat maps written to {config.plot}, learning curve to "
                       f"{curve_path(config.plot)}")
     else:

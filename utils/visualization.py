@@ -38,6 +38,7 @@ from .files import atomic_write  # noqa: E402
 from .metrics import bit_errors  # noqa: E402
 
 __all__ = [
+    "MARKED_POINTS",
     "Dashboard",
     "delimiter_marker",
     "learning_curve",
@@ -603,8 +604,28 @@ class Dashboard:
 # Learning curves
 # --------------------------------------------------------------------------------------------
 
+#: Most points of a learning curve's other costs drawn with a marker each.
+MARKED_POINTS = 60
+
+
+def _other_curve(name, points):
+    """``(iterations, values)`` of one of :func:`learning_curve`'s ``others``, checked."""
+    try:
+        at, costs = (np.asarray(part, dtype=np.float64) for part in points)
+    except (TypeError, ValueError):
+        raise ValueError(f"others[{name!r}] must be a pair (iterations, values) of numbers") \
+            from None
+    if at.ndim != 1 or at.shape != costs.shape or at.size == 0:
+        raise ValueError(f"others[{name!r}]: iterations and values must have the same shape "
+                         f"(n,) with n >= 1, got {at.shape} and {costs.shape}")
+    if not np.all(np.isfinite(costs)):
+        raise ValueError(f"others[{name!r}]: values must be finite (found NaN or infinity)")
+    return at, costs
+
+
 def learning_curve(values, path=None, window=100, ylabel="bits per sequence", title=None,
-                   log_scale=True, ax=None, iterations=None, dpi=100, events=()):
+                   log_scale=True, ax=None, iterations=None, dpi=100, events=(), label=None,
+                   others=None):
     """Plot a training cost against the iterations, with its moving average.
 
     Parameters
@@ -630,6 +651,13 @@ def learning_curve(values, path=None, window=100, ylabel="bits per sequence", ti
     events : sequence of (iteration, label)
         Changes of the training to mark with a dashed vertical line each, its label written
         along it (e.g. ``[(1500, "focus penalty 0.1 on")]``).
+    label : str, optional
+        Name of ``values`` in the legend: "LABEL" and "LABEL, moving average (WINDOW)"
+        (default: "value" and "moving average (WINDOW)").
+    others : dict of str to (iterations, values), optional
+        Further costs on the same axes, each a line (with a marker per point, up to
+        ``MARKED_POINTS`` points), named by its key in the legend (e.g. ``{"validation":
+        ([500, 1000], [3.2, 0.4])}``).
 
     Returns
     -------
@@ -649,11 +677,17 @@ def learning_curve(values, path=None, window=100, ylabel="bits per sequence", ti
         if iterations.shape != values.shape:
             raise ValueError(f"iterations must have the shape of values {values.shape}, got "
                              f"shape {iterations.shape}")
+    others = {name: _other_curve(name, points) for name, points in (others or {}).items()}
     if ax is None:
         ax = Figure(figsize=(8, 4.5), layout="constrained").add_subplot()
-    line, = ax.plot(iterations, values, linewidth=0.8, alpha=0.3, label="value")
+    line, = ax.plot(iterations, values, linewidth=0.8, alpha=0.3,
+                    label="value" if label is None else label)
     ax.plot(iterations, average, linewidth=2.0, color=line.get_color(),
-            label=f"moving average ({window})")
+            label=f"{'' if label is None else label + ', '}moving average ({window})")
+    for name, (at, costs) in others.items():
+        # A marker per point while they can be told apart; a long run's are a line.
+        ax.plot(at, costs, linewidth=1.2, marker="o" if at.size <= MARKED_POINTS else None,
+                markersize=3, label=name)
     for iteration, label in events:
         ax.axvline(iteration, color="0.4", linestyle="--", linewidth=1.0)
         # Along the line rather than in the legend: several changes (a learning-rate
@@ -661,14 +695,16 @@ def learning_curve(values, path=None, window=100, ylabel="bits per sequence", ti
         ax.annotate(label, (iteration, 1.0), xycoords=("data", "axes fraction"),
                     xytext=(-2, -4), textcoords="offset points", rotation=90, ha="right",
                     va="top", fontsize=8, color="0.3")
-    ax.set_yscale("log" if log_scale and np.all(values > 0) else "linear")
+    positive = np.all(values > 0) and all(np.all(costs > 0) for _, costs in others.values())
+    ax.set_yscale("log" if log_scale and positive else "linear")
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)
     if title is not None:
         ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    # Lower left: a falling curve leaves it empty, and the events are labelled at the top.
-    ax.legend(loc="lower left")
+    # Where it hides least of the curves (a falling curve leaves the lower left empty, unless
+    # it ends low); the events are labelled at the top.
+    ax.legend(loc="best")
     figure = ax.figure
     if path is not None:
         save_figure(figure, path, dpi=dpi)
