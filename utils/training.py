@@ -434,7 +434,8 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                             help="batches (of --batch-size sequences) per --eval-lengths value")
     evaluation.add_argument("--plot", metavar="FILE.png", default=None,
                             help="draw the heat maps of one episode to FILE.png and the "
-                                 "learning curve (training and validation costs) to FILE-curve.png")
+                                 "learning curve (training and validation costs) to "
+                                 "FILE-curve.png")
     evaluation.add_argument("--plot-params", type=_key_value_pairs, default={},
                             metavar="NAME=VALUE,...",
                             help=f"episode parameters of the plotted episode, e.g. "
