@@ -944,18 +944,23 @@ def test_learning_rate_schedule_options(tmp_path, capsys):
     assert resumed.config.learning_rate_schedule == [] and resumed.trainer.learning_rate == 3e-4
 
 
-def test_priority_sort_defaults_are_the_shipped_models_recipe():
-    """The script's defaults train models/priority_sort.npz: its model, its averaging, and
-    the rates of its chain of resumes, each from the iteration the run that set it began at."""
-    parser = priority_sort_task.make_parser()
+@pytest.mark.parametrize("name, task_options", [
+    ("priority_sort", ("size", "num_items", "num_sorted")),
+    ("sort", ("size", "min_length", "max_length")),
+])
+def test_the_scripts_defaults_are_the_shipped_models_recipe(name, task_options):
+    """The script's defaults train models/NAME.npz: its model, its averaging, and the rates of
+    its chain of resumes, each from the iteration the run that set it began at."""
+    parser = SCRIPTS[name][0].make_parser()
     config, _ = training.parse_config(parser, [])
-    with open(os.path.join(REPO, "models", "priority_sort.json"), encoding="utf-8") as stream:
+    with open(os.path.join(REPO, "models", name + ".json"), encoding="utf-8") as stream:
         shipped = json.load(stream)
-    for option in ("size", "num_items", "num_sorted", "model", "controller", "num_units",
-                   "num_reads", "num_writes", "memory_shape", "num_shifts", "learn_memory_init",
-                   "batch_size", "seed", "optimizer", "max_norm", "grad_clip", "clip_spikes",
-                   "focus_penalty", "iterations", "average_after"):
-        assert getattr(config, option) == shipped["config"].get(option), option
+    saved = training._saved_config(shipped)  # with the values of options it predates
+    for option in task_options + (
+            "model", "controller", "num_units", "num_reads", "num_writes", "memory_shape",
+            "num_shifts", "learn_memory_init", "batch_size", "seed", "optimizer", "max_norm",
+            "grad_clip", "clip_spikes", "focus_penalty", "iterations", "average_after"):
+        assert getattr(config, option) == saved[option], option
     rates = []
     for run in shipped["runs"]:
         recorded, given = training.parse_config(parser, shlex.split(run["command_line"])[1:])
