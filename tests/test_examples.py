@@ -949,8 +949,9 @@ def test_learning_rate_schedule_options(tmp_path, capsys):
     ("sort", ("size", "min_length", "max_length")),
 ])
 def test_the_scripts_defaults_are_the_shipped_models_recipe(name, task_options):
-    """The script's defaults train models/NAME.npz: its model, its averaging, and the rates of
-    its chain of resumes, each from the iteration the run that set it began at."""
+    """The script's defaults train models/NAME.npz: its model, its averaging, its iterations
+    and its learning rates: its own schedule, or the rates of its chain of resumes, each from
+    the iteration the run that set it began at."""
     parser = SCRIPTS[name][0].make_parser()
     config, _ = training.parse_config(parser, [])
     with open(os.path.join(REPO, "models", name + ".json"), encoding="utf-8") as stream:
@@ -959,8 +960,13 @@ def test_the_scripts_defaults_are_the_shipped_models_recipe(name, task_options):
     for option in task_options + (
             "model", "controller", "num_units", "num_reads", "num_writes", "memory_shape",
             "num_shifts", "learn_memory_init", "batch_size", "seed", "optimizer", "max_norm",
-            "grad_clip", "clip_spikes", "focus_penalty", "iterations", "average_after"):
+            "grad_clip", "clip_spikes", "focus_penalty", "average_after"):
         assert getattr(config, option) == saved[option], option
+    assert config.iterations == shipped["iteration"]
+    if saved["learning_rate_schedule"]:
+        assert [config.learning_rate] + config.learning_rate_schedule == \
+            [saved["learning_rate"]] + saved["learning_rate_schedule"]
+        return
     rates = []
     for run in shipped["runs"]:
         recorded, given = training.parse_config(parser, shlex.split(run["command_line"])[1:])
