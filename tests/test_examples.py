@@ -1018,7 +1018,7 @@ def test_keep_best_given_replaces_the_scripts_default_averaging(tmp_path, capsys
                                                        "--save", save])
     out = capsys.readouterr().out
     assert result.exit_code == 0 and result.config.average_after is None
-    assert "--keep-best given: this script's --average-after 190000 is not used" in out
+    assert "--keep-best given: this script's --average-after 160000 is not used" in out
     assert os.path.exists(str(tmp_path / "run-best.npz"))
     # Without training there is nothing to say about averaging.
     module.main(["--load", save, "--iterations", "0", "--mode", "FAST_COMPILE"])
