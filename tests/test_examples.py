@@ -1020,6 +1020,12 @@ def test_keep_best_given_replaces_the_scripts_default_averaging(tmp_path, capsys
     assert result.exit_code == 0 and result.config.average_after is None
     assert "--keep-best given: this script's --average-after 160000 is not used" in out
     assert os.path.exists(str(tmp_path / "run-best.npz"))
+    # 'none' turns the script's averaging off; a count that is not one is refused.
+    config, _ = training.parse_config(module.make_parser(), ["--average-after", "none"])
+    assert config.average_after is None
+    with pytest.raises(SystemExit):
+        training.parse_config(module.make_parser(), ["--average-after", "soon"])
+    assert "--average-after" in capsys.readouterr().err
     # Without training there is nothing to say about averaging.
     module.main(["--load", save, "--iterations", "0", "--mode", "FAST_COMPILE"])
     assert "average" not in capsys.readouterr().out

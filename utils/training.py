@@ -224,6 +224,17 @@ def _positive_int_list(text):
     return values
 
 
+def _iterations_or_none(text):
+    """An iteration count, or ``none`` (a script's default turned off) as None."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of iterations or 'none', got {text!r}") from None
+
+
 def _learning_rate_schedule(text):
     """``ITERATIONS:RATE,...`` as ``[[iterations, rate], ...]`` (iterations increasing);
     ``none`` (or nothing) as ``[]``."""
@@ -415,14 +426,15 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
                                  "--save writes them, with their optimizer state, to "
                                  "PATH-best.npz at each new best (PATH.npz keeps the last "
                                  "iteration's, for --resume)")
-    evaluation.add_argument("--average-after", type=int, default=None, metavar="ITERATIONS",
+    evaluation.add_argument("--average-after", type=_iterations_or_none, default=None,
+                            metavar="ITERATIONS",
                             help="end with the mean of the parameters after each iteration "
                                  "past ITERATIONS (Polyak averaging): the evaluation and the "
                                  "plot use it, and --save writes it to PATH-average.npz (PATH.npz "
                                  "keeps the last iteration's and the running sum, for --resume), "
                                  "and validations give the mean's cost too; "
                                  "e.g. over the last tens of thousands of iterations at a low "
-                                 "learning rate (default: off)")
+                                 "learning rate; 'none': off (default: off)")
     evaluation.add_argument("--validation-batches", type=int, default=8,
                             help="batches (of --batch-size sequences) in the fixed "
                                  "validation set")
