@@ -1482,19 +1482,8 @@ def _saved_config(info):
 
 
 def _merge_checkpoint_config(parser, config, explicit, info, resume):
-    """Take from the checkpoint the options the command line left out; refuse conflicts.
-
-    Returns the messages to show (e.g. a schedule left behind).
-    """
+    """Take from the checkpoint the options the command line left out; refuse conflicts."""
     saved = _saved_config(info)
-    notes = []
-    if resume and "learning_rate" in explicit and "learning_rate_schedule" not in explicit \
-            and saved["learning_rate_schedule"]:
-        # A new rate replaces the checkpoint's whole plan, not only its first rate.
-        notes.append(f"--learning-rate {config.learning_rate:g} given: the checkpoint's "
-                     f"--learning-rate-schedule "
-                     f"{_format_schedule(saved['learning_rate_schedule'])} is not used")
-        saved["learning_rate_schedule"] = []
     for task_option in parser.task_options:
         if task_option.earlier_value is not None:
             saved.setdefault(task_option.dest, task_option.earlier_value)
@@ -1520,7 +1509,6 @@ def _merge_checkpoint_config(parser, config, explicit, info, resume):
         if dest in saved and dest not in explicit:
             value = saved[dest]
             setattr(config, dest, list(value) if isinstance(value, list) else value)
-    return notes
 
 
 def _format_schedule(schedule):
@@ -1856,13 +1844,13 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
             loaded = load_checkpoint(checkpoint)
         except ValueError as error:
             parser.error(f"{'--resume' if config.resume else '--load'}: {error}")
-        notes = _merge_checkpoint_config(parser, config, explicit, loaded[2],
-                                         resume=bool(config.resume))
+        _merge_checkpoint_config(parser, config, explicit, loaded[2], resume=bool(config.resume))
     if "learning_rate" in explicit and "learning_rate_schedule" not in explicit and \
-            not config.resume and config.learning_rate_schedule:
-        # A script's default schedule belongs with its default rate: a rate of one's own
-        # is kept throughout, as in a script without a schedule.
-        notes.append(f"--learning-rate {config.learning_rate:g} given: this script's "
+            config.learning_rate_schedule:
+        # A schedule (the script's, or a resumed checkpoint's) belongs with the rate it starts
+        # from: a rate given alone replaces the whole plan and is kept throughout.
+        owner = "the checkpoint's" if config.resume else "this script's"
+        notes.append(f"--learning-rate {config.learning_rate:g} given: {owner} "
                      f"--learning-rate-schedule {_format_schedule(config.learning_rate_schedule)}"
                      f" is not used")
         config.learning_rate_schedule = []
