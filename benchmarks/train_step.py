@@ -41,7 +41,7 @@ def available_modes():
 
                 from utils.training import JAX_UNSUPPORTED_PYTENSOR
                 if pytensor.__version__ in JAX_UNSUPPORTED_PYTENSOR:
-                    continue  # see the README: its JAX backend cannot run the model's scan
+                    continue  # its JAX backend cannot run the model's scan (utils.training)
         except ImportError:
             continue
         modes.append(mode)
@@ -54,14 +54,13 @@ def build_training_function(mode, profile=False):
     import pytensor
     import pytensor.tensor as pt
 
-    from ntm.compilation import parallel_compilation
+    import ntm.accel
     from ntm.controllers import DenseController
     from ntm.heads import ReadHead, WriteHead
     from ntm.lasagne import layers, nonlinearities, objectives, updates
     from ntm.lasagne.random import set_rng
     from ntm.layers import NTMLayer
     from ntm.memory import Memory
-    from ntm.modes import keep_storage, storage_kept
 
     set_rng(np.random.RandomState(0))
     size, num_units, memory_shape = 8, 100, (128, 20)
@@ -72,17 +71,18 @@ def build_training_function(mode, profile=False):
     l_dense = layers.DenseLayer(l_ntm, size, num_leading_axes=2,
                                 nonlinearity=nonlinearities.sigmoid)
     target = pt.tensor3("target")
-    prediction = pt.clip(layers.get_output(l_dense), 1e-6, 1 - 1e-6)
-    loss = objectives.binary_crossentropy(prediction, target).sum(axis=-1).mean()
-    params = layers.get_all_params(l_dense, trainable=True)
-    started = time.perf_counter()
-    grads = pytensor.grad(loss, params)
-    grad_s = time.perf_counter() - started
-    started = time.perf_counter()
-    # As the examples compile: missing modules in parallel, storage kept between calls.
-    with parallel_compilation(), storage_kept():
+    # As the examples build and compile: with the switch of ntm.accel (the plain model and
+    # mode where the backend has no fused ops).
+    with ntm.accel.accelerated(mode) as compile_mode:
+        prediction = pt.clip(layers.get_output(l_dense), 1e-6, 1 - 1e-6)
+        loss = objectives.binary_crossentropy(prediction, target).sum(axis=-1).mean()
+        params = layers.get_all_params(l_dense, trainable=True)
+        started = time.perf_counter()
+        grads = pytensor.grad(loss, params)
+        grad_s = time.perf_counter() - started
+        started = time.perf_counter()
         train = pytensor.function([l_input.input_var, target], loss,
-                                  updates=updates.adam(grads, params), mode=keep_storage(mode),
+                                  updates=updates.adam(grads, params), mode=compile_mode,
                                   profile=profile)
     return train, grad_s, time.perf_counter() - started
 
@@ -180,9 +180,10 @@ def main(argv=None):
     threads = os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))
     import pytensor
 
-    import ntm
-    blas = ("SciPy's OpenBLAS (ntm.blas)" if ntm.blas.LINKED
-            else f"blas__ldflags={pytensor.config.blas__ldflags!r}")
+    from ntm.accel import blas as accel_blas
+    blas = (f"blas__ldflags={pytensor.config.blas__ldflags!r}" if pytensor.config.blas__ldflags
+            else "SciPy's OpenBLAS (ntm.accel.blas)" if accel_blas.scipy_openblas_ldflags()
+            else "none")
     print(f"copy NTM (dense 100, 1 read + 1 write head, memory 128 x 20), {args.floatX}, Adam, "
           f"{args.steps} steps per row; C memory kernels on up to {threads} threads "
           f"(OMP_NUM_THREADS); C backend's BLAS: {blas}", flush=True)

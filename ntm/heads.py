@@ -26,8 +26,7 @@ per kind of head.
 import numpy as np
 import pytensor.tensor as pt
 
-from . import memory_kernels
-from .addressing_kernels import SHIFT_MODES, Addressing
+from .implementation import active
 from .init import OneHot
 from .lasagne import init, nonlinearities
 from .lasagne.layers.base import Layer
@@ -38,6 +37,10 @@ from .similarities import cosine_similarity
 __all__ = ["Head", "ReadHead", "WriteHead", "HeadCollection", "ReadHeadCollection",
            "WriteHeadCollection", "content_addressing", "interpolate", "shift",
            "sharpen", "SHIFT_MODES"]
+
+#: how the shift treats the ends of the memory: wrap around (the paper's circular
+#: convolution) or drop what moves past them.
+SHIFT_MODES = ("circular", "zero_pad")
 
 #: added to the shifted weighting before sharpening so that a location at exactly 0 (possible
 #: with zero padding) has a finite gradient with respect to gamma.
@@ -345,49 +348,34 @@ class HeadCollection:
             emitted[component] = block
         return emitted
 
-    def address(self, emitted, previous_weights, memory, fused=None, save_intermediates=False):
+    def address(self, emitted, previous_weights, memory, implementation=None,
+                save_intermediates=False):
         """The new weightings ``(batch, heads, N)`` from what :meth:`emit` returned, the previous
-        weightings and the memory ``(batch, N, M)``.
-
-        With ``fused`` (default: :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED`) the
-        similarities are one :class:`~ntm.memory_kernels.CosineSimilarity` op and the rest one
-        :class:`~ntm.addressing_kernels.Addressing` op, else :func:`content_addressing`,
-        :func:`interpolate`, :func:`shift` and :func:`sharpen`. ``save_intermediates`` (fused
-        only) makes that op also output what its gradient needs (its second output, see
-        :class:`~ntm.addressing_kernels.Addressing`), for a scan to keep.
+        weightings and the memory ``(batch, N, M)``: :func:`content_addressing`,
+        :func:`interpolate`, :func:`shift` and :func:`sharpen`, as computed by
+        ``implementation`` (default: :func:`ntm.implementation.active`).
+        ``save_intermediates`` asks it for what its ``saved_for_gradient`` returns, for a scan
+        to keep.
         """
-        if memory_kernels.use_fused(fused):
-            similarities = cosine_similarity(emitted["key"], memory, fused=True)
-            addressing = Addressing(self.shift_mode, SHARPEN_EPSILON,
-                                    save_intermediates=save_intermediates)
-            outputs = addressing(similarities, emitted["beta"], emitted["gate"],
-                                 emitted["shift"], emitted["gamma"], previous_weights)
-            return outputs[0] if save_intermediates else outputs
-        content = content_addressing(emitted["key"], emitted["beta"], memory)
-        gated = interpolate(content, previous_weights, emitted["gate"])
-        shifted = shift(gated, emitted["shift"], self.num_locations, self.shift_mode,
-                        self.num_shifts)
-        return sharpen(shifted, emitted["gamma"])
+        implementation = implementation or active()
+        return implementation.address(emitted, previous_weights, memory, self.num_locations,
+                                      self.num_shifts, self.shift_mode,
+                                      save_intermediates=save_intermediates)
 
 
 class ReadHeadCollection(HeadCollection):
     """Read heads computed together."""
 
-    def read(self, weights, memory, fused=None):
-        r"""The read vectors :math:`r^i = \sum_j w^i[j] M[j]`: ``(batch, heads, M)``.
-
-        With ``fused`` (default: :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED`) one
-        :class:`~ntm.memory_kernels.MemoryRead` op, else a batched matrix product.
-        """
-        if memory_kernels.use_fused(fused):
-            return memory_kernels.MemoryRead()(weights, memory)
-        return pt.matmul(weights, memory)
+    def read(self, weights, memory, implementation=None):
+        r"""The read vectors :math:`r^i = \sum_j w^i[j] M[j]`: ``(batch, heads, M)``, as
+        computed by ``implementation`` (default: :func:`ntm.implementation.active`)."""
+        return (implementation or active()).read(weights, memory)
 
 
 class WriteHeadCollection(HeadCollection):
     """Write heads computed together."""
 
-    def write(self, weights, erase, add, memory, fused=None):
+    def write(self, weights, erase, add, memory, implementation=None):
         r""":math:`M \leftarrow M \odot \prod_i (1 - w^i e^{i\top}) + \sum_i w^i a^{i\top}`.
 
         Parameters
@@ -395,15 +383,7 @@ class WriteHeadCollection(HeadCollection):
         weights : ``(batch, heads, N)``
         erase, add : ``(batch, heads, M)``
         memory : ``(batch, N, M)``
-        fused : bool, optional
-            Compute it with one :class:`~ntm.memory_kernels.MemoryWrite` op (one pass over the
-            memory, and one for the gradient) instead of ordinary tensor operations; by default
-            as :data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED` says.
+        implementation : :class:`~ntm.implementation.Implementation`, optional
+            What computes it (default: :func:`ntm.implementation.active`).
         """
-        if memory_kernels.use_fused(fused):
-            return memory_kernels.MemoryWrite()(memory, weights, erase, add)
-        if self.num_heads == 1:
-            w = weights[:, 0, :, None]
-            return memory * (1.0 - w * erase[:, 0, None, :]) + w * add[:, 0, None, :]
-        keep = pt.prod(1.0 - weights[:, :, :, None] * erase[:, :, None, :], axis=1)
-        return memory * keep + pt.matmul(weights.transpose(0, 2, 1), add)
+        return (implementation or active()).write(memory, weights, erase, add)

@@ -2,15 +2,13 @@ r"""The Neural Turing Machine as a layer: one ``pytensor.scan`` over time."""
 import pytensor
 import pytensor.tensor as pt
 
-from . import memory_kernels
-from .addressing_kernels import Addressing
 from .controllers import Controller
 from .heads import ReadHead, ReadHeadCollection, WriteHead, WriteHeadCollection
-from .hoisting import scan_hoisting_parameters
+from .implementation import active
 from .lasagne.layers.base import MergeLayer
 from .lasagne.utils import unique
 from .memory import Memory
-from .modes import SCAN_MODE
+from .recurrence import recurrence
 
 __all__ = ["NTMLayer"]
 
@@ -54,20 +52,15 @@ class NTMLayer(MergeLayer):
     ``(batch, time, state size)``, ``(batch, time, write heads, N)`` and
     ``(batch, time, read heads, N)``; each is the value after the step.
 
-    Besides its states, the scan outputs at every step values that the backward pass would
-    otherwise compute again from the saved states: the read vectors and, with the fused ops,
-    each kind of head's similarities :math:`K(k, M_t[j])` (the addressing op's first input),
-    their keys :math:`k = \tanh(\cdot)` and their addressing intermediates (the content
-    weighting, the sharpening's powers and their sum: the addressing op's second output, see
-    :class:`~ntm.addressing_kernels.Addressing`). The scan gradient reads a step's saved
-    output wherever its graph needs that value (:mod:`ntm.scan_gradient`), so the backward
-    step does not repeat the read and similarity passes over the memory, the keys' ``tanh``
-    nor the addressing (same values, bit for bit; a batch-16 training step of the copy model
-    about 6% faster for the first two, 3-5% more for the addressing). They cost
+    Besides its states, the scan outputs at every step values that its gradient would
+    otherwise compute again: the read vectors and, with the fused implementation
+    (:mod:`ntm.accel`), each kind of head's similarities :math:`K(k, M_t[j])`, their keys
+    :math:`k = \tanh(\cdot)` and their addressing intermediates (see
+    :meth:`ntm.implementation.Implementation.saved_for_gradient`). The scan's gradient
+    (:mod:`ntm.recurrence`) reads them, so the backward step does not repeat the read and
+    similarity passes over the memory nor the addressing. They cost
     :math:`T B (R M + H (3 N + M + 1))` stored values for :math:`R` read heads and :math:`H`
-    heads; a function compiled without the gradient drops them (except in
-    ``FAST_COMPILE``), and its step then does not write the addressing intermediates at all
-    (:mod:`ntm.rewrites`).
+    heads; a function compiled without the gradient drops them.
     """
 
     def __init__(self, incoming, memory, controller, heads, only_return_final=False,
@@ -161,20 +154,9 @@ class NTMLayer(MergeLayer):
             initial.append(reads.initial_weights(batch_size))
 
         # The step's outputs after its states, kept for the backward pass (class notes).
-        saves_similarities = memory_kernels.use_fused()
-        num_saved = int(has_reads) + 3 * (int(has_writes) + int(has_reads)) * saves_similarities
-
-        def addressing_saves(weights):
-            # the addressing op's first input (the similarities of the heads' keys), the keys
-            # (the similarity op's first input) and its saved intermediates (its second output)
-            if not (weights.owner is not None and isinstance(weights.owner.op, Addressing)
-                    and weights.owner.op.save_intermediates):
-                raise RuntimeError("NTMLayer: the heads did not address with the fused op")
-            similarities = weights.owner.inputs[0]
-            if not (similarities.owner is not None
-                    and isinstance(similarities.owner.op, memory_kernels.CosineSimilarity)):
-                raise RuntimeError("NTMLayer: the heads did not compare with the fused op")
-            return [similarities, similarities.owner.inputs[0], weights.owner.outputs[1]]
+        implementation = active()
+        saves = implementation.num_saved > 0
+        num_saved = int(has_reads) + implementation.num_saved * (int(has_writes) + int(has_reads))
 
         def step(*args):
             x_t = args[0]
@@ -185,10 +167,10 @@ class NTMLayer(MergeLayer):
             rest = previous[3:] if carries_state else previous[2:]
             if has_writes:
                 write_weights, erase, add = rest[:3]
-                memory = writes.write(write_weights, erase, add, memory)
+                memory = writes.write(write_weights, erase, add, memory, implementation)
                 rest = rest[3:]
             read_weights = rest[0] if has_reads else None
-            read_vectors = (reads.read(read_weights, memory) if has_reads
+            read_vectors = (reads.read(read_weights, memory, implementation) if has_reads
                             else pt.zeros((x_t.shape[0], 0, self.memory.memory_shape[1])))
             hidden, state = controller.step(x_t, read_vectors, hidden, state,
                                             input_projected=True)
@@ -197,26 +179,26 @@ class NTMLayer(MergeLayer):
             if has_writes:
                 emitted = writes.emit(hidden)
                 new_write_weights = writes.address(emitted, write_weights, memory,
-                                                   save_intermediates=saves_similarities)
+                                                   implementation, save_intermediates=saves)
                 new += [new_write_weights, emitted["erase"], emitted["add"]]
-                if saves_similarities:
-                    saved += addressing_saves(new_write_weights)
+                if saves:
+                    saved += implementation.saved_for_gradient(new_write_weights)
             if has_reads:
                 new.append(reads.address(reads.emit(hidden), read_weights, memory,
-                                         save_intermediates=saves_similarities))
-                if saves_similarities:
-                    saved += addressing_saves(new[-1])
+                                         implementation, save_intermediates=saves))
+                if saves:
+                    saved += implementation.saved_for_gradient(new[-1])
             if m_t is not None:
                 # Hold every state where the mask is 0.
                 new = [pt.switch(pt.shape_padright(m_t, n.ndim - 1) > 0, n, p)
                        for n, p in zip(new, previous)]
             return new + saved
 
-        # Parameter-only work (the heads' joined weights, ...) enters as non-sequences, so that
-        # the gradient accumulates it whole (ntm.hoisting).
-        outputs = scan_hoisting_parameters(step, sequences, initial + [None] * num_saved,
-                                           return_updates=False, name="ntm_scan",
-                                           mode=SCAN_MODE)
+        # One scan, differentiated by one backward scan that reads the saved outputs
+        # (ntm.recurrence); parameter-only work (the heads' joined weights, ...) enters it as
+        # non-sequences, so that the gradient accumulates it whole.
+        outputs = recurrence(step, sequences, initial, num_extra=num_saved, name="ntm_scan",
+                             mode=implementation.scan_mode)
         outputs = outputs[:len(initial)]  # the states
         hidden_seq = outputs[1].dimshuffle(1, 0, 2)
         if not get_details:

@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 import pytest
 
 from ntm.lasagne.random import set_rng
-from ntm.modes import keep_storage
+from ntm.accel.modes import keep_storage
 from utils import function_cache, training
 from utils.function_cache import cached_function
 

@@ -5,11 +5,13 @@ backend calls for the matrix products, on one thread unless ``OPENBLAS_NUM_THREA
 otherwise: the NTM's products are small, and a product split over threads may sum in another
 order, which made a run's float32 trajectory depend on the number of cores (the copy task's
 evaluation at length 120 came out 0.170 instead of 0.174 bits per sequence with two threads).
-The cores go to the NTM's memory kernels instead (:mod:`ntm.kernel_threads`, whose results do
-not depend on the number of threads); BLAS threads waiting beside them slowed a batch-16 step
-from 25 to 40 ms on 2 cores.
+The cores go to the NTM's memory kernels instead (:mod:`ntm.accel.kernel_threads`, whose
+results do not depend on the number of threads); BLAS threads waiting beside them slowed a
+batch-16 step down on 2 cores. For the same reason the kernels' idle OpenMP threads spin for
+less long before they sleep (``GOMP_SPINCOUNT``, read when OpenMP is loaded). Both are the
+examples' settings for their own processes; the library sets neither.
 """
 import os
 
-if "OPENBLAS_NUM_THREADS" not in os.environ:
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("GOMP_SPINCOUNT", "100000")  # ntm.accel.kernel_threads.GOMP_SPINCOUNT

@@ -35,7 +35,7 @@ from pytensor.link.basic import JITLinker, PerformLinker
 from pytensor.link.c.basic import CLinker, OpWiseCLinker
 from pytensor.link.vm import VMLinker
 
-from ntm.modes import describe as describe_mode
+from ntm.accel.modes import describe as describe_mode
 
 from .files import atomic_write
 
@@ -117,8 +117,7 @@ def _fingerprint(key, inputs, shared, mode, name, sources):
         "shared": [[variable.name, str(variable.type)] for variable in shared],
         "flags": flags,
         "environment": {variable: os.environ.get(variable) for variable in
-                        ("NTM_SCAN_GRADIENT", "NTM_INLINE_SOFTMAX", "NTM_FUSED_MEMORY",
-                         "NTM_SCAN_ZERO_TAPS", "PYTENSOR_FLAGS")},
+                        ("PYTENSOR_FLAGS",)},
         "versions": [sys.version, platform.machine(), np.__version__, pytensor.__version__],
         "sources": _digest_sources([os.path.dirname(__import__("ntm").__file__),
                                     __file__, *sources]),

@@ -49,7 +49,7 @@ import pytensor.tensor as pt
 from pytensor.graph.replace import clone_replace
 from pytensor.link.jax.linker import JAXLinker  # imported by PyTensor itself; needs no jax
 
-from ntm.compilation import compile_fused_ops_early, parallel_compilation
+from ntm.accel import accelerated
 from ntm.controllers import DenseController, GRUController, LSTMController, RecurrentController
 from ntm.heads import ReadHead, WriteHead
 from ntm.lasagne import layers, nonlinearities, objectives
@@ -57,7 +57,6 @@ from ntm.lasagne import random as lasagne_random
 from ntm.lasagne import updates as lasagne_updates
 from ntm.layers import NTMLayer
 from ntm.memory import Memory
-from ntm.modes import keep_storage, storage_kept
 from ntm.updates import graves_rmsprop
 
 from .files import atomic_write
@@ -589,10 +588,9 @@ def _check_config(parser, config):
         parser.error("; ".join(problems))
 
 
-#: PyTensor versions whose JAX backend was found unable to run the examples' models: it
-#: traces a function with the shapes of its inputs unknown, and the scan over the sequence
-#: allocates its states and outputs with the batch size and length of the input (JAX:
-#: "Shapes must be 1D sequences of concrete values").
+#: PyTensor versions whose JAX backend was found unable to run the examples' models at all:
+#: the scan over the sequence allocates its states and outputs with the batch size of the
+#: input, which JAX traces (JAX: "Shapes must be 1D sequences of concrete values").
 JAX_UNSUPPORTED_PYTENSOR = ("3.0.7",)
 
 
@@ -602,10 +600,18 @@ def _resolve_mode(parser, config):
         linker = pytensor.compile.mode.get_mode(mode).linker
     except Exception as error:  # PyTensor raises several kinds for an unknown mode
         parser.error(f"--mode: unknown PyTensor mode {mode!r} ({error})")
-    if isinstance(linker, JAXLinker) and pytensor.__version__ in JAX_UNSUPPORTED_PYTENSOR:
-        parser.error(f"--mode: {mode} cannot run these models with PyTensor "
-                     f"{pytensor.__version__}: its JAX backend needs the shapes of the "
-                     f"sequences when it compiles; use CVM or NUMBA")
+    if isinstance(linker, JAXLinker):
+        if pytensor.__version__ in JAX_UNSUPPORTED_PYTENSOR:
+            parser.error(f"--mode: {mode} cannot run these models with PyTensor "
+                         f"{pytensor.__version__}: its JAX backend needs the shapes of the "
+                         f"sequences when it compiles; use CVM or NUMBA")
+        if config.iterations:
+            # The gradient of a scan over sequences of unknown length fails in PyTensor's JAX
+            # backend (docs/upstream/jax_scan_gradient.py); the forward pass runs.
+            parser.error(f"--mode: {mode} evaluates a model (--iterations 0) but cannot train "
+                         f"one with PyTensor {pytensor.__version__}: its JAX backend cannot "
+                         f"differentiate a scan over sequences of unknown length; train with "
+                         f"CVM or NUMBA")
     return mode
 
 
@@ -1031,7 +1037,7 @@ class Trainer:
         key = (penalised, learning_rate)
         self._build_updates()
         if key not in self._step_graphs:
-            with pytensor.config.change_flags(floatX=self.floatX):
+            with self._accelerated():
                 updates, outputs = self._make_updates(penalised, learning_rate)
             # The update rule made state variables of its own for this graph: every step must
             # move the same moments (and spike average), so the first graph's replace them.
@@ -1173,25 +1179,23 @@ class Trainer:
             options=options)
         return time.perf_counter() - started
 
-    def _function(self, name, inputs, outputs, shared, updates=None, options=None):
-        """Compile (in the model's float type), or load from the cache with a cache_key; missing
-        C modules are compiled in parallel (:func:`ntm.compilation.parallel_compilation`), and
-        the function keeps its intermediate storage between calls (:mod:`ntm.modes`)."""
-        mode = keep_storage(self.mode)
-        with (pytensor.config.change_flags(floatX=self.floatX), parallel_compilation(),
-              storage_kept()):
-            def start_modules():  # only when compiling, not when loading from the cache
-                compile_fused_ops_early(
-                    (list(outputs) if isinstance(outputs, (list, tuple)) else [outputs])
-                    + list((updates or {}).values()), mode)
+    @contextmanager
+    def _accelerated(self):
+        """Graphs built and compiled inside are the model's float type, with the fused ops
+        and the accelerated mode of :mod:`ntm.accel` where the trainer's mode allows them;
+        yields the mode to compile with."""
+        with pytensor.config.change_flags(floatX=self.floatX), accelerated(self.mode) as mode:
+            yield mode
 
+    def _function(self, name, inputs, outputs, shared, updates=None, options=None):
+        """Compile in the accelerated mode (:meth:`_accelerated`), or load from the cache with
+        a cache_key; the function keeps its intermediate storage between calls."""
+        with self._accelerated() as mode:
             if self.cache_key is None:
-                start_modules()
                 return pytensor.function(inputs, outputs, updates=updates, mode=mode, name=name)
             function, loaded = cached_function(
                 inputs, outputs, updates=updates, mode=mode, name=name,
-                key=[self.cache_key, options], shared=shared, sources=[__file__],
-                before_compiling=start_modules)
+                key=[self.cache_key, options], shared=shared, sources=[__file__])
         if loaded:
             self.loaded.add(name)
         return function
@@ -1219,7 +1223,7 @@ class Trainer:
     def predict(self, x):
         """The predictions for a batch of input sequences, ``(batch, time, output_size)``."""
         if self._predict_fn is None:
-            with pytensor.config.change_flags(floatX=self.floatX):
+            with self._accelerated():
                 prediction = layers.get_output(self.model.l_output)
             self._predict_fn = self._function("predict", [self.model.l_input.input_var],
                                               prediction, shared=self.all_params)
@@ -1236,7 +1240,7 @@ class Trainer:
         if self.model.l_ntm is None:
             raise ValueError("details: the model has no NTM layer (LSTM baseline)")
         if self._details_fn is None:
-            with pytensor.config.change_flags(floatX=self.floatX):
+            with self._accelerated():
                 details = layers.get_output(self.model.l_ntm, get_details=True)
             self._details_fn = self._function("details", [self.model.l_input.input_var],
                                               details, shared=self.all_params)

@@ -1,7 +1,7 @@
 r"""A head's whole location addressing as one operation, with its gradient.
 
 From the similarities :math:`K` of its key with every memory row (see
-:mod:`ntm.memory_kernels`), a head's new weighting is (paper section 3.3, see
+:mod:`ntm.accel.memory_kernels`), a head's new weighting is (paper section 3.3, see
 :mod:`ntm.heads`)
 
 .. math::
@@ -34,19 +34,17 @@ also outputs :math:`w^c`, :math:`v` and :math:`V` per row, and the gradient
 (``from_saved``) reads them instead of computing the exponentials and powers again: the same
 values, so the same gradients bit for bit in C. C code for the C backend, a Numba function
 for ``NUMBA`` and NumPy for the Python linker compute the same loops; the heads use them when
-:data:`~ntm.memory_kernels.FUSED_MEMORY_ENABLED` is on.
+the accelerated implementation is in force (:func:`ntm.accel.accelerated`).
 """
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 
+from ..heads import SHIFT_MODES
 from .memory_kernels import (_as_float_tensors, _c_contiguous_inputs, _c_pointers, _c_release,
                              _c_shapes, _GradientOp, _MemoryOp, source_version)
 
-__all__ = ["Addressing", "AddressingGrad", "SHIFT_MODES"]
-
-SHIFT_MODES = ("circular", "zero_pad")
-
+__all__ = ["Addressing", "AddressingGrad"]
 
 def _check_mode(who, shift_mode):
     if shift_mode not in SHIFT_MODES:
@@ -119,7 +117,8 @@ class Addressing(_MemoryOp):
                 batch, heads, None if N is None else 2 * N + 1)))
         return Apply(self, inputs, outputs)
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):
+        node, shapes = args[-2:]  # PyTensor 3.0 passes the function graph first
         if not self.save_intermediates:
             return [shapes[0]]
         batch, heads, N = shapes[0]
@@ -215,7 +214,8 @@ class AddressingGrad(_GradientOp):
         return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
                                     for x in inputs[:len(_INPUT_NAMES)]])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):
+        node, shapes = args[-2:]  # PyTensor 3.0 passes the function graph first
         return list(shapes[:len(_INPUT_NAMES)])
 
     def perform(self, node, inputs, outputs):
@@ -313,7 +313,7 @@ class AddressingGrad(_GradientOp):
         }}
         """
 
-# C kernels (support code of both ops), on top of ntm.memory_kernels' helpers.
+# C kernels (support code of both ops), on top of ntm.accel.memory_kernels' helpers.
 _C_SUPPORT = r"""
 /* The content weighting softmax(beta K) of one (batch, head) row, in `content`. */
 template <typename T>
@@ -359,7 +359,7 @@ static inline T ntm_shift_row(const T* __restrict__ content, T g, const T* __res
    its powers v = (u / max u)^gamma and their sum V are also stored there, 2 N + 1 values per
    row, for the gradient. */
 template <typename T>
-static NTM_KERNEL void ntm_addressing(const T* K, const T* beta, const T* gate, const T* s,
+static NTMK_NOINLINE void ntm_addressing(const T* K, const T* beta, const T* gate, const T* s,
                                       const T* gamma, const T* prev, T* __restrict__ out,
                                       T* __restrict__ saved, npy_intp rows, npy_intp N,
                                       npy_intp S, bool circular, T eps,
@@ -384,7 +384,7 @@ static NTM_KERNEL void ntm_addressing(const T* K, const T* beta, const T* gate, 
 }
 
 template <typename T>
-static NTM_KERNEL void ntm_addressing_grad(
+static NTMK_NOINLINE void ntm_addressing_grad(
         const T* K, const T* beta, const T* gate, const T* s, const T* gamma, const T* prev,
         const T* saved, const T* G, T* __restrict__ dK, T* __restrict__ dBeta,
         T* __restrict__ dGate, T* __restrict__ dS, T* __restrict__ dGamma,

@@ -10,23 +10,21 @@ time step, and its forward step computes the controller with one, so both paths 
 
 SciPy, a dependency of PyTensor, ships OpenBLAS in its wheels (``scipy.libs/libscipy_openblas*``,
 32-bit integers, the Fortran interface), with every symbol renamed: ``scipy_sgemm_`` for
-``sgemm_``. :func:`link_scipy_openblas`, called on ``import ntm``, builds once per compile
-directory a small shared library, ``libntm_blas.so``, in which each Fortran BLAS name that
-PyTensor declares is a jump to SciPy's renamed function (so its calling convention is
-OpenBLAS's own), and sets ``blas__ldflags`` to link it. Copy model, one thread
-(``OMP_NUM_THREADS=1 python benchmarks/train_step.py --modes CVM``): about 12% off every
-training step, batch 1 and 16 (see the README's *Speed*).
+``sgemm_``. :func:`scipy_openblas_ldflags` builds once per compile directory a small shared
+library, ``libntm_blas.so``, in which each Fortran BLAS name that PyTensor declares is a jump to
+SciPy's renamed function (so its calling convention is OpenBLAS's own), and returns the flags
+that link it. :func:`linked` sets ``blas__ldflags`` to them only while the project compiles its
+own functions (:func:`ntm.accel.accelerated`), and only where PyTensor found no BLAS of its
+own: the user's configuration, and every function compiled outside, stay as they were.
 
-Nothing is changed when the user has set ``blas__ldflags`` (``PYTENSOR_FLAGS`` or
-``.pytensorrc``: PyTensor's own choice of BLAS stays theirs), when the environment variable
-``NTM_BLAS`` is ``0``, or when any step fails (no C++ compiler, no SciPy OpenBLAS, a platform
-other than Linux on x86-64 or AArch64): PyTensor then searches for a BLAS as it does without
-:mod:`ntm`. :data:`LINKED` says which happened. OpenBLAS's threads are OpenBLAS's:
+Nothing is linked when PyTensor has a BLAS (``blas__ldflags`` not empty: the user's, or one
+PyTensor found), or when any step fails (no C++ compiler, no SciPy OpenBLAS, a platform
+other than Linux on x86-64 or AArch64). OpenBLAS's threads are OpenBLAS's:
 ``OPENBLAS_NUM_THREADS`` (the example scripts set 1, see :mod:`utils`).
 
 The products are OpenBLAS's either way (NumPy's are), and OpenBLAS adds :math:`\alpha AB` to
-:math:`C` after forming it, as the fallback does: the copy example's training run repeats to the
-bit with and without this module (``models/copy.npz`` unchanged).
+:math:`C` after forming it, as the fallback does: a training run repeats to the bit with and
+without it.
 """
 import ctypes
 import glob
@@ -39,17 +37,15 @@ import re
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 
 import pytensor
 
-__all__ = ["link_scipy_openblas", "scipy_openblas_library", "build_forwarding_library",
-           "fortran_blas_names", "LINKED", "ENABLED"]
+__all__ = ["linked", "scipy_openblas_ldflags", "scipy_openblas_library",
+           "build_forwarding_library", "fortran_blas_names"]
 
-#: whether :mod:`ntm` may link PyTensor to SciPy's OpenBLAS (environment variable ``NTM_BLAS``).
-ENABLED = os.environ.get("NTM_BLAS", "1").strip().lower() not in ("0", "off", "false", "no")
-
-#: the ``blas__ldflags`` :func:`link_scipy_openblas` set, or ``None`` where it set nothing.
-LINKED = None
+# scipy_openblas_ldflags's answer per compile directory and compiler
+_flags = {}
 
 #: SciPy's prefix for the names of its OpenBLAS's functions.
 PREFIX = "scipy_"
@@ -78,11 +74,19 @@ def scipy_openblas_library():
     return found[0] if found else None
 
 
+def _blas_headers_module():
+    """PyTensor's module of BLAS declarations (it moved in PyTensor 3.1)."""
+    for name in ("pytensor.tensor.blas.c_code.blas_headers", "pytensor.tensor.blas_headers"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise RuntimeError("PyTensor's BLAS declarations were not found")
+
+
 def fortran_blas_names():
     """The Fortran BLAS functions PyTensor's C code declares (``sgemm_``, ``dgemv_``, ...)."""
-    from pytensor.tensor import blas_headers
-
-    source = inspect.getsource(blas_headers)
+    source = inspect.getsource(_blas_headers_module())
     return sorted(set(re.findall(r"\b([sdcz][a-z0-9]+_)\s*\(", source)))
 
 
@@ -119,32 +123,22 @@ def build_forwarding_library(library, names, directory, cxx=None):
     return forwarded
 
 
-def _user_set_ldflags():
-    """Whether ``blas__ldflags`` was given in ``PYTENSOR_FLAGS`` or a ``.pytensorrc``."""
-    # PyTensor reads its flags when the setting is first used (is_default then says whether
-    # the value was the user's), and until then they wait in the flags or the config file.
-    setting = type(pytensor.config).__dict__["blas__ldflags"]
-    if hasattr(setting, "val"):
-        return not setting.is_default
-    try:
-        pytensor.config.fetch_val_for_key("blas__ldflags")
-    except KeyError:
-        return False
-    return True
-
-
-def link_scipy_openblas():
-    """Set PyTensor's ``blas__ldflags`` to link SciPy's OpenBLAS (see the module docstring);
-    returns the flags, or ``None`` where it changed nothing."""
-    global LINKED
-    if LINKED is not None:
-        return LINKED
-    if not ENABLED or not pytensor.config.cxx or _user_set_ldflags():
+def scipy_openblas_ldflags():
+    """The ``blas__ldflags`` that link PyTensor's C code to SciPy's OpenBLAS (building the
+    forwarding library the first time), or ``None`` where that cannot be done here."""
+    if not pytensor.config.cxx:
         return None
+    key = (pytensor.config.compiledir, pytensor.config.cxx)
+    if key in _flags:
+        return _flags[key]
+    _flags[key] = None
     library = scipy_openblas_library()
     if library is None:
         return None
-    names = fortran_blas_names()
+    try:
+        names = fortran_blas_names()
+    except RuntimeError:
+        return None
     stat = os.stat(library)
     identity = "\0".join([os.path.realpath(library), str(stat.st_size), str(stat.st_mtime_ns),
                           pytensor.config.cxx, platform.machine(), *names])
@@ -154,7 +148,19 @@ def link_scipy_openblas():
         try:
             build_forwarding_library(library, names, directory)
         except (OSError, RuntimeError):
-            return None  # PyTensor searches for a BLAS as it would without ntm
-    LINKED = f"-L{directory} -lntm_blas -Wl,-rpath,{directory}"
-    pytensor.config.blas__ldflags = LINKED
-    return LINKED
+            return None  # PyTensor goes on without a BLAS, as it would without ntm
+    _flags[key] = f"-L{directory} -lntm_blas -Wl,-rpath,{directory}"
+    return _flags[key]
+
+
+@contextmanager
+def linked():
+    """While it lasts, PyTensor's C code is linked to SciPy's OpenBLAS where PyTensor has no
+    BLAS of its own (``blas__ldflags`` empty); yields the flags in force."""
+    current = pytensor.config.blas__ldflags
+    flags = None if current else scipy_openblas_ldflags()
+    if flags is None:
+        yield current
+        return
+    with pytensor.config.change_flags(blas__ldflags=flags):
+        yield flags

@@ -1,6 +1,6 @@
 r"""The fused kernels on several cores: their batch split between OpenMP threads.
 
-The C code of the ops in :mod:`ntm.memory_kernels` and :mod:`ntm.addressing_kernels` loops
+The C code of the ops in :mod:`ntm.accel.memory_kernels` and :mod:`ntm.accel.addressing_kernels` loops
 over the batch (the addressing over batch x heads), and each item's arithmetic depends on that
 item only. :data:`C_SUPPORT`'s ``ntm_for_chunks(items, work_per_item, body)`` cuts that loop
 into one contiguous chunk per thread; every item is computed by the same code as in one
@@ -14,12 +14,13 @@ then whichever was faster, trying the other again after 16 calls (after twice as
 time it loses, up to 4,096). Split calls wait for every thread, so when other processes hold
 the cores they get slower than one thread (seven times, with a training on the other core of
 2), and the site falls back to one thread until a try finds the cores free again. GNU
-OpenMP's threads wait for work spinning for a while (:data:`GOMP_SPINCOUNT`, set unless the
-environment sets it).
+OpenMP's threads wait for work spinning for a while; a process that shares its cores may set
+``GOMP_SPINCOUNT`` (:data:`GOMP_SPINCOUNT` is what the example scripts set) before the first
+kernel runs.
 
 The kernels are compiled with ``-fopenmp`` when the C++ compiler supports it (checked once
-per compiler, the answer kept in PyTensor's compile directory), unless the environment
-variable ``NTM_OPENMP`` is ``0``. The number of threads is OpenMP's: ``OMP_NUM_THREADS`` if
+per compiler, the answer kept in PyTensor's compile directory) and :data:`OPENMP_ENABLED`
+is true. The number of threads is OpenMP's: ``OMP_NUM_THREADS`` if
 set, else the cores this process may use (at most one per item). ``OMP_NUM_THREADS=1`` keeps
 a run on one core, e.g. when several trainings share a machine.
 """
@@ -31,21 +32,17 @@ import pytensor
 
 __all__ = ["openmp_flags", "OPENMP_ENABLED", "C_SUPPORT", "MIN_PARALLEL_WORK", "GOMP_SPINCOUNT"]
 
-#: whether the kernels may be compiled with OpenMP (environment variable ``NTM_OPENMP``).
-OPENMP_ENABLED = os.environ.get("NTM_OPENMP", "1").strip().lower() not in (
-    "0", "off", "false", "no")
+#: whether the kernels may be compiled with OpenMP.
+OPENMP_ENABLED = True
 
 #: the least work (values touched by one call) per thread: a call of less stays on one.
 MIN_PARALLEL_WORK = 8192
 
-#: How long (in spins) GNU OpenMP's idle threads wait for work before they sleep, unless
-#: ``GOMP_SPINCOUNT`` is set: its default, 300,000, kept a thread spinning long enough between
+#: How long (in spins) GNU OpenMP's idle threads should wait for work before they sleep, for
+#: a process that sets ``GOMP_SPINCOUNT`` (the example scripts do): OpenMP's default, 300,000, kept a thread spinning long enough between
 #: kernels to take a core from the main thread when another process held the other one (a
 #: batch-16 step took 58 ms instead of 30 on one thread); 100,000 is as fast on free cores.
 GOMP_SPINCOUNT = "100000"
-
-# Read by GNU OpenMP when it is loaded, with the first kernel module: set before that.
-os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 _FLAGS = ["-fopenmp"]
 _checked = {}
@@ -171,7 +168,7 @@ def _compiler_supports_openmp(directory):
 
 def openmp_flags():
     """The compiler flags that turn OpenMP on for the kernels: ``["-fopenmp"]``, or ``[]``
-    when ``NTM_OPENMP`` is off, there is no C++ compiler or it has no OpenMP."""
+    when :data:`OPENMP_ENABLED` is false, there is no C++ compiler or it has no OpenMP."""
     if not OPENMP_ENABLED or not pytensor.config.cxx:
         return []
     key = (pytensor.config.cxx, pytensor.config.compiledir)

@@ -41,9 +41,10 @@ Every op has three implementations computing the same loops: C code for PyTensor
 (``CVM``, ``C``), a Numba function for ``NUMBA``, and NumPy (``perform``) for the Python linker.
 Tests check each against an independent NumPy computation and finite differences.
 
-The heads use these ops unless the environment variable ``NTM_FUSED_MEMORY`` is ``0`` when
-:mod:`ntm` is imported; then they build the same equations from ordinary tensor operations
-(which any backend, JAX included, can compile).
+The heads use these ops inside :func:`ntm.accel.accelerated` (through
+:class:`ntm.accel.fused.FusedImplementation`); elsewhere they build the same equations from
+ordinary tensor operations (:mod:`ntm.implementation`), which any backend, JAX included, can
+compile.
 """
 import hashlib
 import os
@@ -59,17 +60,7 @@ from pytensor.scalar import upcast
 from . import kernel_threads
 
 __all__ = ["CosineSimilarity", "CosineSimilarityGrad", "MemoryWrite", "MemoryWriteGrad",
-           "MemoryRead", "MemoryReadGrad", "SumInOrder", "FUSED_MEMORY_ENABLED", "use_fused"]
-
-#: whether the heads use the fused ops (environment variable ``NTM_FUSED_MEMORY``, default on).
-FUSED_MEMORY_ENABLED = os.environ.get("NTM_FUSED_MEMORY", "1").strip().lower() not in (
-    "0", "off", "false", "no")
-
-
-def use_fused(fused=None):
-    """Whether to build with the fused ops: ``fused`` if given, else
-    :data:`FUSED_MEMORY_ENABLED` (read at call time, so tests may change it)."""
-    return FUSED_MEMORY_ENABLED if fused is None else bool(fused)
+           "MemoryRead", "MemoryReadGrad", "SumInOrder"]
 
 
 def source_version(*paths):
@@ -136,7 +127,7 @@ static int ntm_prepare_output(PyArrayObject** out, int nd, npy_intp* dims, PyArr
 
 /* Kernels are kept out of the generated executor function: inlined there, they lose their
    registers to its many variables and are not vectorised. */
-#define NTM_KERNEL __attribute__((noinline))
+#define NTMK_NOINLINE __attribute__((noinline))
 
 /* Row primitives on restrict-qualified pointers, so that the compiler vectorises them. */
 template <typename T>
@@ -153,7 +144,7 @@ static inline void ntm_axpy(T alpha, const T* __restrict__ x, T* __restrict__ y,
 
 /* S[b, h, n] = K[b, h] . M[b, n] / (|K[b, h]| |M[b, n]| + eps) */
 template <typename T>
-static NTM_KERNEL void ntm_cosine(const T* K, const T* M, T* __restrict__ S, npy_intp B,
+static NTMK_NOINLINE void ntm_cosine(const T* K, const T* M, T* __restrict__ S, npy_intp B,
                                   npy_intp H,
                        npy_intp N, npy_intp W, T eps, T* __restrict__ knorm) {
     for (npy_intp b = 0; b < B; ++b) {
@@ -170,7 +161,7 @@ static NTM_KERNEL void ntm_cosine(const T* K, const T* M, T* __restrict__ S, npy
 
 /* ntm_cosine_grad for one key per batch entry: two loops over each row. */
 template <typename T>
-static NTM_KERNEL void ntm_cosine_grad_one(const T* __restrict__ K, const T* __restrict__ M,
+static NTMK_NOINLINE void ntm_cosine_grad_one(const T* __restrict__ K, const T* __restrict__ M,
                                            const T* __restrict__ G, T* __restrict__ dK,
                                            T* __restrict__ dM, npy_intp B, npy_intp N,
                                            npy_intp W, T eps) {
@@ -206,7 +197,7 @@ static NTM_KERNEL void ntm_cosine_grad_one(const T* __restrict__ K, const T* __r
 
 /* Gradients of ntm_cosine given G = dL/dS (see the module docstring). */
 template <typename T>
-static NTM_KERNEL void ntm_cosine_grad(const T* K, const T* M, const T* G, T* __restrict__ dK,
+static NTMK_NOINLINE void ntm_cosine_grad(const T* K, const T* M, const T* G, T* __restrict__ dK,
                             T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W,
                             T eps, T* __restrict__ knorm, T* __restrict__ kcoef) {
     if (H == 1) {
@@ -246,7 +237,7 @@ static NTM_KERNEL void ntm_cosine_grad(const T* K, const T* M, const T* G, T* __
 
 /* ntm_write for one write head */
 template <typename T>
-static NTM_KERNEL void ntm_write_one(const T* __restrict__ M, const T* __restrict__ Wt,
+static NTMK_NOINLINE void ntm_write_one(const T* __restrict__ M, const T* __restrict__ Wt,
                           const T* __restrict__ E, const T* __restrict__ A, T* __restrict__ O,
                           npy_intp B, npy_intp N, npy_intp W) {
     for (npy_intp b = 0; b < B; ++b) {
@@ -263,7 +254,7 @@ static NTM_KERNEL void ntm_write_one(const T* __restrict__ M, const T* __restric
 
 /* O = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T */
 template <typename T>
-static NTM_KERNEL void ntm_write(const T* M, const T* Wt, const T* E, const T* A,
+static NTMK_NOINLINE void ntm_write(const T* M, const T* Wt, const T* E, const T* A,
                                  T* __restrict__ O,
                       npy_intp B, npy_intp H, npy_intp N, npy_intp W) {
     if (H == 1) {
@@ -288,7 +279,7 @@ static NTM_KERNEL void ntm_write(const T* M, const T* Wt, const T* E, const T* A
 
 /* ntm_write_grad for one write head: one loop over each row. */
 template <typename T>
-static NTM_KERNEL void ntm_write_grad_one(const T* __restrict__ M, const T* __restrict__ Wt,
+static NTMK_NOINLINE void ntm_write_grad_one(const T* __restrict__ M, const T* __restrict__ Wt,
                                const T* __restrict__ E, const T* __restrict__ A,
                                const T* __restrict__ G, T* __restrict__ dM, T* __restrict__ dW,
                                T* __restrict__ dE, T* __restrict__ dA, npy_intp B, npy_intp N,
@@ -321,7 +312,7 @@ static NTM_KERNEL void ntm_write_grad_one(const T* __restrict__ M, const T* __re
 /* Gradients of ntm_write given G = dL/dO (see the module docstring); q and keep are scratch
    rows of W values. */
 template <typename T>
-static NTM_KERNEL void ntm_write_grad(const T* M, const T* Wt, const T* E, const T* A, const T* G,
+static NTMK_NOINLINE void ntm_write_grad(const T* M, const T* Wt, const T* E, const T* A, const T* G,
                            T* __restrict__ dM, T* __restrict__ dW, T* __restrict__ dE,
                            T* __restrict__ dA, npy_intp B, npy_intp H, npy_intp N, npy_intp W,
                            T* __restrict__ q, T* __restrict__ keep) {
@@ -364,7 +355,7 @@ static NTM_KERNEL void ntm_write_grad(const T* M, const T* Wt, const T* E, const
 
 /* R[b, h] = sum_n Wt[b, h, n] M[b, n] */
 template <typename T>
-static NTM_KERNEL void ntm_read(const T* Wt, const T* M, T* __restrict__ R, npy_intp B, npy_intp H,
+static NTMK_NOINLINE void ntm_read(const T* Wt, const T* M, T* __restrict__ R, npy_intp B, npy_intp H,
                      npy_intp N, npy_intp W) {
     memset(R, 0, sizeof(T) * B * H * W);
     for (npy_intp b = 0; b < B; ++b)
@@ -375,7 +366,7 @@ static NTM_KERNEL void ntm_read(const T* Wt, const T* M, T* __restrict__ R, npy_
 
 /* Gradients of ntm_read given G = dL/dR. */
 template <typename T>
-static NTM_KERNEL void ntm_read_grad(const T* Wt, const T* M, const T* G, T* __restrict__ dW,
+static NTMK_NOINLINE void ntm_read_grad(const T* Wt, const T* M, const T* G, T* __restrict__ dW,
                           T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W) {
     for (npy_intp b = 0; b < B; ++b) {
         for (npy_intp n = 0; n < N; ++n) {
@@ -459,7 +450,7 @@ class _MemoryOp(COp):
 
     def c_compile_args(self, **kwargs):
         # Let the compiler reorder sums so that the loops over a row are vectorised; the
-        # batch is split between threads where OpenMP is available (ntm.kernel_threads).
+        # batch is split between threads where OpenMP is available (ntm.accel.kernel_threads).
         return ["-fno-math-errno", "-fassociative-math", "-fno-signed-zeros",
                 "-fno-trapping-math"] + kernel_threads.openmp_flags()
 
@@ -481,7 +472,8 @@ class _GradientOp(_MemoryOp):
         return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=x.type.shape)
                                     for x in inputs[:-1]])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):
+        node, shapes = args[-2:]  # PyTensor 3.0 passes the function graph first
         return list(shapes[:-1])
 
     def pullback(self, inputs, outputs, output_grads):
@@ -510,7 +502,8 @@ class CosineSimilarity(_MemoryOp):
         # (batch, heads, N): the keys' first two axes, the memory's second
         return _batched_node(self, ("keys", "memory"), (keys, memory), 1, 1)
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):
+        node, shapes = args[-2:]  # PyTensor 3.0 passes the function graph first
         keys, memory = shapes
         return [(keys[0], keys[1], memory[1])]
 
@@ -632,7 +625,8 @@ class MemoryWrite(_MemoryOp):
                                           (memory, weights, erase, add), (3, 3, 3, 3))
         return Apply(self, inputs, [pt.tensor(dtype=dtype, shape=inputs[0].type.shape)])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):
+        node, shapes = args[-2:]  # PyTensor 3.0 passes the function graph first
         return [shapes[0]]
 
     def perform(self, node, inputs, outputs):
@@ -740,7 +734,8 @@ class MemoryRead(_MemoryOp):
         # (batch, heads, M): the weightings' first two axes, the memory's third
         return _batched_node(self, ("weights", "memory"), (weights, memory), 1, 2)
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):
+        node, shapes = args[-2:]  # PyTensor 3.0 passes the function graph first
         weights, memory = shapes
         return [(weights[0], weights[1], memory[2])]
 
@@ -833,7 +828,7 @@ class SumInOrder(_MemoryOp):
     memory-sized gradients that an NTM's backward step adds (the read's, both similarities',
     the next step's), 21-22 -> 9.5-10 us a step at batch 16 on one thread, 20 -> 6-7 on two
     (``PYTENSOR_FLAGS=profile=True python benchmarks/train_step.py --profile CVM
-    --batch-sizes 16 --lengths 20``). :data:`ntm.rewrites.sum_in_order` puts it in
+    --batch-sizes 16 --lengths 20``). :data:`ntm.accel.rewrites.sum_in_order` puts it in
     place of such an ``Add`` in the C backends.
 
     ``SumInOrder(inplace=k)``, ``k`` 0 or 1, writes the sum over input ``k`` (PyTensor's
@@ -867,7 +862,8 @@ class SumInOrder(_MemoryOp):
                            None) for axis in range(first.type.ndim))
         return Apply(self, arrays, [pt.tensor(dtype=first.type.dtype, shape=shape)])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):
+        node, shapes = args[-2:]  # PyTensor 3.0 passes the function graph first
         return [shapes[0]]
 
     def perform(self, node, inputs, outputs):
@@ -899,7 +895,7 @@ class SumInOrder(_MemoryOp):
         total = " + ".join("sum[i]" if i == k else f"a{i}[i]" for i in range(count))
         return f"""
         template <typename T>
-        static NTM_KERNEL void ntm_sum_{name}(T* __restrict__ sum, {parameters}, npy_intp size) {{
+        static NTMK_NOINLINE void ntm_sum_{name}(T* __restrict__ sum, {parameters}, npy_intp size) {{
             for (npy_intp i = 0; i < size; ++i) sum[i] = {total};
         }}
         """

@@ -11,21 +11,17 @@ from the operating system, and the first write to each page faults, on every cal
 storage and reuses it when the next call's result has the same shape: the same operations
 on the same values, without the allocations.
 
-A scan's inner function is a second virtual machine. PyTensor compiles it to keep its storage
-from one time step to the next only when the scan names its mode (the library's scans name
-:data:`SCAN_MODE`), and empties it after every call of the scan unless ``config.allow_gc`` is
-off while the outer function is linked: :func:`storage_kept` turns it off for that time.
+A scan's inner function is a second virtual machine. PyTensor 3.0 compiles it to keep its
+storage from one time step to the next only when the scan names its mode
+(:class:`~ntm.accel.fused.FusedImplementation` gives the NTM's scans the accelerated mode),
+and empties it after every call of the scan unless ``config.allow_gc`` is off while the outer
+function is linked: :func:`storage_kept` turns it off for that time. Modes whose linker
+compiles the whole function (``NUMBA``, ``JAX``) are returned unchanged by
+:func:`keep_storage`. :func:`ntm.accel.accelerated` applies all of it; by hand::
 
-With the three, ``OMP_NUM_THREADS=1 python benchmarks/train_step.py --modes CVM`` (copy
-model, float32, one thread; README, *Speed*): batch 1 and length 20 went from 6.1 to 4.8 ms a
-step (length 120: 33.7 to 26.3 ms), batch 16 from 35.2 to 29.4-31.3 ms (length 120: 195 to
-167-187 ms); the peak memory of a step at batch 16 and length 120 from 94 to 108 MiB (what is
-kept is what a step needs anyway). Modes whose linker compiles the whole function
-(``NUMBA``, ``JAX``) are returned unchanged by :func:`keep_storage`. Usage::
-
-    with ntm.modes.storage_kept():
+    with ntm.accel.modes.storage_kept():
         train = pytensor.function(inputs, loss, updates=updates,
-                                  mode=ntm.modes.keep_storage("CVM"))
+                                  mode=ntm.accel.modes.keep_storage("CVM"))
 """
 from contextlib import contextmanager
 
@@ -33,14 +29,7 @@ import pytensor
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.link.vm import VMLinker
 
-__all__ = ["keep_storage", "storage_kept", "describe", "SCAN_MODE"]
-
-#: The mode the library's scans name for their inner function. PyTensor compiles the inner
-#: function of a scan without a mode (the default) with a virtual machine that frees its
-#: storage after every time step, whatever the scan's ``allow_gc``; for a named mode it uses
-#: the scan's ``allow_gc`` (False: kept). The backends that compile the whole graph (Numba,
-#: JAX) take the inner graph's rewrites from it, the same ``fast_run`` ones as the default's.
-SCAN_MODE = "CVM"
+__all__ = ["keep_storage", "storage_kept", "describe"]
 
 
 def keep_storage(mode=None):
@@ -66,6 +55,18 @@ def keep_storage(mode=None):
     return resolved
 
 
+def _rewriter_name(rewriter):
+    """A name for a rewriter that is the same from one process to the next."""
+    inner = getattr(rewriter, "node_rewriters", None) or [getattr(rewriter, "node_rewriter",
+                                                                  rewriter)]
+    names = []
+    for part in (inner if isinstance(inner, (list, tuple)) else [inner]):
+        function = getattr(part, "fn", part)
+        names.append(f"{getattr(function, '__module__', '')}."
+                     f"{getattr(function, '__qualname__', type(function).__name__)}")
+    return f"{type(rewriter).__name__}({','.join(names)})"
+
+
 @contextmanager
 def storage_kept():
     """While it lasts, scans linked into a function (compiled, or loaded from a pickle) keep
@@ -89,7 +90,10 @@ def describe(mode):
                 for name in ("allow_gc", "use_cloop", "c_thunks", "lazy")}
     optimizer = mode.provided_optimizer
     if not isinstance(optimizer, str):  # a query of PyTensor's rewrite database
+        extra = [(_rewriter_name(rewriter), position)
+                 for rewriter, position in getattr(optimizer, "extra_rewrites", ())]
         optimizer = {name: sorted(map(str, getattr(optimizer, name, ())))
                      for name in ("include", "exclude", "require")}
+        optimizer["extra"] = sorted(extra)
     return (f"{type(linker).__module__}.{type(linker).__name__}{sorted(settings.items())} "
             f"optimizer={optimizer}")

@@ -1,8 +1,10 @@
-r"""Graph rewrites registered on ``import ntm``: softmax as compiled elementwise code for
-PyTensor's C backend, constant splits as slices for Numba, sums of memory-sized arrays in one
-vectorised loop, no additions of zeros and no buffers of zeros in a scan's gradient, no saved
-addressing intermediates that nothing reads, and a fixed order for the nodes one of
-PyTensor's scan rewrites visits.
+r"""Graph rewrites of the accelerated modes (:func:`ntm.accel.mode`): softmax as compiled
+elementwise code for PyTensor's C backend, constant splits as slices for Numba, sums of
+memory-sized arrays in one vectorised loop, no additions of zeros and no buffers of zeros in
+a scan's gradient, and no saved addressing intermediates that nothing reads. They are given
+to the modes that :func:`ntm.accel.mode` builds (:func:`mode_rewrites`), never registered in
+PyTensor's own rewrite database: a function compiled in any other mode is compiled as
+PyTensor compiles it.
 
 PyTensor 3 represents :math:`\mathrm{softmax}(x) = e^{x - \max x} / \sum e^{x - \max x}` (and
 log-softmax) as a *symbolic op*: an ``OpFromGraph`` whose inner graph is that expression. A
@@ -14,10 +16,8 @@ of the step's arithmetic.
 
 :data:`inline_softmax` replaces such nodes by their inner graph during the ``specialize``
 phase, after the stabilising rewrites have seen them, so that they are fused and compiled like
-any other elementwise code. It is registered on ``import ntm`` with the ``cxx_only`` tag, so it
-runs for the C backends (``CVM``, ``C``, ``FAST_RUN``) and not for Numba or JAX. The computed
-values are those of the inner graph, i.e. the same expression. Set the environment variable
-``NTM_INLINE_SOFTMAX=0`` before importing :mod:`ntm` to leave PyTensor's behaviour unchanged.
+any other elementwise code. It runs for the C backends (``CVM``, ``C``, ``FAST_RUN``), not for
+Numba or JAX. The computed values are those of the inner graph, i.e. the same expression.
 
 :data:`split_as_slices` is the reverse case, for Numba only (tag ``numba``): the heads cut what
 the controller emits, and the weighting they shift, with one ``Split`` each, which the C backend
@@ -30,7 +30,7 @@ elementwise ``Add`` walks arbitrary strides in nested loops that the compiler do
 vectorise, and the NTM's backward step adds four memory-sized gradients at every time step
 (the read's, both similarities', the next step's). An ``Add`` of two or more arrays of one
 type, with three or more axes of which none broadcasts, becomes
-:class:`~ntm.memory_kernels.SumInOrder`, which adds in the same order in one contiguous loop
+:class:`~ntm.accel.memory_kernels.SumInOrder`, which adds in the same order in one contiguous loop
 (same bits; 21-22 -> 9.5-10 us a step at batch 16 on one thread, 20 -> 6-7 on two, in the
 scan's profile that ``benchmarks/train_step.py --profile`` prints with
 ``PYTENSOR_FLAGS=profile=True``). It runs after the elementwise fusion, so an addition fused
@@ -50,8 +50,9 @@ rewriting then adds to nothing: for the copy model at batch 16, five additions o
 size per time step (one of them over the whole ``(batch, 128, 20)`` memory) and their reads of
 a cold buffer, 15% of a training step on one thread (30.2 -> 25.6 ms, ``OMP_NUM_THREADS=1
 python benchmarks/train_step.py --modes CVM --batch-sizes 16`` with and without it). The
-values are the same (``x + 0 == x``; only the sign of a zero gradient can differ). Set
-``NTM_SCAN_ZERO_TAPS=0`` before importing :mod:`ntm` to leave it out, with the next two.
+values are the same (``x + 0 == x``; only the sign of a zero gradient can differ). The NTM's
+own scan has its own gradient (:mod:`ntm.recurrence`), without such buffers; these three
+serve the scans whose gradient PyTensor builds (the recurrent layers of :mod:`ntm.lasagne`).
 
 :data:`scan_zero_gradient_states_as_sit_sot` goes on from there. Once such a state's tap 1
 is read for its shape only, the state is an ordinary recurrence: step ``t`` reads position
@@ -70,36 +71,23 @@ steps backwards. The rewrite writes ``out[:stop:-1]`` of a scan's output as the 
 
 :data:`drop_unread_addressing_saves` is for every backend. The NTM's step addresses with
 ``Addressing(..., save_intermediates=True)``, whose second output keeps what the gradient
-needs (:mod:`ntm.addressing_kernels`); a function compiled without the gradient drops the
+needs (:mod:`ntm.accel.addressing_kernels`); a function compiled without the gradient drops the
 scan's outputs of them, and the rewrite then gives the step the op without that output, so
 that it does not write them at all. The weightings are computed by the same code either way.
-
-:func:`order_scan_push_out_add` fixes an order rather than rewriting anything. PyTensor's
-``scan_push_out_add`` moves a step's ``dot`` accumulations (the parameters' gradients in the
-backward scan) out of the loop as new per-step outputs, taking the additions in the order it
-iterates the step's nodes, a ``set`` whose order follows their memory addresses. So from one
-process to the next the backward scan's outputs came in another order: the same computation,
-but another Numba cache key, and ``benchmarks/train_step.py --modes NUMBA`` compiled for two
-minutes in every run. On ``import ntm`` that rewrite is made to see the nodes in the order of
-the step's topological sort, which is fixed by the graph itself.
 """
 import dataclasses
-import os
 
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.compile import optdb
 from pytensor.graph.basic import Constant
 from pytensor.graph.destroyhandler import inplace_candidates
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
-from pytensor.misc.ordered_set import OrderedSet
 from pytensor.scalar import Add as ScalarAdd
 from pytensor.scan.op import Scan
 from pytensor.tensor.basic import Alloc, Split, get_scalar_constant_value
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.exceptions import NotScalarConstantError
-from pytensor.tensor.rewriting.basic import register_specialize
 from pytensor.tensor.rewriting.elemwise import InplaceGraphOptimizer
 from pytensor.tensor.rewriting.ofg import inline_ofg_node
 from pytensor.tensor.shape import Shape, Shape_i
@@ -111,34 +99,32 @@ from .memory_kernels import SumInOrder
 
 __all__ = ["inline_softmax", "split_as_slices", "sum_in_order", "SumInOrderInplace",
            "scan_zero_gradient_taps", "scan_zero_gradient_states_as_sit_sot",
-           "scan_reversed_tail_as_slice",
-           "drop_unread_addressing_saves", "is_registered", "zero_taps_registered",
-           "order_scan_push_out_add"]
-
-_REWRITE_NAME = "ntm_inline_softmax"
-_SPLIT_REWRITE_NAME = "ntm_split_as_slices"
-_ZERO_TAPS_REWRITE_NAME = "ntm_scan_zero_gradient_taps"
-_ZERO_STATES_REWRITE_NAME = "ntm_scan_zero_gradient_states_as_sit_sot"
-_REVERSED_TAIL_REWRITE_NAME = "ntm_scan_reversed_tail_as_slice"
-_ADDRESSING_SAVES_REWRITE_NAME = "ntm_drop_unread_addressing_saves"
-_SUM_REWRITE_NAME = "ntm_sum_in_order"
-_SUM_INPLACE_REWRITE_NAME = "ntm_sum_in_order_inplace"
-_registered = False
+           "scan_reversed_tail_as_slice", "drop_unread_addressing_saves", "mode_rewrites"]
 
 
-@node_rewriter([Softmax, LogSoftmax])
-def inline_softmax(fgraph, node):
+# Each rewrite object below refers to its function by a name of its own (_name), so that a
+# mode that holds it (a scan's, pickled with a compiled function) can be pickled.
+
+def _inline_softmax(fgraph, node):
     """Replace a ``Softmax``/``LogSoftmax`` node by the expression it stands for."""
     return inline_ofg_node(node)
 
 
-@node_rewriter([Split])
-def split_as_slices(fgraph, node):
+inline_softmax = node_rewriter([Softmax, LogSoftmax])(_inline_softmax)
+
+
+def _split_as_slices(fgraph, node):
     """Replace a ``Split`` whose axis and sizes are constants by one slice per piece."""
-    x, axis, sizes = node.inputs
-    if not (isinstance(axis, Constant) and isinstance(sizes, Constant)):
+    if len(node.inputs) == 3:  # PyTensor 3.0: the axis is an input
+        x, axis, sizes = node.inputs
+        if not isinstance(axis, Constant):
+            return None
+        axis = int(axis.data)
+    else:  # since: a property of the op
+        (x, sizes), axis = node.inputs, node.op.axis
+    if not isinstance(sizes, Constant):
         return None
-    axis = int(axis.data) % x.type.ndim
+    axis = int(axis) % x.type.ndim
     bounds = np.concatenate([[0], np.cumsum(sizes.data)])
     pieces = []
     for start, stop in zip(bounds[:-1], bounds[1:]):
@@ -147,8 +133,10 @@ def split_as_slices(fgraph, node):
     return pieces
 
 
-@node_rewriter([Addressing])
-def drop_unread_addressing_saves(fgraph, node):
+split_as_slices = node_rewriter([Split])(_split_as_slices)
+
+
+def _drop_unread_addressing_saves(fgraph, node):
     """Replace an ``Addressing`` whose saved intermediates nobody reads by the op without
     them."""
     if not node.op.save_intermediates or fgraph.clients[node.outputs[1]]:
@@ -157,10 +145,12 @@ def drop_unread_addressing_saves(fgraph, node):
     return {node.outputs[0]: weights}
 
 
-@node_rewriter([Elemwise])
-def sum_in_order(fgraph, node):
+drop_unread_addressing_saves = node_rewriter([Addressing])(_drop_unread_addressing_saves)
+
+
+def _sum_in_order(fgraph, node):
     """Replace an ``Add`` of two or more arrays of one type, with three or more axes none of
-    which broadcasts, by :class:`~ntm.memory_kernels.SumInOrder` (same values)."""
+    which broadcasts, by :class:`~ntm.accel.memory_kernels.SumInOrder` (same values)."""
     if not isinstance(node.op.scalar_op, ScalarAdd) or len(node.inputs) < 2:
         return None
     first = node.inputs[0].type
@@ -173,8 +163,11 @@ def sum_in_order(fgraph, node):
     return [SumInOrder()(*node.inputs)]
 
 
+sum_in_order = node_rewriter([Elemwise])(_sum_in_order)
+
+
 class SumInOrderInplace(InplaceGraphOptimizer):
-    """Make each :class:`~ntm.memory_kernels.SumInOrder` write over its first or second input,
+    """Make each :class:`~ntm.accel.memory_kernels.SumInOrder` write over its first or second input,
     whichever nothing else needs (PyTensor's checks decide which may be destroyed)."""
 
     op = SumInOrder
@@ -200,19 +193,25 @@ def _all_zeros(variable):
             and isinstance(owner.inputs[0], Constant) and not np.any(owner.inputs[0].data))
 
 
-@node_rewriter([Scan])
-def scan_zero_gradient_taps(fgraph, node):
+def _inner_graph(op):
+    """A scan's step as ``(inputs, outputs, clients)`` that may be rewritten: a mutable copy
+    where PyTensor keeps the step frozen (3.1 and newer), else the step itself."""
+    inner = op.fgraph.unfreeze() if hasattr(op.fgraph, "unfreeze") else op.fgraph
+    return list(inner.inputs), list(inner.outputs), inner.clients
+
+
+def _scan_zero_gradient_taps(fgraph, node):
     """Replace, in a scan's step, each mit-mot tap that can only read a buffer's zeros by a zero
     tensor of its shape (see the module docstring)."""
     op, info = node.op, node.op.info
-    inner_clients = op.fgraph.clients
+    inner_inputs, inner_outputs, inner_clients = _inner_graph(op)
     position = info.n_seqs  # the step's inputs: sequences, then every mit-mot's taps
     replace = {}
     for state, (in_taps, out_taps) in enumerate(zip(info.mit_mot_in_slices,
                                                      info.mit_mot_out_slices)):
         zeros = _all_zeros(node.inputs[1 + info.n_seqs + state])
         for index, tap in enumerate(in_taps):
-            tap_input = op.inner_inputs[position + index]
+            tap_input = inner_inputs[position + index]
             # A tap already replaced is used for its shape only.
             if zeros and all(out_tap <= tap for out_tap in out_taps) and any(
                     not isinstance(client.op, (Shape, Shape_i))
@@ -221,20 +220,23 @@ def scan_zero_gradient_taps(fgraph, node):
         position += len(in_taps)
     if not replace:
         return None
-    outputs = clone_replace(op.inner_outputs, replace=replace)
-    new_op = Scan(op.inner_inputs, outputs, info, mode=op.mode, profile=op.profile,
+    outputs = clone_replace(inner_outputs, replace=replace)
+    new_op = Scan(inner_inputs, outputs, info, mode=op.mode, profile=op.profile,
                   truncate_gradient=op.truncate_gradient, name=op.name, allow_gc=op.allow_gc)
     return new_op(*node.inputs, return_list=True)
 
 
-def _rebuilt_with_sit_sots(node, converted, substitutions):
+scan_zero_gradient_taps = node_rewriter([Scan])(_scan_zero_gradient_taps)
+
+
+def _rebuilt_with_sit_sots(node, inner_inputs, inner_outputs, converted, substitutions):
     """The outputs of ``node``'s scan rebuilt with each mit-mot state in ``converted`` (indices
     of states with input taps (0, 1) and output tap 1) as a sit-sot state (tap -1) placed after
     the existing ones, its tap-0 input becoming the sit-sot's input and its tap-1 input dropped
     (``substitutions`` replaces it inside the step first). Returns the old outputs' new
     counterparts in the old order."""
     op, info = node.op, node.op.info
-    inputs, outputs = op.inner_inputs, clone_replace(op.inner_outputs, replace=substitutions)
+    inputs, outputs = inner_inputs, clone_replace(inner_outputs, replace=substitutions)
     kept = [state for state in range(info.n_mit_mot) if state not in converted]
     mit_mot_inputs = op.inner_mitmot_grouped(inputs)
     mit_mot_outputs = op.inner_mitmot_outs_grouped(outputs)
@@ -278,16 +280,15 @@ def _rebuilt_with_sit_sots(node, converted, substitutions):
     return old_to_new
 
 
-@node_rewriter([Scan])
-def scan_zero_gradient_states_as_sit_sot(fgraph, node):
+def _scan_zero_gradient_states_as_sit_sot(fgraph, node):
     """Turn each mit-mot state of a scan's gradient whose buffer is all zeros and whose tap 1
     is no longer read (see :data:`scan_zero_gradient_taps`) into a sit-sot state, so that
     PyTensor's memory rewrites can keep only the steps that are used (see the module
     docstring)."""
     op, info = node.op, node.op.info
-    inner_clients = op.fgraph.clients
-    mit_mot_inputs = op.inner_mitmot_grouped(op.inner_inputs)
-    mit_mot_outputs = op.inner_mitmot_outs_grouped(op.inner_outputs)
+    inner_inputs, inner_outputs, inner_clients = _inner_graph(op)
+    mit_mot_inputs = op.inner_mitmot_grouped(inner_inputs)
+    mit_mot_outputs = op.inner_mitmot_outs_grouped(inner_outputs)
     converted, substitutions = [], {}
     for state, (in_taps, out_taps) in enumerate(zip(info.mit_mot_in_slices,
                                                      info.mit_mot_out_slices)):
@@ -305,11 +306,13 @@ def scan_zero_gradient_states_as_sit_sot(fgraph, node):
         substitutions[tap1] = tap0  # the same shape: both are one step of the buffer
     if not converted:
         return None
-    return _rebuilt_with_sit_sots(node, converted, substitutions)
+    return _rebuilt_with_sit_sots(node, inner_inputs, inner_outputs, converted, substitutions)
 
 
-@node_rewriter([Subtensor])
-def scan_reversed_tail_as_slice(fgraph, node):
+scan_zero_gradient_states_as_sit_sot = node_rewriter([Scan])(_scan_zero_gradient_states_as_sit_sot)
+
+
+def _scan_reversed_tail_as_slice(fgraph, node):
     """Write ``out[:stop:-1]`` of a scan's output (its last ``-stop - 1`` steps, reversed) as
     ``out[stop + 1:][::-1]``, a tail that PyTensor's memory rewrites recognise (see the module
     docstring). A tail of one step needs no reversal."""
@@ -330,94 +333,30 @@ def scan_reversed_tail_as_slice(fgraph, node):
     return [tail if stop == -2 else tail[::-1]]
 
 
-_zero_taps_registered = False
+scan_reversed_tail_as_slice = node_rewriter([Subtensor])(_scan_reversed_tail_as_slice)
 
 
-def register_zero_taps():
-    """Register :data:`scan_zero_gradient_taps`, :data:`scan_zero_gradient_states_as_sit_sot`
-    and :data:`scan_reversed_tail_as_slice` among PyTensor's scan rewrites (once), in that
-    order, before those that remove a scan's unused inputs and outputs and shrink its
-    buffers."""
-    global _zero_taps_registered
-    if not _zero_taps_registered:
-        optdb.register(_ZERO_TAPS_REWRITE_NAME,
-                       dfs_rewriter(scan_zero_gradient_taps, ignore_newtrees=True),
-                       "fast_run", "scan", position=1.604)
-        optdb.register(_ZERO_STATES_REWRITE_NAME,
-                       dfs_rewriter(scan_zero_gradient_states_as_sit_sot,
-                                    ignore_newtrees=True),
-                       "fast_run", "scan", position=1.6042)
-        optdb.register(_REVERSED_TAIL_REWRITE_NAME,
-                       dfs_rewriter(scan_reversed_tail_as_slice, ignore_newtrees=True),
-                       "fast_run", "scan", position=1.6043)
-        _zero_taps_registered = True
+def mode_rewrites(backend):
+    """The rewrites of this module for a mode of ``backend`` (``"c"``: PyTensor's C virtual
+    machines; ``"numba"``; anything else: those every backend may run), as ``(rewriter,
+    position)`` pairs for ``Mode.register``: nothing is registered in PyTensor's own database,
+    so they run only in the modes :func:`ntm.accel.mode` builds.
 
-
-def zero_taps_registered():
-    """Whether :func:`register_zero_taps` has run."""
-    return _zero_taps_registered
-
-
-def register():
-    """Register :data:`inline_softmax` (C backends), :data:`split_as_slices` (Numba) and
-    :data:`drop_unread_addressing_saves` (all) in PyTensor's specialize phase, and
-    :data:`sum_in_order` (C backends) after its elementwise fusion (once)."""
-    global _registered
-    if not _registered:
-        register_specialize(inline_softmax, "cxx_only", name=_REWRITE_NAME)
-        # Tagged "numba" only (not "fast_run"), so only Numba's mode runs it.
-        optdb["specialize"].register(_SPLIT_REWRITE_NAME, split_as_slices, "numba")
-        register_specialize(drop_unread_addressing_saves, name=_ADDRESSING_SAVES_REWRITE_NAME)
-        # After elementwise fusion (49), before the inplace rewrites (50.x).
-        optdb.register(_SUM_REWRITE_NAME, dfs_rewriter(sum_in_order), "fast_run", "cxx_only",
-                       position=49.2)
-        optdb.register(_SUM_INPLACE_REWRITE_NAME, SumInOrderInplace(), "fast_run", "inplace",
-                       "cxx_only", position=50.55)
-        _registered = True
-
-
-def is_registered():
-    """Whether :func:`register` has run."""
-    return _registered
-
-
-def _in_topological_order(transform):
-    """``transform(fgraph, node)`` for a scan node, run while the scan's inner graph hands out
-    its nodes in topological order."""
-    def ordered_transform(fgraph, node):
-        inner = node.op.fgraph
-        nodes = inner.apply_nodes
-        if not isinstance(nodes, set):
-            return transform(fgraph, node)
-        ordered = OrderedSet(inner.toposort())
-        ordered.update(apply for apply in nodes if apply not in ordered)  # none, if valid
-        inner.apply_nodes = ordered
-        try:
-            return transform(fgraph, node)
-        finally:
-            inner.apply_nodes = nodes if set(ordered) == nodes else set(ordered)
-
-    ordered_transform.original = transform
-    return ordered_transform
-
-
-def order_scan_push_out_add():
-    """Make PyTensor's ``scan_push_out_add`` take a scan step's nodes in topological order
-    (once; does nothing where PyTensor has no such rewrite). Returns whether it is done."""
-    try:
-        from pytensor.scan.rewriting.push_out import scan_push_out_add
-    except ImportError:
-        return False
-    transform = getattr(scan_push_out_add, "fn", None)
-    if transform is None:
-        return False
-    if not hasattr(transform, "original"):
-        scan_push_out_add.fn = _in_topological_order(transform)
-    return True
-
-
-order_scan_push_out_add()
-if os.environ.get("NTM_INLINE_SOFTMAX", "1").strip().lower() not in ("0", "off", "false", "no"):
-    register()
-if os.environ.get("NTM_SCAN_ZERO_TAPS", "1").strip().lower() not in ("0", "off", "false", "no"):
-    register_zero_taps()
+    The positions are PyTensor's phases: the scan rewrites in this order before those that
+    remove a scan's unused inputs and outputs and shrink its buffers (1.605); the softmax and
+    the addressing rewrites right after ``specialize`` (2); the sum after the elementwise
+    fusion (49) and its in-place version among the in-place rewrites (50.x).
+    """
+    rewrites = [
+        (dfs_rewriter(scan_zero_gradient_taps, ignore_newtrees=True), 1.604),
+        (dfs_rewriter(scan_zero_gradient_states_as_sit_sot, ignore_newtrees=True), 1.6042),
+        (dfs_rewriter(scan_reversed_tail_as_slice, ignore_newtrees=True), 1.6043),
+        (dfs_rewriter(drop_unread_addressing_saves), 2.06),
+    ]
+    if backend == "c":
+        rewrites += [(dfs_rewriter(inline_softmax), 2.05),
+                     (dfs_rewriter(sum_in_order), 49.2),
+                     (SumInOrderInplace(), 50.55)]
+    elif backend == "numba":
+        rewrites += [(dfs_rewriter(split_as_slices), 2.07)]
+    return rewrites

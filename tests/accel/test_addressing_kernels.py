@@ -1,12 +1,12 @@
-"""ntm.addressing_kernels: a head's addressing as one op, in every backend, against NumPy loops,
-PyTensor's gradient of the same equations and finite differences."""
+"""ntm.accel.addressing_kernels: a head's addressing as one op, in every backend, against NumPy
+loops, PyTensor's gradient of the same equations and finite differences."""
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import verify_grad
 
-from ntm.addressing_kernels import Addressing, AddressingGrad
+from ntm.accel.addressing_kernels import Addressing, AddressingGrad
 from ntm.heads import SHARPEN_EPSILON, interpolate, sharpen, shift
 
 BACKENDS = ["FAST_COMPILE", "CVM", "NUMBA"]  # NumPy perform, C code, Numba

@@ -1,4 +1,5 @@
-"""ntm.kernel_threads: the C kernels split the batch between threads with the same results."""
+"""ntm.accel.kernel_threads: the C kernels split the batch between threads with the same
+results."""
 import json
 import os
 import subprocess
@@ -8,8 +9,8 @@ import numpy as np
 import pytensor
 import pytest
 
-from ntm import kernel_threads
-from ntm.memory_kernels import MemoryRead
+from ntm.accel import kernel_threads
+from ntm.accel.memory_kernels import MemoryRead
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,8 +20,8 @@ WORKER = r"""
 import json, sys
 import numpy as np
 import pytensor, pytensor.tensor as pt
-from ntm.addressing_kernels import Addressing
-from ntm.memory_kernels import CosineSimilarity, MemoryRead, MemoryWrite
+from ntm.accel.addressing_kernels import Addressing
+from ntm.accel.memory_kernels import CosineSimilarity, MemoryRead, MemoryWrite
 
 rng = np.random.RandomState(0)
 B, H, N, W, S = 16, 2, 128, 20, 3
@@ -78,7 +79,7 @@ def test_a_split_batch_matches_numpy():
 
 
 def test_the_kernels_are_compiled_with_the_openmp_flags():
-    from ntm.memory_kernels import CosineSimilarity
+    from ntm.accel.memory_kernels import CosineSimilarity
 
     flags = kernel_threads.openmp_flags()
     if os.path.basename(pytensor.config.cxx).startswith("g++"):

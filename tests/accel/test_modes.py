@@ -1,12 +1,16 @@
-"""ntm.modes: a virtual machine that keeps intermediate storage gives the same results."""
+"""ntm.accel.modes and the modes ntm.accel builds: a virtual machine that keeps intermediate
+storage gives the same results; ntm.accel.mode and ntm.accel.accelerated, the switch."""
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import get_mode
 
+import ntm.accel
+from ntm.accel.fused import FusedImplementation
+from ntm.accel.modes import describe, keep_storage
+from ntm.implementation import PLAIN, active
 from ntm.lasagne import layers
-from ntm.modes import SCAN_MODE, describe, keep_storage, storage_kept
 from tests.small_ntm import binary_sequences, small_ntm
 
 
@@ -55,24 +59,57 @@ def test_an_ntm_gradient_with_kept_storage_matches_the_default_over_calls_of_cha
 
 
 def test_the_ntm_scans_step_keeps_its_storage_between_time_steps_and_calls():
-    """The NTM's scan names its mode, so that its step's virtual machine keeps its storage; a
-    function linked inside storage_kept() does not empty it after each call either."""
+    """Built and compiled accelerated, the steps of the NTM's forward and backward scans keep
+    their storage from one time step to the next, and from one call to the next."""
     from pytensor.scan.op import Scan
 
     l_input, l_ntm = small_ntm()
-    output = layers.get_output(l_ntm)
-    cost = pt.sum(output ** 2)
-    grads = pytensor.grad(cost, layers.get_all_params(l_ntm, trainable=True))
-    with storage_kept():
-        function = pytensor.function([l_input.input_var], grads, mode=keep_storage("CVM"))
+    with ntm.accel.accelerated("CVM") as mode:
+        output = layers.get_output(l_ntm)
+        cost = pt.sum(output ** 2)
+        grads = pytensor.grad(cost, layers.get_all_params(l_ntm, trainable=True))
+        function = pytensor.function([l_input.input_var], grads, mode=mode)
     function(binary_sequences())
     scans = [node for node in function.maker.fgraph.toposort() if isinstance(node.op, Scan)]
-    assert len(scans) == 2  # forward and backward
+    assert sorted(node.op.name for node in scans) == ["ntm_scan", "ntm_scan_grad"]
     for node in scans:
-        assert node.op.mode == SCAN_MODE
         assert node.op.fn.maker.linker.allow_gc is False
         inner = node.op.fn.maker.fgraph
         intermediates = [v for v in inner.variables if v.owner is not None
                          and v not in inner.outputs and v in node.op.fn.vm.storage_map]
         assert intermediates
         assert all(node.op.fn.vm.storage_map[v][0] is not None for v in intermediates)
+
+
+def test_the_accelerated_mode_keeps_storage():
+    """(Its rewrites: tests/accel/test_rewrites.py.)"""
+    assert ntm.accel.backend_of("CVM") == "c" and ntm.accel.backend_of("NUMBA") == "numba"
+    assert ntm.accel.mode("CVM").linker.allow_gc is False
+    assert get_mode("CVM").linker.allow_gc  # PyTensor's own mode is not changed
+    # a mode without compiled code is left as it is
+    assert ntm.accel.backend_of("FAST_COMPILE") == "python"
+    assert ntm.accel.mode("FAST_COMPILE") is get_mode("FAST_COMPILE")
+    with pytest.raises(TypeError, match="mode: base must be a PyTensor mode"):
+        ntm.accel.mode(3)
+
+
+def test_the_switch_builds_with_the_fused_implementation_only_inside():
+    allow_gc = pytensor.config.allow_gc
+    assert active() is PLAIN
+    with ntm.accel.accelerated("CVM") as mode:
+        assert isinstance(active(), FusedImplementation)
+        assert pytensor.config.allow_gc is False  # scans linked here keep their storage
+        assert mode.linker.allow_gc is False
+        assert describe(mode) == describe(ntm.accel.mode("CVM"))
+    assert active() is PLAIN
+    assert pytensor.config.allow_gc == allow_gc
+
+
+def test_the_switch_warns_and_builds_the_plain_model_where_the_fused_ops_cannot_serve(
+        monkeypatch):
+    monkeypatch.setattr(pytensor, "__version__", "2.9.0")  # not a release they are tested on
+    with pytest.warns(RuntimeWarning, match="PyTensor 2.9.0 is not one of.*plain implementation"):
+        with ntm.accel.accelerated("CVM") as mode:
+            assert mode is get_mode("CVM")
+            assert active() is PLAIN
+    assert active() is PLAIN

@@ -1,14 +1,19 @@
-"""ntm.rewrites: softmax is compiled as elementwise C code in the C backend and constant
-splits are slices in Numba, with the same values; zero taps of a scan's gradient are dropped;
-PyTensor's ``scan_push_out_add`` takes a step's nodes in a fixed order."""
+"""ntm.accel.rewrites, in the modes ntm.accel.mode builds (and in no other): softmax is
+compiled as elementwise C code in the C backend and constant splits are slices in Numba, with
+the same values; zero taps of a scan's gradient are dropped and its zero states become
+sit-sots; a reversed tail of a scan's output is read from a trimmed buffer."""
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.compile.mode import get_mode
 from pytensor.scan.op import Scan
+from pytensor.tensor.basic import Split
 from pytensor.tensor.special import LogSoftmax, Softmax, log_softmax, softmax
 
-from ntm import rewrites
+import ntm.accel
+from ntm.accel import rewrites
+from ntm.accel.modes import keep_storage
 from ntm.lasagne import layers
 from tests.small_ntm import binary_sequences, small_ntm
 
@@ -29,15 +34,64 @@ def numpy_softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def test_rewrite_is_registered_on_import():
-    assert rewrites.is_registered()
+def rewritten_by(rewriter, node_rewriter):
+    """Whether a (rewriter, position) pair's rewriter walks the graph with ``node_rewriter``."""
+    return getattr(rewriter, "node_rewriter", None) is node_rewriter
+
+
+def accelerated_without(base, *left_out):
+    """``ntm.accel.mode(base)`` without the rewrites that apply ``left_out`` (node
+    rewriters of ntm.accel.rewrites): the same mode, one rewrite less, to compare with."""
+    pairs = [(rewriter, position)
+             for rewriter, position in rewrites.mode_rewrites(ntm.accel.backend_of(base))
+             if not any(rewritten_by(rewriter, node_rewriter) for node_rewriter in left_out)]
+    assert len(pairs) == len(rewrites.mode_rewrites(ntm.accel.backend_of(base))) - len(left_out)
+    return keep_storage(get_mode(base).register(*pairs))
+
+
+def test_each_backend_gets_its_rewrites():
+    common = {rewrites.scan_zero_gradient_taps, rewrites.scan_zero_gradient_states_as_sit_sot,
+              rewrites.scan_reversed_tail_as_slice, rewrites.drop_unread_addressing_saves}
+
+    def node_rewriters(backend):
+        pairs = rewrites.mode_rewrites(backend)
+        assert all(isinstance(position, float) for _, position in pairs)
+        return ({getattr(r, "node_rewriter", None) for r, _ in pairs} - {None},
+                [r for r, _ in pairs if getattr(r, "node_rewriter", None) is None])
+
+    c, c_others = node_rewriters("c")
+    assert c == common | {rewrites.inline_softmax, rewrites.sum_in_order}
+    assert [type(r) for r in c_others] == [rewrites.SumInOrderInplace]
+    assert node_rewriters("numba") == (common | {rewrites.split_as_slices}, [])
+    assert node_rewriters("jax") == (common, [])
+    # the scan rewrites in the order they build on each other
+    positions = {getattr(r, "node_rewriter", None): p for r, p in rewrites.mode_rewrites("c")}
+    assert (positions[rewrites.scan_zero_gradient_taps]
+            < positions[rewrites.scan_zero_gradient_states_as_sit_sot]
+            < positions[rewrites.scan_reversed_tail_as_slice])
+
+
+def described(pairs):
+    """(what rewrites, position) of (rewriter, position) pairs: comparable between calls."""
+    return [(getattr(rewriter, "node_rewriter", None) or type(rewriter), position)
+            for rewriter, position in pairs]
+
+
+def test_the_accelerated_mode_is_the_base_mode_plus_the_rewrites():
+    for base in ("CVM", "NUMBA"):
+        plain, fast = get_mode(base), ntm.accel.mode(base)
+        assert (described(fast.provided_optimizer.extra_rewrites)
+                == described(rewrites.mode_rewrites(ntm.accel.backend_of(base))))
+        # PyTensor's own mode is left without them
+        assert not getattr(plain.provided_optimizer, "extra_rewrites", ())
+        assert type(fast.linker) is type(plain.linker)
 
 
 @pytest.mark.parametrize("axis", [0, 1])
 def test_softmax_and_log_softmax_are_inlined_with_the_same_values(axis):
     x = pt.matrix("x", dtype="float64")
     outputs = [softmax(x, axis=axis), log_softmax(x, axis=axis)]
-    function = pytensor.function([x], outputs, mode="CVM")
+    function = pytensor.function([x], outputs, mode=ntm.accel.mode("CVM"))
     assert symbolic_softmax_nodes(function.maker.fgraph) == []
     value = np.random.RandomState(0).normal(0, 30, (5, 7))  # large: needs the max shift
     expected = numpy_softmax(value, axis)
@@ -46,37 +100,56 @@ def test_softmax_and_log_softmax_are_inlined_with_the_same_values(axis):
     np.testing.assert_allclose(log_probabilities, np.log(expected), rtol=1e-10, atol=1e-12)
 
 
-def test_without_the_rewrite_softmax_stays_a_symbolic_op():
+def test_without_the_rewrite_softmax_is_compiled_as_pytensor_compiles_it():
+    """PyTensor 3.0 keeps the symbolic op in its C mode (later releases inline it
+    themselves): so does the accelerated mode without the rewrite."""
     x = pt.matrix("x")
-    mode = pytensor.compile.mode.get_mode("CVM").excluding(rewrites._REWRITE_NAME)
-    function = pytensor.function([x], softmax(x, axis=1), mode=mode)
-    assert len(symbolic_softmax_nodes(function.maker.fgraph)) == 1
+    counts = [len(symbolic_softmax_nodes(
+        pytensor.function([x], softmax(x, axis=1), mode=mode).maker.fgraph))
+        for mode in (get_mode("CVM"), accelerated_without("CVM", rewrites.inline_softmax))]
+    assert counts[0] == counts[1]
+    if pytensor.__version__.startswith("3.0."):
+        assert counts == [1, 1]
+
+
+def state_counts(function):
+    """``(mit-mot, sit-sot, untraced sit-sot)`` states of the compiled function's scans."""
+    counts = np.zeros(3, dtype=int)
+    for node in function.maker.fgraph.apply_nodes:
+        if isinstance(node.op, Scan):
+            info = node.op.info
+            counts += (info.n_mit_mot, info.n_sit_sot, info.n_untraced_sit_sot)
+    return tuple(int(count) for count in counts)
 
 
 def test_ntm_step_in_the_c_backend_has_no_symbolic_softmax_and_matches():
     l_input, l_ntm = small_ntm()
-    output = layers.get_output(l_ntm)
     params = layers.get_all_params(l_ntm, trainable=True)
-    cost = pt.sum(pt.sqr(output))
-    outputs = [output] + pytensor.grad(cost, params)
+
+    def outputs():
+        output = layers.get_output(l_ntm)
+        return [output] + pytensor.grad(pt.sum(pt.sqr(output)), params)
+
     x = binary_sequences()
-    reference = pytensor.function([l_input.input_var], outputs, mode="FAST_COMPILE")
-    compiled = pytensor.function([l_input.input_var], outputs, mode="CVM")
+    reference = pytensor.function([l_input.input_var], outputs(), mode="FAST_COMPILE")
+    with ntm.accel.accelerated("CVM") as mode:
+        compiled = pytensor.function([l_input.input_var], outputs(), mode=mode)
     assert symbolic_softmax_nodes(compiled.maker.fgraph) == []
-    assert any(isinstance(node.op, Scan) for node in compiled.maker.fgraph.apply_nodes)
+    scans = [node for node in compiled.maker.fgraph.apply_nodes if isinstance(node.op, Scan)]
+    assert len(scans) == 2  # forward and backward (ntm.recurrence): no mit-mot state
+    assert state_counts(compiled)[0] == 0
     for expected, actual in zip(reference(x), compiled(x), strict=True):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("axis", [1, -1])
 def test_constant_splits_become_slices_in_numba_only(axis):
-    from pytensor.tensor.basic import Split
-
     x = pt.tensor3("x", dtype="float64")
     pieces = pt.split(x, [2, 3, 1], n_splits=3, axis=axis)
     value = np.random.RandomState(1).rand(2, 6, 6)
     expected = np.split(value, [2, 5], axis=axis)
-    for mode, splits in (("NUMBA", 0), ("CVM", 1)):
+    for mode, splits in ((ntm.accel.mode("NUMBA"), 0), (ntm.accel.mode("CVM"), 1),
+                         (get_mode("NUMBA"), 1)):
         function = pytensor.function([x], pieces, mode=mode)
         found = [node for node in function.maker.fgraph.apply_nodes
                  if isinstance(node.op, Split)]
@@ -87,9 +160,9 @@ def test_constant_splits_become_slices_in_numba_only(axis):
 
 # --- zeros in a scan's gradient -------------------------------------------------------------
 
-ZERO_TAPS = "ntm_scan_zero_gradient_taps"
-ZERO_STATES = "ntm_scan_zero_gradient_states_as_sit_sot"
-REVERSED_TAIL = "ntm_scan_reversed_tail_as_slice"
+ZERO_TAPS = rewrites.scan_zero_gradient_taps
+ZERO_STATES = rewrites.scan_zero_gradient_states_as_sit_sot
+REVERSED_TAIL = rewrites.scan_reversed_tail_as_slice
 
 
 def shape_only_taps(function):
@@ -101,33 +174,60 @@ def shape_only_taps(function):
             op = node.op
             first = op.info.n_seqs
             taps = op.inner_inputs[first:first + sum(map(len, op.info.mit_mot_in_slices))]
+            # (PyTensor 3.3 lists no clients for an input nothing uses)
             found += sum(all(type(client.op).__name__ in ("Shape", "Shape_i")
-                             for client, _ in op.fgraph.clients[tap]) for tap in taps)
+                             for client, _ in op.fgraph.clients.get(tap, ())) for tap in taps)
     return found
 
 
-def ntm_gradient(mode):
-    l_input, l_ntm = small_ntm()
-    output = layers.get_output(l_ntm)
-    params = layers.get_all_params(l_ntm, trainable=True)
-    cost = pt.sum(output[:, -1] ** 2)  # the memory, weightings, erase and add: not in the cost
-    return pytensor.function([l_input.input_var], [cost] + pytensor.grad(cost, params), mode=mode)
+def numpy_three_states(x, w, a):
+    """The cost of :func:`three_state_gradient` in NumPy."""
+    m = g = h = np.zeros(x.shape[1])
+    for x_t in x:
+        m = a * m + x_t
+        g = 1 / (1 + np.exp(-(a * g + m)))
+        h = np.tanh(w @ h + g)
+    return np.sum(h ** 2)
 
 
-def test_zero_taps_rewrite_is_registered_on_import():
-    assert rewrites.zero_taps_registered()
+def three_state_gradient(mode):
+    """A scan (PyTensor's own gradient) with three states of which the cost reads one, at its
+    last step: ``m_t = a m_{t-1} + x_t`` and ``g_t = sigmoid(a g_{t-1} + m_t)`` are read only by
+    the next step, as an NTM's memory and weightings, and feed ``h_t = tanh(w h_{t-1} + g_t)``.
+    The compiled cost and gradients with respect to ``w`` and ``a``."""
+    x = pt.matrix("x", dtype="float64")
+    w = pt.matrix("w", dtype="float64")
+    a = pt.scalar("a", dtype="float64")
+    zeros = pt.zeros((x.shape[1],), dtype="float64")
+
+    def step(x_t, m, g, h):
+        m_new = a * m + x_t
+        g_new = pt.sigmoid(a * g + m_new)
+        return m_new, g_new, pt.tanh(pt.dot(w, h) + g_new)
+
+    hidden = pytensor.scan(step, sequences=[x], outputs_info=[zeros, zeros, zeros],
+                           return_updates=False)[2]
+    cost = pt.sum(hidden[-1] ** 2)
+    return pytensor.function([x, w, a], [cost] + pytensor.grad(cost, [w, a]), mode=mode)
 
 
-def test_the_ntm_gradient_reads_no_zero_buffer_and_is_unchanged():
-    mode = pytensor.compile.mode.get_mode("CVM")
-    with_rewrite = ntm_gradient(mode.excluding(ZERO_STATES))
-    without = ntm_gradient(mode.excluding(ZERO_TAPS))
-    # the small NTM's memory, write weighting, erase, add and read weighting
-    assert shape_only_taps(with_rewrite) == 5
+def three_state_values(seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.normal(size=(6, 3)), rng.normal(0, 0.5, (3, 3)), 0.7
+
+
+def test_a_gradient_reads_no_zero_buffer_and_is_unchanged():
+    with_rewrite = three_state_gradient(accelerated_without("CVM", ZERO_STATES))
+    without = three_state_gradient(accelerated_without("CVM", ZERO_TAPS, ZERO_STATES))
+    # the taps of m's and g's gradients; PyTensor's own mode reads them all
+    assert shape_only_taps(with_rewrite) == 2
     assert shape_only_taps(without) == 0
-    x = binary_sequences()
-    for got, expected in zip(with_rewrite(x), without(x), strict=True):
-        np.testing.assert_array_equal(got, expected)
+    assert shape_only_taps(three_state_gradient(get_mode("CVM"))) == 0
+    values = three_state_values()
+    got = with_rewrite(*values)
+    for actual, expected in zip(got, without(*values), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    np.testing.assert_allclose(got[0], numpy_three_states(*values), rtol=1e-12)
 
 
 def test_taps_of_a_buffer_that_is_not_zeros_are_kept():
@@ -139,7 +239,7 @@ def test_taps_of_a_buffer_that_is_not_zeros_are_kept():
     states = pytensor.scan(lambda x_t, h: pt.tanh(pt.dot(w, h) + x_t), sequences=[x],
                            outputs_info=[h0], return_updates=False)
     cost = pt.sum(states ** 2)
-    function = pytensor.function([x], pytensor.grad(cost, w), mode="CVM")
+    function = pytensor.function([x], pytensor.grad(cost, w), mode=ntm.accel.mode("CVM"))
     assert shape_only_taps(function) == 0
     values = np.random.RandomState(0).normal(size=(5, 2))
 
@@ -160,30 +260,28 @@ def test_taps_of_a_buffer_that_is_not_zeros_are_kept():
     np.testing.assert_allclose(function(values), numeric, rtol=1e-6, atol=1e-9)
 
 
-def state_counts(function):
-    """``(mit-mot, sit-sot, untraced sit-sot)`` states of the compiled function's scans."""
-    counts = np.zeros(3, dtype=int)
-    for node in function.maker.fgraph.apply_nodes:
-        if isinstance(node.op, Scan):
-            info = node.op.info
-            counts += (info.n_mit_mot, info.n_sit_sot, info.n_untraced_sit_sot)
-    return tuple(int(count) for count in counts)
-
-
-def test_the_ntm_gradients_zero_states_become_sit_sots_with_the_same_values():
-    mode = pytensor.compile.mode.get_mode("CVM")
-    with_rewrite = ntm_gradient(mode)
-    without = ntm_gradient(mode.excluding(ZERO_STATES))
-    # The five states of the first test: no longer mit-mots over all steps, and none of them
-    # keeps a buffer of all steps (only the memory's last gradient is read, for M_0).
+def test_zero_states_become_sit_sots_with_the_same_values_and_gradients():
+    with_rewrite = three_state_gradient(ntm.accel.mode("CVM"))
+    without = three_state_gradient(accelerated_without("CVM", ZERO_STATES))
+    # m's and g's gradients: no longer mit-mots over all steps
     mit_mot, sit_sot, untraced = state_counts(with_rewrite)
     mit_mot_before, sit_sot_before, untraced_before = state_counts(without)
-    assert mit_mot == mit_mot_before - 5
-    assert sit_sot + untraced == sit_sot_before + untraced_before + 5
+    assert mit_mot == mit_mot_before - 2
+    assert sit_sot + untraced == sit_sot_before + untraced_before + 2
     assert shape_only_taps(with_rewrite) == 0
-    x = binary_sequences()
-    for got, expected in zip(with_rewrite(x), without(x), strict=True):
-        np.testing.assert_array_equal(got, expected)
+    x, w, a = three_state_values()
+    got = with_rewrite(x, w, a)
+    for actual, expected in zip(got, without(x, w, a), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    numeric_w = np.zeros((3, 3))
+    for index in np.ndindex(3, 3):
+        step = np.zeros((3, 3))
+        step[index] = 1e-6
+        numeric_w[index] = (numpy_three_states(x, w + step, a)
+                            - numpy_three_states(x, w - step, a)) / 2e-6
+    numeric_a = (numpy_three_states(x, w, a + 1e-6) - numpy_three_states(x, w, a - 1e-6)) / 2e-6
+    np.testing.assert_allclose(got[1], numeric_w, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got[2], numeric_a, rtol=1e-6)
 
 
 def leaky_sum_and_tanh(x, w, a):
@@ -206,9 +304,9 @@ def test_a_state_the_cost_does_not_read_gets_a_sit_sot_gradient_equal_to_differe
                            return_updates=False)[1]
     cost = pt.sum(hidden[-1] ** 2)
     gradients = pytensor.grad(cost, [w, a])
-    mode = pytensor.compile.mode.get_mode("CVM")
-    function = pytensor.function([x, w, a], gradients, mode=mode)
-    without = pytensor.function([x, w, a], gradients, mode=mode.excluding(ZERO_STATES))
+    function = pytensor.function([x, w, a], gradients, mode=ntm.accel.mode("CVM"))
+    without = pytensor.function([x, w, a], gradients,
+                                mode=accelerated_without("CVM", ZERO_STATES))
     assert state_counts(function)[0] == state_counts(without)[0] - 1
     rng = np.random.RandomState(2)
     values, w_value, a_value = rng.normal(size=(6, 3)), rng.normal(0, 0.5, (3, 3)), 0.7
@@ -260,9 +358,8 @@ def test_a_reversed_tail_of_a_scan_is_read_from_a_trimmed_buffer(steps, mode_nam
     expected = np.zeros((8, 2))
     for t, x_t in enumerate(values):
         expected[t + 1] = 0.5 * expected[t] + x_t
-    mode = pytensor.compile.mode.get_mode(mode_name)
-    function = pytensor.function([x], tail, mode=mode)
-    without = pytensor.function([x], tail, mode=mode.excluding(REVERSED_TAIL))
+    function = pytensor.function([x], tail, mode=ntm.accel.mode(mode_name))
+    without = pytensor.function([x], tail, mode=accelerated_without(mode_name, REVERSED_TAIL))
     np.testing.assert_array_equal(function(values), expected[:-steps - 1:-1])
     np.testing.assert_array_equal(without(values), expected[:-steps - 1:-1])
     # Without the rewrite the scan keeps all 8 steps; with it, the last few (one more where
@@ -275,58 +372,3 @@ def test_a_reversed_tail_of_a_scan_is_read_from_a_trimmed_buffer(steps, mode_nam
         assert steps <= length <= steps + 1
 
 
-class _SetIteratedInOrder(set):
-    """A set that iterates in a given order, as a set of nodes may in another process."""
-
-    def __init__(self, items, order):
-        super().__init__(items)
-        self.order = list(order)
-
-    def __iter__(self):
-        return iter([item for item in self.order if item in self])
-
-
-def two_dot_accumulations():
-    """A graph whose scan accumulates two ``dot`` products in two states and returns their
-    last values: two places for ``scan_push_out_add`` to start."""
-    from pytensor.graph.fg import FunctionGraph
-
-    a, b, c, d = (pt.tensor3(name) for name in "abcd")
-    acc0 = pt.zeros((a.shape[1], b.shape[2]))
-    acc1 = pt.zeros((c.shape[1], d.shape[2]))
-    states = pytensor.scan(lambda a_t, b_t, c_t, d_t, s0, s1: (s0 + pt.dot(a_t, b_t),
-                                                               s1 + pt.dot(c_t, d_t)),
-                           sequences=[a, b, c, d], outputs_info=[acc0, acc1],
-                           return_updates=False)
-    # The scan's own outputs (with the initial values; ``states`` are their [1:]), last step.
-    fgraph = FunctionGraph([a, b, c, d], [state.owner.inputs[0][-1] for state in states],
-                           clone=False)
-    node, = [node for node in fgraph.apply_nodes if isinstance(node.op, Scan)]
-    return fgraph, node
-
-
-def pushed_out(transform, order):
-    """Which output's accumulation the rewrite moves out of the scan first when the step's
-    nodes are iterated in this order (``"first"`` or ``"reversed"`` of the toposort)."""
-    fgraph, node = two_dot_accumulations()
-    inner = node.op.fgraph
-    nodes = inner.toposort()
-    inner.apply_nodes = _SetIteratedInOrder(inner.apply_nodes,
-                                            nodes if order == "first" else nodes[::-1])
-    replacements = transform(fgraph, node)
-    assert replacements
-    return [fgraph.outputs.index(variable) for variable in replacements
-            if variable in fgraph.outputs]
-
-
-def test_scan_push_out_add_takes_the_steps_nodes_in_topological_order():
-    from pytensor.scan.rewriting.push_out import scan_push_out_add
-
-    assert rewrites.order_scan_push_out_add()
-    transform = scan_push_out_add.fn
-    # Whatever order the set hands out the nodes in, the same accumulation goes first...
-    first = pushed_out(transform, "first")
-    assert first in ([0], [1])
-    assert pushed_out(transform, "reversed") == first
-    # ... where PyTensor's own rewrite follows the set's order.
-    assert pushed_out(transform.original, "first") != pushed_out(transform.original, "reversed")

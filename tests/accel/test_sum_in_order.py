@@ -1,15 +1,15 @@
-"""ntm.memory_kernels.SumInOrder and the rewrite that puts it in place of an ``Add``: the same
-values as PyTensor's ``Add`` bit for bit, checked shapes, only where it applies."""
+"""ntm.accel.memory_kernels.SumInOrder and the rewrite that puts it in place of an ``Add`` in
+the accelerated C mode (ntm.accel.mode): the same values as PyTensor's ``Add`` bit for bit,
+checked shapes, only where it applies."""
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.compile.mode import get_mode
 from pytensor.tensor.elemwise import Elemwise
 
-from ntm import rewrites
-from ntm.memory_kernels import SumInOrder
-
-SUM_REWRITE = "ntm_sum_in_order"
+import ntm.accel
+from ntm.accel.memory_kernels import SumInOrder
 
 
 def arrays(count, shape=(3, 5, 4), dtype="float32", seed=0):
@@ -81,14 +81,13 @@ def test_sum_in_order_gradient_is_the_output_gradient_for_each_input():
 
 
 def test_the_rewrite_replaces_an_add_of_memory_sized_arrays_in_the_c_backend_only():
-    assert rewrites.is_registered()
     xs = [pt.tensor3(f"x{i}") for i in range(4)]
     total = pt.add(*xs)
     values = arrays(4, dtype=pytensor.config.floatX)
-    cvm = pytensor.function(xs, total, mode="CVM")
-    without = pytensor.function(
-        xs, total, mode=pytensor.compile.mode.get_mode("CVM").excluding(SUM_REWRITE))
-    numba = pytensor.function(xs, total, mode="NUMBA")
+    cvm = pytensor.function(xs, total, mode=ntm.accel.mode("CVM"))
+    # PyTensor's own C mode has none of the accelerated mode's rewrites
+    without = pytensor.function(xs, total, mode=get_mode("CVM"))
+    numba = pytensor.function(xs, total, mode=ntm.accel.mode("NUMBA"))
     assert any(isinstance(op, SumInOrder) for op in ops_of(cvm))
     for function in (without, numba):
         assert not any(isinstance(op, SumInOrder) for op in ops_of(function))
@@ -104,7 +103,7 @@ def test_the_rewrite_replaces_an_add_of_memory_sized_arrays_in_the_c_backend_onl
 ])
 def test_the_rewrite_leaves_other_additions_alone(build):
     a, b = pt.tensor3("a"), pt.tensor3("b")
-    function = pytensor.function([a, b], build(a, b), mode="CVM")
+    function = pytensor.function([a, b], build(a, b), mode=ntm.accel.mode("CVM"))
     assert not any(isinstance(op, SumInOrder) for op in ops_of(function))
 
 
@@ -132,7 +131,7 @@ def test_sum_in_order_writes_only_over_one_of_the_first_two_inputs():
 def test_the_c_backend_sums_intermediate_arrays_in_place_with_the_same_values():
     xs = [pt.tensor3(f"x{i}") for i in range(4)]
     total = pt.add(xs[0], *[pt.cumsum(x, axis=1) for x in xs[1:]])  # not fused: not elementwise
-    function = pytensor.function(xs, total, mode="CVM")
+    function = pytensor.function(xs, total, mode=ntm.accel.mode("CVM"))
     (op,) = [op for op in ops_of(function) if isinstance(op, SumInOrder)]
     assert op.inplace in (0, 1)
     values = np.random.RandomState(5).normal(size=(4, 3, 5, 4))
@@ -141,6 +140,6 @@ def test_the_c_backend_sums_intermediate_arrays_in_place_with_the_same_values():
     for value in values[2:]:
         expected = expected + np.cumsum(value, axis=1)
     np.testing.assert_allclose(function(*values), expected, rtol=1e-5, atol=1e-5)
-    without = pytensor.function(
-        xs, total, mode=pytensor.compile.mode.get_mode("CVM").excluding(SUM_REWRITE))
+    without = pytensor.function(xs, total, mode=get_mode("CVM"))
+    assert not any(isinstance(op, SumInOrder) for op in ops_of(without))
     np.testing.assert_array_equal(function(*values), without(*values))
