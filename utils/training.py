@@ -2027,10 +2027,11 @@ def _interrupted(state, interruption):
         return code, f"{message}; interrupted again: stopped without saving{_committed(state)}"
     if not config.save:
         return code, message
+    if state.committed == state.iteration:  # nothing trained since the last checkpoint
+        return code, f"{message}{_committed(state)}; resume with --resume {config.save}"
     try:
-        if state.committed != state.iteration:
-            with state.guard.critical():
-                _checkpoint(state)
+        with state.guard.critical():
+            _checkpoint(state)
     except Interrupted:
         return code, (f"{message}; interrupted again while saving: stopped without saving"
                       f"{_committed(state)}")
