@@ -301,11 +301,19 @@ def test_a_full_disk_stops_training_with_the_last_checkpoint_whole(base, tmp_pat
     real = checkpoints.atomic_write
     writes = []
 
-    def third_write_fails(target, write):  # the checkpoint of iteration 3 hits a full disk
+    def third_write_fails(target, write):  # the checkpoint of iteration 3 fills the disk
         writes.append(target)
-        if len(writes) == 5:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(target, write)
+        if len(writes) != 5:
+            return real(target, write)
+
+        def half_then_full(stream):
+            class Full:
+                def write(self, data):
+                    data = bytes(data)
+                    stream.write(data[:len(data) // 2])
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            write(Full())
+        return real(target, half_then_full)
 
     monkeypatch.setattr(checkpoints, "atomic_write", third_write_fails)
     result = train("--save", path, iterations=6)
