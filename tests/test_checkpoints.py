@@ -389,6 +389,15 @@ def make_text_file(base, path):
         stream.write("these are notes, not a checkpoint\n")
 
 
+def make_npy_file(base, path):
+    with open(path, "wb") as stream:
+        np.save(stream, np.ones(3))
+
+
+def make_other_npz(base, path):
+    np.savez(path, weights=np.ones(3))
+
+
 @pytest.mark.parametrize("make, expected", [
     (make_truncated, "{path}: not a readable .npz checkpoint (truncated, damaged or another "
                      "kind of file"),
@@ -396,7 +405,10 @@ def make_text_file(base, path):
                           "document describes: the checkpoint's parameters"),
     (make_list_document, "{json}: not a checkpoint document (expected a JSON object, found "
                          "list)"),
-    (make_text_file, "{path}: not a readable .npz checkpoint"),
+    (make_text_file, "{path}: not a .npz checkpoint (a .npz file is a zip archive; this one "
+                     "does not start as one)"),
+    (make_npy_file, "{path}: not a .npz checkpoint (a .npz file is a zip archive"),
+    (make_other_npz, "{path}: holds no checkpoint document, and there is no {json} beside it"),
 ])
 def test_a_bad_checkpoint_file_is_named_in_one_line(base, tmp_path, capsys, make, expected):
     path = str(tmp_path / "bad.npz")
@@ -745,7 +757,7 @@ def kill_loop(directory, kills, iterations, start, seed):
         runner.send(signal.SIGKILL)
         status = runner.wait()
         output = runner.output()
-        assert "Traceback" not in output and "error" not in output, output
+        assert "Traceback" not in output and "error:" not in output, output
         if resumed and "resumed " in output:  # it got as far as reading the checkpoint
             counts["resumes"] += 1
             # ... the last committed one.

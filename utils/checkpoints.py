@@ -162,18 +162,30 @@ def copy_checkpoint(source, target):
 # Reading and migrations
 # --------------------------------------------------------------------------------------------
 
+# The first bytes of a zip archive's local file header, as of every .npz file.
+_ZIP_MAGIC = b"PK\x03\x04"
 # What NumPy and zipfile raise for a file that is not a complete .npz.
 _UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
-def _read_arrays(npz_path):
+def _read_arrays(npz_path, names=None):
+    """The arrays of a ``.npz`` file (those of ``names`` that it holds, if given)."""
     if not os.path.isfile(npz_path):
         raise CheckpointError(f"{npz_path}: no such checkpoint file")
     try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("a single array")
-            return {name: data[name] for name in data.files}
+        with open(npz_path, "rb") as stream:
+            start = stream.read(len(_ZIP_MAGIC))
+    except OSError as error:
+        raise CheckpointError(f"{npz_path}: cannot be read ({_reason(error)})") from None
+    if start != _ZIP_MAGIC:
+        raise CheckpointError(f"{npz_path}: not a .npz checkpoint (a .npz file is a zip "
+                              f"archive; this one does not start as one)")
+    try:
+        data = np.load(npz_path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy file's array
+            raise ValueError("one array, not an archive of arrays")
+        with data:
+            return {name: data[name] for name in data.files if names is None or name in names}
     except _UNREADABLE as error:
         raise CheckpointError(f"{npz_path}: not a readable .npz checkpoint (truncated, damaged "
                               f"or another kind of file: {_reason(error)})") from None
@@ -308,7 +320,7 @@ def recover(paths):
         if not os.path.isfile(npz_path):
             continue
         try:
-            arrays = _read_arrays(npz_path)
+            arrays = _read_arrays(npz_path, names=(DOCUMENT,))
         except CheckpointError:
             continue  # reported by whoever reads it
         if DOCUMENT not in arrays:

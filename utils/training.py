@@ -29,7 +29,6 @@ A script is a few lines::
 """
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -1958,14 +1957,7 @@ def _claim_checkpoint(parser, config, command_line):
     if not config.save:
         return None, []
     save = config.save
-    npz_path, json_path = checkpoint_paths(save)
-    continued = config.resume and _same_file(config.resume, save)
-    if not continued and not config.overwrite and \
-            (os.path.exists(npz_path) or os.path.exists(json_path)):
-        whose = " (the one --load reads)" if config.load and _same_file(config.load, save) \
-            else ""
-        parser.error(f"--save {save}: a checkpoint is there already{whose}; give --overwrite "
-                     f"to replace it, or --resume {save} to continue its run")
+    # The lock first: a run writing the checkpoint now is what to name, before its files.
     lock = CheckpointLock(save, command_line)
     try:
         lock.acquire()
@@ -1975,11 +1967,21 @@ def _claim_checkpoint(parser, config, command_line):
         parser.error(f"--save {save}: cannot create its lock {lock.path} "
                      f"({error.strerror or error})")
     try:
+        continued = config.resume and _same_file(config.resume, save)
+        if not continued and not config.overwrite and \
+                any(os.path.exists(name) for name in checkpoint_paths(save)):
+            whose = " (the one --load reads)" if config.load and _same_file(config.load, save) \
+                else ""
+            parser.error(f"--save {save}: a checkpoint is there already{whose}; give "
+                         f"--overwrite to replace it, or --resume {save} to continue its run")
         notes = lock.notes + recover([save, best_checkpoint_path(save),
                                       average_checkpoint_path(save)])
     except CheckpointError as error:
         lock.release()
         parser.error(f"--save {save}: {error}")
+    except BaseException:
+        lock.release()
+        raise
     return lock, notes
 
 
