@@ -400,9 +400,10 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
     checkpoints = parser.add_argument_group("checkpoints")
     checkpoints.add_argument("--save", metavar="PATH.npz", default=None,
                              help="write checkpoints here: PATH.npz (parameters, optimizer "
-                                  "state, and the options, iteration, random state and "
-                                  "history), each committed at once, and PATH.json, a readable "
-                                  "copy of the latter; the run holds PATH.lock meanwhile")
+                                  "state and a document of the options, iteration, random "
+                                  "state and history), each committed whole in one step, and "
+                                  "PATH.json, a readable copy of the document; the run holds "
+                                  "PATH.lock meanwhile")
     checkpoints.add_argument("--overwrite", action="store_true",
                              help="let --save replace a checkpoint of another run (needed "
                                   "unless it is the one --resume continues)")
