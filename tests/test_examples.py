@@ -28,7 +28,7 @@ from examples import (
     sort_task,
     upside_down_copy_task,
 )
-from utils import training
+from utils import checkpoints, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -65,7 +65,7 @@ SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--le
                   "--learn-memory-init", "--model", "--save", "--load", "--resume", "--checkpoint-every", "--validate-every",
                   "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
                   "--eval-batches", "--log", "--mode", "--quiet", "--keep-best",
-                  "--average-after"]
+                  "--average-after", "--overwrite"]
 COPY_TASK = SCRIPTS["copy"][1]
 
 
@@ -81,10 +81,18 @@ def copy_args(*extra, iterations=3):
 
 
 def read_checkpoint(path):
-    with np.load(path) as data:
-        arrays = {name: data[name] for name in data.files}
+    """A checkpoint's arrays and document, read by :mod:`utils.checkpoints`; its readable copy
+    ``PATH.json`` must be the document."""
+    arrays, info = checkpoints.read_checkpoint(path)
     with open(path[:-4] + ".json", encoding="utf-8") as stream:
-        return arrays, json.load(stream)
+        assert json.load(stream) == info
+    return arrays, info
+
+
+def rewrite_document(path, info):
+    """Replace a checkpoint's document (e.g. to make it look older)."""
+    arrays, _ = checkpoints.read_checkpoint(path)
+    checkpoints.write_checkpoint(path, arrays, info)
 
 
 def assert_png(path):
@@ -323,11 +331,9 @@ def test_babi_trains_a_sentence_per_step_and_keeps_the_encoding_of_its_checkpoin
     # A checkpoint from before --encoding existed was trained a word per step.
     words = str(tmp_path / "words.npz")
     babi_task.main(options + ["--encoding", "words", "--iterations", "1", "--save", words])
-    with open(words[:-4] + ".json", encoding="utf-8") as stream:
-        info = json.load(stream)
+    _, info = read_checkpoint(words)
     del info["config"]["encoding"]
-    with open(words[:-4] + ".json", "w", encoding="utf-8") as stream:
-        json.dump(info, stream)
+    rewrite_document(words, info)
     assert babi_task.main(options + ["--load", words, "--iterations", "0"]).config.encoding \
         == "words"
 
@@ -339,11 +345,12 @@ def test_resume_refuses_fewer_iterations_than_done(copy_run, capsys):
 
 
 def test_torn_checkpoint_is_detected(copy_run, tmp_path):
+    # A pair of the two-file format of version 1, torn between its writes.
     arrays, info = copy_run["checkpoint"]
     path = str(tmp_path / "torn.npz")
     np.savez(path, **dict(arrays, iteration=np.asarray(2)))
     with open(path[:-4] + ".json", "w", encoding="utf-8") as stream:
-        json.dump(info, stream)
+        json.dump(dict(info, version=1), stream)
     with pytest.raises(ValueError, match="different iterations"):
         training.load_checkpoint(path)
 
@@ -711,8 +718,7 @@ def test_a_checkpoint_from_before_clip_spikes_resumes_without_it(tmp_path):
     copy_task.main(copy_args("--save", old, "--clip-spikes", "0", iterations=2))
     arrays, info = read_checkpoint(old)
     del info["config"]["clip_spikes"]  # as written before the option existed
-    with open(old[:-4] + ".json", "w", encoding="utf-8") as stream:
-        json.dump(info, stream)
+    rewrite_document(old, info)
     result = copy_task.main(["--resume", old, "--iterations", "3", "--mode", "FAST_COMPILE",
                              "--quiet"])
     assert result.exit_code == 0 and result.config.clip_spikes is None

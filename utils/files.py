@@ -1,15 +1,60 @@
 """Writing files atomically, so that a reader never sees half of one."""
+import glob
 import os
 import tempfile
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "temporary_files_of"]
+
+
+def _temporary_prefix(path):
+    """The name every temporary file of ``path`` starts with: ``.NAME.tmp-``, so that those
+    left by a killed process can be told apart from other files' (:func:`temporary_files_of`)."""
+    return "." + os.path.basename(path) + ".tmp-"
+
+
+def temporary_files_of(path):
+    """The temporary files that writes of ``path`` by :func:`atomic_write` left behind.
+
+    A write removes its temporary file when it fails or is interrupted; only a process killed
+    outright (``kill -9``, a power cut) leaves one. Nothing tells whether another process is
+    writing one now: remove them only when no other process can write ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    list of str
+        Their paths, sorted.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    return sorted(glob.glob(os.path.join(glob.escape(directory),
+                                         glob.escape(_temporary_prefix(path)) + "*")))
+
+
+def _sync_directory(directory):
+    """Make a rename in ``directory`` durable (where the system allows opening directories)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def atomic_write(path, write):
     """Write ``path`` through a temporary file in its directory, then :func:`os.replace`.
 
     ``path`` holds either its old contents or the complete new ones, even if the process stops
-    midway (the temporary file is removed on an exception).
+    midway: the new contents are flushed to the disk before the rename, and the rename itself
+    after it. On an exception (a full disk, an interrupt) the temporary file
+    (``.NAME.tmp-XXXX`` beside ``path``) is removed and ``path`` is left as it was.
 
     Parameters
     ----------
@@ -24,8 +69,7 @@ def atomic_write(path, write):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1],
-                                         dir=directory)
+    handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), dir=directory)
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
@@ -40,4 +84,5 @@ def atomic_write(path, write):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+    _sync_directory(directory)
     return path

@@ -29,7 +29,6 @@ A script is a few lines::
 """
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -59,8 +58,12 @@ from ntm.layers import NTMLayer
 from ntm.memory import Memory
 from ntm.updates import graves_rmsprop
 
-from .files import atomic_write
+from . import resources
+from .checkpoints import (CheckpointError, CheckpointLock, CheckpointLocked, check_writable,
+                          checkpoint_paths, copy_checkpoint, read_checkpoint, recover,
+                          write_checkpoint)
 from .function_cache import cached_function
+from .interrupts import InterruptGuard, Interrupted
 from .metrics import bit_errors, bits_per_sequence
 
 # Without a BLAS library to link, the C backend computes its matrix products with NumPy's (which
@@ -142,11 +145,13 @@ _TRAINING_OPTIONS = ("iterations", "optimizer", "learning_rate", "learning_rate_
                      "floatX", "log")
 # Prefix of the names of --clip-spikes' optimizer state.
 _SPIKE_STATE = "clip_spikes."
-_CHECKPOINT_FORMAT = "ntm-checkpoint"
-_CHECKPOINT_VERSION = 1
 _PROBABILITY_CLIP = 1e-6
 _EXIT_DIVERGED = 1
 _EXIT_INTERRUPTED = 130
+# As argparse's: a checkpoint that cannot be written (a full disk) stops the run like bad input.
+_EXIT_WRITE_FAILED = 2
+# numpy.random.RandomState takes seeds from 0 to 2**32 - 1.
+_MAX_SEED = 2 ** 32 - 1
 _PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
@@ -393,9 +398,14 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
 
     checkpoints = parser.add_argument_group("checkpoints")
     checkpoints.add_argument("--save", metavar="PATH.npz", default=None,
-                             help="write checkpoints here: PATH.npz (parameters and optimizer "
-                                  "state) and PATH.json (options, iteration, random state, "
-                                  "history)")
+                             help="write checkpoints here: PATH.npz (parameters, optimizer "
+                                  "state and a document of the options, iteration, random "
+                                  "state and history), each committed whole in one step, and "
+                                  "PATH.json, a readable copy of the document; the run holds "
+                                  "PATH.lock meanwhile")
+    checkpoints.add_argument("--overwrite", action="store_true",
+                             help="let --save replace a checkpoint of another run (needed "
+                                  "unless it is the one --resume continues)")
     checkpoints.add_argument("--load", metavar="PATH.npz", default=None,
                              help="start from the parameters of this checkpoint (to evaluate, "
                                   "plot or fine-tune; the optimizer starts afresh, which can "
@@ -547,6 +557,19 @@ def _check_config(parser, config):
     if config.learning_rate is not None:
         require(config.learning_rate > 0, "learning_rate",
                 f"must be > 0, got {config.learning_rate}")
+        if config.learning_rate > 0:
+            require(_representable(config.learning_rate, config.floatX), "learning_rate",
+                    f"{config.learning_rate:g} is not a finite number > 0 in "
+                    f"{config.floatX} (--floatX), whose range is "
+                    f"{_float_range(config.floatX)}")
+    for _, rate in config.learning_rate_schedule:
+        if not _representable(rate, config.floatX):
+            require(False, "learning_rate_schedule",
+                    f"{rate:g} is not a finite number > 0 in {config.floatX} (--floatX), whose "
+                    f"range is {_float_range(config.floatX)}")
+            break
+    require(0 <= config.seed <= _MAX_SEED, "seed",
+            f"must be an integer from 0 to {_MAX_SEED}, got {config.seed}")
     require(config.max_norm >= 0, "max_norm", f"must be >= 0 (0: off), got {config.max_norm}")
     require(config.stop_below is None or config.stop_below > 0, "stop_below",
             f"must be > 0, got {config.stop_below}")
@@ -568,9 +591,8 @@ def _check_config(parser, config):
     for option in ("load", "resume"):
         path = getattr(config, option)
         if path:
-            npz, info = checkpoint_paths(path)
-            require(os.path.isfile(npz) and os.path.isfile(info), option,
-                    f"no checkpoint at {path} (expected {npz} and {info})")
+            npz = checkpoint_paths(path)[0]
+            require(os.path.isfile(npz), option, f"no checkpoint at {path} (expected {npz})")
     if config.save:
         require(config.save.endswith(".npz"), "save", f"must name a .npz file, got {config.save}")
     if config.log:
@@ -592,6 +614,18 @@ def _check_config(parser, config):
 #: the scan over the sequence allocates its states and outputs with the batch size of the
 #: input, which JAX traces (JAX: "Shapes must be 1D sequences of concrete values").
 JAX_UNSUPPORTED_PYTENSOR = ("3.0.7",)
+
+
+def _representable(value, floatX):
+    """Whether ``value`` stays a finite number > 0 in the float type ``floatX``."""
+    with np.errstate(over="ignore", under="ignore"):
+        cast = np.asarray(value, dtype=floatX)
+    return bool(np.isfinite(cast) and cast > 0)
+
+
+def _float_range(floatX):
+    info = np.finfo(floatX)
+    return f"{float(info.smallest_normal):.3g} to {float(info.max):.3g}"
 
 
 def _resolve_mode(parser, config):
@@ -894,25 +928,31 @@ class StepResult(NamedTuple):
         Cross-entropy in bits per sequence of the batch.
     grad_norm : float
         Total norm of the gradients (after elementwise clipping, before norm clipping).
+    updates_finite : bool
+        Whether every updated parameter and optimizer state value came out finite.
     """
 
     loss: float
     bits_per_seq: float
     grad_norm: float
+    updates_finite: bool = True
 
     @property
     def finite(self):
-        """Whether the step was applied (loss and gradient norm finite)."""
-        return bool(np.isfinite(self.loss) and np.isfinite(self.grad_norm))
+        """Whether the step was applied (loss, gradient norm and updated values finite)."""
+        return bool(np.isfinite(self.loss) and np.isfinite(self.grad_norm)
+                    and self.updates_finite)
 
 
 class Trainer:
     """Compiled functions of a model: training step, predictions and the NTM's details.
 
     Each function is compiled once, when first needed. In the training step every update
-    (parameters and optimizer state) is ``switch(isfinite(loss) & isfinite(grad_norm), new,
-    old)``: a step with a non-finite loss or gradient leaves everything as it was, and the
-    caller sees the non-finite loss in the returned :class:`StepResult`.
+    (parameters and optimizer state) is ``switch(isfinite(loss) & isfinite(grad_norm) &
+    all(isfinite(new values)), new, old)``: a step with a non-finite loss or gradient, or one
+    whose new parameters or optimizer state would not all be finite (a learning rate too large
+    overflows them), leaves everything as it was, and the caller sees why in the returned
+    :class:`StepResult`.
 
     Parameters
     ----------
@@ -1083,9 +1123,11 @@ class Trainer:
                 "rmsprop": lasagne_updates.rmsprop}[self.optimizer]
         raw = rule(grads, self.params, learning_rate=learning_rate)
         raw.update(spike_updates)
-        finite = pt.isfinite(loss) & pt.isfinite(grad_norm)
+        # One reduction per value, stacked: no elementwise operation of as many inputs.
+        updates_finite = pt.all(pt.stack([pt.all(pt.isfinite(new)) for new in raw.values()]))
+        finite = pt.isfinite(loss) & pt.isfinite(grad_norm) & updates_finite
         updates = OrderedDict((var, pt.switch(finite, new, var)) for var, new in raw.items())
-        return updates, [loss, bits, grad_norm]
+        return updates, [loss, bits, grad_norm, updates_finite]
 
     def _focus_penalty_term(self):
         """:math:`\\lambda (\\bar H_{\\mathrm{read}} + \\bar H_{\\mathrm{write}})` (see the class
@@ -1217,8 +1259,9 @@ class Trainer:
             When not :attr:`StepResult.finite`, nothing was changed.
         """
         self.compile(with_focus_penalty)
-        loss, bits, grad_norm = self._train_fns[self._step_key(with_focus_penalty)](x, y, mask)
-        return StepResult(float(loss), float(bits), float(grad_norm))
+        loss, bits, grad_norm, updates_finite = \
+            self._train_fns[self._step_key(with_focus_penalty)](x, y, mask)
+        return StepResult(float(loss), float(bits), float(grad_norm), bool(updates_finite))
 
     def predict(self, x):
         """The predictions for a batch of input sequences, ``(batch, time, output_size)``."""
@@ -1306,12 +1349,6 @@ class Trainer:
 # Checkpoints
 # --------------------------------------------------------------------------------------------
 
-def checkpoint_paths(path):
-    """The two files of a checkpoint: ``(PATH.npz, PATH.json)`` for ``path`` = ``PATH.npz``."""
-    base = path[:-4] if path.endswith(".npz") else path
-    return base + ".npz", base + ".json"
-
-
 def best_checkpoint_path(path):
     """Where ``--keep-best`` with ``--save PATH.npz`` writes the best parameters:
     ``PATH-best.npz``."""
@@ -1331,7 +1368,10 @@ def curve_path(plot_path):
 
 
 def save_checkpoint(path, trainer, info, best_params=None, average_sums=None):
-    """Write a checkpoint atomically: ``PATH.npz`` and ``PATH.json``.
+    """Commit a checkpoint, ``PATH.npz``, in one step (and its readable copy ``PATH.json``).
+
+    The file format, its atomic commit and the migrations of earlier formats are
+    :mod:`utils.checkpoints`'.
 
     Parameters
     ----------
@@ -1351,8 +1391,13 @@ def save_checkpoint(path, trainer, info, best_params=None, average_sums=None):
     average_sums : dict, optional
         ``{name: array}`` of the running sums of ``--average-after`` (float64), stored under
         ``average/<name>``; read back with :func:`load_average_sums`.
+
+    Raises
+    ------
+    utils.checkpoints.CheckpointError
+        For non-finite values, or (:class:`~utils.checkpoints.CheckpointWriteError`) a write
+        the disk refused; the previous checkpoint at ``path`` is then kept.
     """
-    npz_path, json_path = checkpoint_paths(path)
     arrays = OrderedDict()
     for name, value in trainer.parameter_values().items():
         arrays[f"params/{name}"] = value
@@ -1363,22 +1408,16 @@ def save_checkpoint(path, trainer, info, best_params=None, average_sums=None):
     for name, value in (average_sums or {}).items():
         arrays[f"average/{name}"] = value
     arrays["iteration"] = np.asarray(info["iteration"])
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    document = dict(info, format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION)
-    # The iteration in both files lets a reader detect a pair torn by a crash between writes.
-    atomic_write(npz_path, lambda stream: stream.write(buffer.getvalue()))
-    text = json.dumps(document, indent=1, allow_nan=False) + "\n"
-    atomic_write(json_path, lambda stream: stream.write(text.encode()))
+    write_checkpoint(path, arrays, info)
 
 
 def load_checkpoint(path):
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint written by :func:`save_checkpoint`, or by an earlier version.
 
     Parameters
     ----------
     path : str
-        ``PATH.npz`` (``PATH.json`` is read beside it).
+        ``PATH.npz``.
 
     Returns
     -------
@@ -1391,26 +1430,17 @@ def load_checkpoint(path):
 
     Raises
     ------
-    ValueError
-        If a file is missing, not a checkpoint, or the two files disagree.
+    utils.checkpoints.CheckpointError
+        (a ValueError) If the file is missing, damaged or not a checkpoint, with a one-line
+        message naming it.
     """
-    npz_path, json_path = checkpoint_paths(path)
-    try:
-        with open(json_path, encoding="utf-8") as stream:
-            info = json.load(stream)
-        with np.load(npz_path) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read the checkpoint {npz_path} / {json_path}: {error}") from None
-    if info.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{json_path} is not a checkpoint of these examples")
-    if "iteration" not in arrays or int(arrays["iteration"]) != info.get("iteration"):
-        raise ValueError(f"{npz_path} and {json_path} are from different iterations; the "
-                         "checkpoint was torn by an interrupted write")
+    arrays, info = read_checkpoint(path)
     params = {name[len("params/"):]: value for name, value in arrays.items()
               if name.startswith("params/")}
     optimizer = {name[len("optimizer/"):]: value for name, value in arrays.items()
                  if name.startswith("optimizer/")}
+    if not params:
+        raise CheckpointError(f"{checkpoint_paths(path)[0]}: holds no parameters")
     return params, optimizer, info
 
 
@@ -1670,7 +1700,9 @@ class RunResult:
     Attributes
     ----------
     exit_code : int
-        0 on success, 1 when training stopped on a non-finite step, 130 when interrupted.
+        0 on success, 1 when training stopped on a non-finite step, 2 when a checkpoint could
+        not be written (a full disk), 128 + the signal's number when interrupted (130 for
+        Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
     config : argparse.Namespace
         The options in effect (after merging a checkpoint's).
     model : Model
@@ -1836,7 +1868,10 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
     Raises
     ------
     SystemExit
-        With status 2 for bad options (the message names the option), as argparse does.
+        With status 2 for bad options (the message names the option), as argparse does, and
+        for a --save whose checkpoint another run holds (its lock) or that would replace
+        another run's without --overwrite; with 128 + the signal's number for Ctrl-C, SIGTERM
+        or SIGHUP before or after training (in training, the run saves and returns).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     config, explicit = parse_config(parser, argv)
@@ -1882,11 +1917,141 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
                             eval_params, reference, notes)
 
 
+def _check_memory(parser, make_task, config):
+    """Refuse, before anything is built, an NTM whose memory's states over a training step
+    cannot fit in the memory available (:func:`utils.resources.scan_memory_bytes`)."""
+    available = resources.available_memory_bytes()
+    if config.model != "ntm" or available is None:
+        return
+    probe = _make_task(parser, make_task, config, 1, 0)
+    # The longest of a few episodes: the lengths are drawn, the bound needs only their scale.
+    steps = max(probe.sample_with_mask()[0].shape[1] for _ in range(16))
+    itemsize = np.dtype(config.floatX).itemsize
+    needed = resources.scan_memory_bytes(config.memory_shape, config.batch_size, steps,
+                                         itemsize)
+    if needed > available:
+        N, M = config.memory_shape
+        parser.error(f"--memory-shape {N} {M}: a training step needs at least "
+                     f"{resources.format_bytes(needed)} for the memory's states (2 x {N} x {M} x "
+                     f"{config.batch_size} sequences (--batch-size) x {steps} steps x {itemsize} "
+                     f"bytes: the scan's and its gradient's), more than the "
+                     f"{resources.format_bytes(available)} available; choose a smaller "
+                     f"--memory-shape or --batch-size, or shorter sequences")
+
+
+def _same_file(first, second):
+    return os.path.abspath(checkpoint_paths(first)[0]) == \
+        os.path.abspath(checkpoint_paths(second)[0])
+
+
+def _claim_checkpoint(parser, config, command_line):
+    """Before anything is compiled: check that the output directories can be written, that
+    --save replaces no other run's checkpoint without --overwrite, and take --save's lock.
+
+    Returns the lock (None without --save) and notes on what an interrupted run left.
+    """
+    for option in ("save", "log", "plot"):
+        path = getattr(config, option)
+        if path:
+            directory = os.path.dirname(os.path.abspath(path))
+            try:
+                check_writable(directory)
+            except OSError as error:
+                parser.error(f"{_option_name(option)} {path}: cannot write in {directory} "
+                             f"({error.strerror or error})")
+    if not config.save:
+        return None, []
+    save = config.save
+    # The lock first: a run writing the checkpoint now is what to name, before its files.
+    lock = CheckpointLock(save, command_line)
+    try:
+        lock.acquire()
+    except CheckpointLocked as error:
+        parser.error(f"--save {save}: {error}")
+    except OSError as error:
+        parser.error(f"--save {save}: cannot create its lock {lock.path} "
+                     f"({error.strerror or error})")
+    try:
+        continued = config.resume and _same_file(config.resume, save)
+        if not continued and not config.overwrite and \
+                any(os.path.exists(name) for name in checkpoint_paths(save)):
+            whose = " (the one --load reads)" if config.load and _same_file(config.load, save) \
+                else ""
+            parser.error(f"--save {save}: a checkpoint is there already{whose}; give "
+                         f"--overwrite to replace it, or --resume {save} to continue its run")
+        notes = lock.notes + recover([save, best_checkpoint_path(save),
+                                      average_checkpoint_path(save)])
+    except CheckpointError as error:
+        lock.release()
+        parser.error(f"--save {save}: {error}")
+    except BaseException:
+        lock.release()
+        raise
+    return lock, notes
+
+
 def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, markers,
                  eval_params, reference, notes):
-    """:func:`run` once the options are parsed and checked."""
+    """:func:`run` once the options are parsed and checked: the checks of the machine, the
+    lock of --save and the signal handlers around :func:`_run_guarded`."""
     if config.resume and not config.save:
         config.save = config.resume  # a resumed run keeps writing its own checkpoint
+    _check_memory(parser, make_task, config)
+    lock, lock_notes = _claim_checkpoint(parser, config, shlex.join([parser.prog] + argv))
+    states = []
+    try:
+        with InterruptGuard() as guard:
+            return _run_guarded(parser, make_task, argv, config, loaded, checkpoint, mode,
+                                markers, eval_params, reference, lock_notes + notes, guard,
+                                states)
+    except Interrupted as interruption:
+        # Before training, or after it (evaluating, plotting): nothing left to save.
+        where = (f" after iteration {states[0].iteration}{_committed(states[0])}" if states
+                 else " before training")
+        print(f"error: interrupted ({interruption.name}){where}", file=sys.stderr, flush=True)
+        raise SystemExit(interruption.exit_code) from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _committed(state):
+    """Where the run's last committed checkpoint is, for a message (or why there is none)."""
+    if state.committed is None:
+        return "; no checkpoint written" if state.config.save else ""
+    return f"; the checkpoint {checkpoint_paths(state.config.save)[0]} holds iteration " \
+           f"{state.committed}"
+
+
+def _interrupted(state, interruption):
+    """After an interrupt in training: save, unless a second interrupt stops it (the last
+    committed checkpoint is kept). Returns the exit status and the message."""
+    config = state.config
+    name = getattr(interruption, "name", "SIGINT")
+    code = getattr(interruption, "exit_code", _EXIT_INTERRUPTED)
+    message = f"interrupted ({name}) after iteration {state.iteration}"
+    if getattr(interruption, "again", False):
+        return code, f"{message}; interrupted again: stopped without saving{_committed(state)}"
+    if not config.save:
+        return code, message
+    if state.committed == state.iteration:  # nothing trained since the last checkpoint
+        return code, f"{message}{_committed(state)}; resume with --resume {config.save}"
+    try:
+        with state.guard.critical():
+            _checkpoint(state)
+    except Interrupted:
+        return code, (f"{message}; interrupted again while saving: stopped without saving"
+                      f"{_committed(state)}")
+    except CheckpointError as error:
+        return _EXIT_WRITE_FAILED, f"{message}; {error}{_committed(state)}"
+    return code, (f"{message}; checkpoint written to {checkpoint_paths(config.save)[0]}; resume "
+                  f"with --resume {config.save}")
+
+
+def _run_guarded(parser, make_task, argv, config, loaded, checkpoint, mode, markers,
+                 eval_params, reference, notes, guard, states):
+    """:func:`run` once the checkpoint is claimed, with the signal handlers installed;
+    ``states`` receives the run's state."""
     start_iteration = int(loaded[2]["iteration"]) if config.resume else 0
     if config.resume and config.iterations < start_iteration:
         parser.error(f"--iterations ({config.iterations}) is below the {start_iteration} "
@@ -1904,12 +2069,19 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
     history, wall_time, earlier_runs = [], 0.0, []
     if loaded is not None:
         params, optimizer_values, info = loaded
-        trainer.set_parameter_values(params)
+        option = "--resume" if config.resume else "--load"
+        try:
+            trainer.set_parameter_values(params)
+            if config.resume:
+                trainer.set_optimizer_values(_spike_state_for(trainer, optimizer_values,
+                                                              progress))
+                task.set_state(info["task_state"])
+        except (ValueError, KeyError, TypeError) as error:
+            parser.error(f"{option} {checkpoint}: the checkpoint's arrays do not fit the model "
+                         f"its document describes: {error}")
         # Loaded or resumed, the parameters owe something to every run behind the checkpoint.
         earlier_runs = _runs_of(info)
         if config.resume:
-            trainer.set_optimizer_values(_spike_state_for(trainer, optimizer_values, progress))
-            task.set_state(info["task_state"])
             history = list(info.get("history", []))
             wall_time = float(info.get("wall_time_s", 0.0))
         progress.info(f"{'resumed' if config.resume else 'loaded'} {checkpoint} "
@@ -1924,7 +2096,10 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
     state = _RunState(config=config, trainer=trainer, task=task, history=history,
                       wall_time=wall_time, iteration=start_iteration,
                       task_state=task.get_state(), command_line=command_line,
-                      runs=earlier_runs + [this_run])
+                      runs=earlier_runs + [this_run], guard=guard)
+    if config.resume and _same_file(config.resume, config.save):
+        state.committed = start_iteration
+    states.append(state)
     if config.resume and config.keep_best:
         state.best = _resumed_best(config, loaded[2], progress)
     if config.resume and config.average_after is not None:
@@ -1933,14 +2108,17 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
     log = _Log(config.log, append=bool(config.resume)) if config.log else None
     try:
         _train(state, make_task, parser, progress, log)
+        if config.save:
+            with guard.critical():
+                _checkpoint(state)
     except TrainingStopped as stop:
         result.exit_code, result.message = _EXIT_DIVERGED, str(stop)
-    except KeyboardInterrupt:
-        result.exit_code = _EXIT_INTERRUPTED
-        result.message = f"interrupted after iteration {state.iteration}"
-        if config.save:
-            _checkpoint(state)
-            result.message += f"; resume with --resume {config.save}"
+    except CheckpointError as error:
+        result.exit_code = _EXIT_WRITE_FAILED
+        result.message = f"training stopped after iteration {state.iteration}: {error}" \
+                         f"{_committed(state)}"
+    except KeyboardInterrupt as interruption:
+        result.exit_code, result.message = _interrupted(state, interruption)
     finally:
         progress.close()
         if log is not None:
@@ -1951,8 +2129,8 @@ def _run_checked(parser, make_task, argv, config, loaded, checkpoint, mode, mark
         return result
 
     if config.save:
-        _checkpoint(state)
-        progress.info(f"checkpoint written to {checkpoint_paths(config.save)[0]} and .json")
+        progress.info(f"checkpoint written to {checkpoint_paths(config.save)[0]} (a readable "
+                      f"copy of its document: {checkpoint_paths(config.save)[1]})")
     if config.keep_best and state.best is not None:
         result.best = _restore_best(state, progress)
     if state.average is not None:
@@ -1987,6 +2165,10 @@ class _RunState:
     # With --average-after, once it starts: the float64 sums of the parameters after each
     # iteration past it, ``{"sums": {name: array}, "count": int}``.
     average: Optional[dict] = None
+    # Defers a first Ctrl-C, SIGTERM or SIGHUP to the end of an iteration or a save.
+    guard: InterruptGuard = field(default_factory=InterruptGuard)
+    # The iteration of the last checkpoint committed to --save by this run (or resumed from).
+    committed: Optional[int] = None
 
 
 _BEST_FIELDS = ("iteration", "val_bits_per_seq", "val_errors_per_seq")
@@ -2063,10 +2245,7 @@ def _resumed_best(config, info, progress):
     if written:
         best["path"] = target
         if os.path.abspath(target) != os.path.abspath(source):
-            for origin, destination in zip(checkpoint_paths(source), checkpoint_paths(target)):
-                with open(origin, "rb") as stream:
-                    content = stream.read()
-                atomic_write(destination, lambda out, content=content: out.write(content))
+            copy_checkpoint(source, target)
     return best
 
 
@@ -2211,6 +2390,8 @@ def _save(state, path=None, averaged=False):
             sums = state.average["sums"]
     save_checkpoint(path or state.config.save, state.trainer, info, best_params=best,
                     average_sums=sums)
+    if path is None:
+        state.committed = state.iteration
 
 
 def _new_window():
@@ -2289,7 +2470,8 @@ def _train(state, make_task, parser, progress, log):
     window = _new_window()
     loop_started = time.perf_counter()
     wall_before = state.wall_time
-    for iteration in range(state.iteration + 1, config.iterations + 1):
+    for iteration in state.guard.between_iterations(range(state.iteration + 1,
+                                                           config.iterations + 1)):
         x, y, mask = task.sample_with_mask()
         if config.debug_nan_at == iteration:
             trainer.inject_nan(True)
@@ -2319,11 +2501,20 @@ def _train(state, make_task, parser, progress, log):
             where = (f"; they are in the checkpoint {config.save}" if config.save
                      else " (give --save to keep them)")
             if config.save:
-                _checkpoint(state)
+                try:
+                    _checkpoint(state)
+                except CheckpointError as error:
+                    where = f"; {error}{_committed(state)}"
+            if np.isfinite(step.loss) and np.isfinite(step.grad_norm):
+                cause = (f"the loss ({step.loss:.6g}) and the gradient norm "
+                         f"({step.grad_norm:.6g}) are finite, but the updated parameters or "
+                         f"optimizer state would not be (is the learning rate, "
+                         f"{trainer.learning_rate:g}, too large?)")
+            else:
+                cause = f"the loss is {step.loss} and the gradient norm {step.grad_norm}"
             raise TrainingStopped(
-                f"training stopped at iteration {iteration}: the loss is {step.loss} and the "
-                f"gradient norm {step.grad_norm}; the step was not applied, so the model holds "
-                f"{kept}{where}")
+                f"training stopped at iteration {iteration}: {cause}; the step was not "
+                f"applied, so the model holds {kept}{where}")
         state.iteration = iteration
         if config.average_after is not None and iteration > config.average_after:
             if state.average is None:
