@@ -69,11 +69,11 @@ def as_tuple(x, N, t=None):
         X = tuple(x)
     except TypeError:
         X = (x,) * N
-    if len(X) != N:
-        raise ValueError(f"expected a single value or an iterable of length {N}, got {x!r}")
     if t is not None and not all(isinstance(v, t) for v in X):
         names = t.__name__ if isinstance(t, type) else " or ".join(c.__name__ for c in t)
         raise TypeError(f"expected a single value or an iterable of {names}, got {x!r}")
+    if len(X) != N:
+        raise ValueError(f"expected a single value or an iterable of length {N}, got {x!r}")
     return X
 
 
