@@ -11,6 +11,7 @@ __all__ = [
     "binary_crossentropy",
     "categorical_crossentropy",
     "squared_error",
+    "huber_loss",
     "aggregate",
     "binary_hinge_loss",
     "multiclass_hinge_loss",
@@ -105,16 +106,41 @@ def squared_error(a, b):
     Parameters
     ----------
     a, b : symbolic tensor
-        Predictions and targets (broadcastable against each other).
+        Predictions and targets (broadcastable against each other; a vector of targets is
+        aligned with an ``(N, 1)`` column of predictions, not broadcast to ``(N, N)``).
 
     Returns
     -------
     symbolic tensor
         The element-wise squared error.
     """
-    a = pt.as_tensor_variable(a)
-    b = pt.as_tensor_variable(b)
+    a, b = _align_targets(a, b)
     return pt.sqr(a - b)
+
+
+def huber_loss(predictions, targets, delta=1):
+    r"""Element-wise Huber loss: quadratic for small errors, linear for large ones.
+
+    .. math:: L = \begin{cases} \frac{1}{2} (p - t)^2 & |p - t| \le \delta \\
+              \delta (|p - t| - \frac{1}{2} \delta) & \text{otherwise} \end{cases}
+
+    Parameters
+    ----------
+    predictions, targets : symbolic tensor
+        Of the same shape (a vector of targets is accepted for an ``(N, 1)`` column).
+    delta : float
+        Where the loss turns from quadratic to linear.
+
+    Returns
+    -------
+    symbolic tensor
+        The element-wise loss.
+    """
+    predictions, targets = _align_targets(predictions, targets)
+    abs_diff = pt.abs(targets - predictions)
+    quadratic = 0.5 * pt.sqr(abs_diff)
+    linear = delta * (abs_diff - 0.5 * delta)
+    return pt.switch(abs_diff <= delta, quadratic, linear)
 
 
 def aggregate(loss, weights=None, mode="mean"):

@@ -259,9 +259,9 @@ def test_concat_shapes():
     assert ConcatLayer([InputLayer((2, 3)), InputLayer((5, 3))], axis=0).output_shape == (7, 3)
     assert ConcatLayer([InputLayer((None, 3)), InputLayer((4, 2))]).output_shape == (4, 5)
     with pytest.raises(ValueError, match="disagree"):
-        ConcatLayer([InputLayer((2, 3)), InputLayer((5, 3))], axis=1)
+        ConcatLayer([InputLayer((2, 3)), InputLayer((5, 3))], axis=1).output_shape
     with pytest.raises(ValueError, match="dimensions"):
-        ConcatLayer([InputLayer((2, 3)), InputLayer((2, 3, 1))])
+        ConcatLayer([InputLayer((2, 3)), InputLayer((2, 3, 1))]).output_shape
 
 
 def test_concat_values():
@@ -293,9 +293,9 @@ def test_elemwise_shapes():
     layer = ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((5, None))])
     assert layer.output_shape == (5, 3)
     with pytest.raises(ValueError, match="disagree"):
-        ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 4))])
+        ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 4))]).output_shape
     with pytest.raises(ValueError, match="dimensions"):
-        ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 3, 1))])
+        ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 3, 1))]).output_shape
 
 
 def test_elemwise_merge():
