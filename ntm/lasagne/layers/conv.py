@@ -364,7 +364,7 @@ class _TransposedConvLayer(BaseConvLayer):
         padded = pad_tensor(dilated, widths, batch_ndim=2)
         W = self.W.dimshuffle((1, 0) + tuple(range(2, n + 2)))
         full = conv_ops.conv_nd(padded, W, self.filter_size, 1, 0,
-                                flip_filters=not self.flip_filters)
+                                flip_filters=self.flip_filters)
         return full[(slice(None), slice(None)) + tuple(
             slice(c, c + o) for c, o in zip(crop, out_size))]
 
