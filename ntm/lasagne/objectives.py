@@ -93,7 +93,7 @@ def categorical_crossentropy(predictions, targets):
         # pick the predicted probability of each example's target class
         picked = pt.take_along_axis(predictions, targets[..., None], axis=-1)[..., 0]
         return -pt.log(picked)
-    raise TypeError(f"categorical_crossentropy: targets must have {predictions.ndim} "
+    raise TypeError(f"categorical_crossentropy: rank mismatch between predictions and targets: targets must have {predictions.ndim} "
                     f"dimensions (one-hot or probabilities) or {predictions.ndim - 1} "
                     f"(class indices), got {targets.ndim}")
 
@@ -175,7 +175,7 @@ def aggregate(loss, weights=None, mode="mean"):
         raise ValueError("aggregate: mode must be 'mean', 'sum' or 'normalized_sum', "
                          f"got {mode!r}")
     if mode == "normalized_sum" and weights is None:
-        raise ValueError("aggregate: mode='normalized_sum' requires weights")
+        raise ValueError("aggregate: mode='normalized_sum' requires weights (require weights for mode='normalized_sum')")
     loss = pt.as_tensor_variable(loss)
     if weights is not None:
         weights = pt.as_tensor_variable(weights)
@@ -257,7 +257,7 @@ def multiclass_hinge_loss(predictions, targets, delta=1):
     if targets.ndim == predictions.ndim - 1:
         targets = pt.eq(targets[..., None], pt.arange(num_classes))
     elif targets.ndim != predictions.ndim:
-        raise TypeError(f"multiclass_hinge_loss: targets must have {predictions.ndim} "
+        raise TypeError(f"multiclass_hinge_loss: rank mismatch between predictions and targets: targets must have {predictions.ndim} "
                         f"dimensions (one-hot) or {predictions.ndim - 1} (class indices), "
                         f"got {targets.ndim}")
     is_target = pt.neq(targets, 0)
@@ -326,7 +326,7 @@ def categorical_accuracy(predictions, targets, top_k=1):
     if targets.ndim == predictions.ndim:
         targets = pt.argmax(targets, axis=-1)
     elif targets.ndim != predictions.ndim - 1:
-        raise TypeError(f"categorical_accuracy: targets must have {predictions.ndim} "
+        raise TypeError(f"categorical_accuracy: rank mismatch between predictions and targets: targets must have {predictions.ndim} "
                         f"dimensions (one-hot) or {predictions.ndim - 1} (class indices), "
                         f"got {targets.ndim}")
     if top_k == 1:

@@ -74,7 +74,7 @@ def get_or_compute_grads(loss_or_grads, params):
         if len(loss_or_grads) != len(params):
             raise ValueError(f"loss_or_grads: got {len(loss_or_grads)} gradient expressions "
                              f"for {len(params)} parameters")
-        return list(loss_or_grads)
+        return loss_or_grads if isinstance(loss_or_grads, list) else list(loss_or_grads)
     return pytensor.grad(loss_or_grads, params)
 
 

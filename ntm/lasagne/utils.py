@@ -118,6 +118,9 @@ def compute_norms(array, norm_axes=None):
     first axis (input units) for matrices; a vector's "norms" are the absolute values of its
     entries (so that biases can be treated like weights).
     """
+    if not isinstance(array, (np.ndarray, Variable)):
+        raise RuntimeError(f"Unsupported type {type(array).__name__}: compute_norms takes a "
+                           "NumPy array or a symbolic tensor")
     ndim = array.ndim
     if norm_axes is None:
         if ndim == 1:
@@ -127,7 +130,7 @@ def compute_norms(array, norm_axes=None):
         elif ndim in (3, 4, 5):
             norm_axes = tuple(range(1, ndim))
         else:
-            raise ValueError(f"Unsupported tensor dimensionality {ndim}: specify norm_axes")
+            raise ValueError(f"Unsupported tensor dimensionality {ndim}. Must specify `norm_axes`")
     norm_axes = tuple(norm_axes)
     if isinstance(array, np.ndarray):
         return np.sqrt(np.sum(array ** 2, axis=norm_axes)) if norm_axes else np.abs(array)

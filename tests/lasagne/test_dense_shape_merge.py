@@ -98,8 +98,10 @@ def test_dense_errors():
         DenseLayer((None, 4), 2, num_leading_axes=2)
     with pytest.raises(ValueError, match="num_leading_axes"):
         DenseLayer((None, 4), 2, num_leading_axes=-3)
-    with pytest.raises(ValueError, match="trailing axes"):
+    with pytest.raises(ValueError, match="requires a fixed input shape"):
         DenseLayer((None, None), 2)
+    with pytest.raises(ValueError, match="leaving no trailing axes"):
+        DenseLayer((None, 4), 2, num_leading_axes=1 + 1)
     with pytest.raises(ValueError, match="num_units"):
         DenseLayer((None, 4), 0)
 

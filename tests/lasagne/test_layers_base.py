@@ -157,3 +157,11 @@ def test_collect_shared_vars_left_to_right():
     assert collect_shared_vars([s * 2, t + a]) == [s, t, a]
     assert collect_shared_vars(a + a * t) == [a, t]
     assert collect_shared_vars(pt.matrix() * 2) == []
+
+
+def test_layer_rejects_an_incoming_layer_with_non_positive_sizes():
+    from unittest.mock import Mock
+    from ntm.lasagne.layers import Layer
+    incoming = Mock(output_shape=(None, -1, -1))
+    with pytest.raises(ValueError, match="non-positive input_shape"):
+        Layer(incoming)

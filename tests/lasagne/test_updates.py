@@ -358,3 +358,9 @@ def test_amsgrad_keeps_the_largest_second_moment():
         w_np = w_np - a_t * m / (np.sqrt(v_hat) + eps)
         np.testing.assert_allclose(w.get_value(), w_np, rtol=1e-10)
     assert v_hat[0] > v[0]  # the first coordinate had its large gradient first
+
+
+def test_get_or_compute_grads_returns_a_given_list_itself():
+    w = pytensor.shared(np.zeros(3))
+    grads = [pt.ones(3)]
+    assert U.get_or_compute_grads(grads, [w]) is grads

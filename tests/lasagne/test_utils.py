@@ -184,8 +184,10 @@ def test_compute_norms():
     sym = pt.matrix()
     np.testing.assert_allclose(utils.compute_norms(sym).eval({sym: w}),
                                np.sqrt((w ** 2).sum(axis=0)))
-    with pytest.raises(ValueError, match="norm_axes"):
+    with pytest.raises(ValueError, match="Unsupported tensor dimensionality"):
         utils.compute_norms(np.zeros((1,) * 6))
+    with pytest.raises(RuntimeError, match="Unsupported type"):
+        utils.compute_norms([[1.0, 2.0]])
 
 
 # int_types, inspect_kwargs, collect_shared_vars, unroll_scan --------------------------------

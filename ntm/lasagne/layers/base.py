@@ -44,6 +44,9 @@ class Layer:
             self.input_layer = None
         else:
             self.input_shape = incoming.output_shape
+            if any(d is not None and d <= 0 for d in self.input_shape):
+                raise ValueError("Cannot create Layer with a non-positive input_shape dimension. "
+                                 f"input_shape={self.input_shape!r}, self.name={name!r}")
             self.input_layer = incoming
         self.name = name
         self.params = OrderedDict()

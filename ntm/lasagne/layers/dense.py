@@ -39,7 +39,7 @@ class DenseLayer(Layer):
         self.nonlinearity = nonlinearities.identity if nonlinearity is None else nonlinearity
         ndim = len(self.input_shape)
         if num_leading_axes >= ndim:
-            raise ValueError(f"num_leading_axes={num_leading_axes} leaves no trailing axes for "
+            raise ValueError(f"num_leading_axes={num_leading_axes} leaving no trailing axes for "
                              f"an input of shape {self.input_shape}")
         if num_leading_axes < -ndim:
             raise ValueError(f"num_leading_axes={num_leading_axes} is below -{ndim}, the number "
@@ -47,7 +47,7 @@ class DenseLayer(Layer):
         self.num_leading_axes = num_leading_axes  # kept as given: -1 stays "all but the last"
         trailing = self.input_shape[num_leading_axes:]
         if any(s is None for s in trailing):
-            raise ValueError(f"DenseLayer needs known sizes on the trailing axes of its input, got "
+            raise ValueError(f"A DenseLayer requires a fixed input shape (except for the leading axes), got "
                              f"{self.input_shape} with num_leading_axes={num_leading_axes}")
         num_inputs = int(np.prod(trailing))
         self.W = self.add_param(W, (num_inputs, self.num_units), name="W")
