@@ -35,7 +35,7 @@ def digits(count, rng):
 def data_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("mnist")
     rng = np.random.RandomState(0)
-    for prefix, count in (("train", 300), ("t10k", 100)):
+    for prefix, count in (("train", 500), ("t10k", 100)):
         images, labels = digits(count, rng)
         write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
         write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
@@ -44,7 +44,7 @@ def data_dir(tmp_path_factory):
 
 def test_load_dataset_reads_the_idx_files(data_dir):
     X_train, y_train, X_val, y_val, X_test, y_test = mnist.load_dataset(data_dir, val_size=100)
-    assert X_train.shape == (200, 1, 28, 28) and X_val.shape == (100, 1, 28, 28)
+    assert X_train.shape == (400, 1, 28, 28) and X_val.shape == (100, 1, 28, 28)
     assert X_test.shape == (100, 1, 28, 28) and y_test.shape == (100,)
     assert X_train.min() >= 0 and X_train.max() == 255 / 256
     # the bar of each image sits at its label's row
@@ -52,15 +52,20 @@ def test_load_dataset_reads_the_idx_files(data_dir):
     np.testing.assert_array_equal(rows, 2 + 2 * y_train)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["mlp", "custom_mlp:1,64,0.1,0.2", "cnn"])
 def test_models_train_on_a_tiny_mnist(data_dir, model, capsys):
+    """One epoch of each model (20 mini-batches of 20); slow because the test suite's
+    FAST_COMPILE mode runs these graphs op by op in Python."""
     np.random.seed(1)
-    result = mnist.main(model, num_epochs=2, data_dir=data_dir, val_size=100, batch_size=20)
+    result = mnist.main(model, num_epochs=1, data_dir=data_dir, val_size=100, batch_size=20)
     out = capsys.readouterr().out
-    assert "Epoch 2 of 2 took" in out and "test accuracy" in out
-    assert len(result["epoch_times"]) == 2
-    # well above chance (10%) after two epochs on this easy data
-    assert result["test_accuracy"] > 0.5, result
+    assert "Epoch 1 of 1 took" in out and "test accuracy" in out
+    assert len(result["epoch_times"]) == 1
+    print(f"{model}: test accuracy {result['test_accuracy']:.2f}, test loss "
+          f"{result['test_loss']:.3f}, epoch {result['epoch_times'][0]:.1f} s")
+    # better than chance (10%, a loss of log(10)) after one epoch on this easy data
+    assert result["test_accuracy"] > 0.2, result
     assert result["test_loss"] < np.log(10), result
 
 

@@ -93,9 +93,10 @@ def categorical_crossentropy(predictions, targets):
         # pick the predicted probability of each example's target class
         picked = pt.take_along_axis(predictions, targets[..., None], axis=-1)[..., 0]
         return -pt.log(picked)
-    raise TypeError(f"categorical_crossentropy: rank mismatch between predictions and targets: targets must have {predictions.ndim} "
+    raise TypeError(f"categorical_crossentropy: targets must have {predictions.ndim} "
                     f"dimensions (one-hot or probabilities) or {predictions.ndim - 1} "
-                    f"(class indices), got {targets.ndim}")
+                    f"(class indices), got {targets.ndim} (rank mismatch between predictions "
+                    "and targets)")
 
 
 def squared_error(a, b):
@@ -257,9 +258,9 @@ def multiclass_hinge_loss(predictions, targets, delta=1):
     if targets.ndim == predictions.ndim - 1:
         targets = pt.eq(targets[..., None], pt.arange(num_classes))
     elif targets.ndim != predictions.ndim:
-        raise TypeError(f"multiclass_hinge_loss: rank mismatch between predictions and targets: targets must have {predictions.ndim} "
+        raise TypeError(f"multiclass_hinge_loss: targets must have {predictions.ndim} "
                         f"dimensions (one-hot) or {predictions.ndim - 1} (class indices), "
-                        f"got {targets.ndim}")
+                        f"got {targets.ndim} (rank mismatch between predictions and targets)")
     is_target = pt.neq(targets, 0)
     correct = pt.sum(pt.switch(is_target, predictions, 0), axis=-1)
     # best score among the wrong classes: mask the target class out
@@ -326,9 +327,9 @@ def categorical_accuracy(predictions, targets, top_k=1):
     if targets.ndim == predictions.ndim:
         targets = pt.argmax(targets, axis=-1)
     elif targets.ndim != predictions.ndim - 1:
-        raise TypeError(f"categorical_accuracy: rank mismatch between predictions and targets: targets must have {predictions.ndim} "
+        raise TypeError(f"categorical_accuracy: targets must have {predictions.ndim} "
                         f"dimensions (one-hot) or {predictions.ndim - 1} (class indices), "
-                        f"got {targets.ndim}")
+                        f"got {targets.ndim} (rank mismatch between predictions and targets)")
     if top_k == 1:
         return pt.eq(pt.argmax(predictions, axis=-1), targets)
     top = pt.argsort(predictions, axis=-1)[..., -top_k:]

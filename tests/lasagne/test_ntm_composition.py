@@ -1,9 +1,10 @@
 """The new layers compose with NTMLayer: a convolutional encoder in front of an NTM, and an
 EmbeddingLayer feeding one; shapes, gradients reaching the front layers, and a loss that goes
-down in a few steps."""
+down in a few steps. Both compile a whole NTM with its gradient, hence slow."""
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+import pytest
 
 from ntm.controllers import DenseController
 from ntm.heads import ReadHead, WriteHead
@@ -31,6 +32,7 @@ def train(l_in, l_out, inputs, targets, steps=15):
     return [float(step(inputs, targets)) for _ in range(steps)]
 
 
+@pytest.mark.slow
 def test_conv_encoder_in_front_of_an_ntm():
     set_rng(np.random.RandomState(0))
     rng = np.random.RandomState(1)
@@ -66,6 +68,7 @@ def test_conv_encoder_in_front_of_an_ntm():
     assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_embedding_feeding_an_ntm():
     set_rng(np.random.RandomState(2))
     rng = np.random.RandomState(3)
