@@ -7,10 +7,10 @@ Code written for Lasagne ports by changing ``import lasagne`` to
     l_in = lasagne.layers.InputLayer((None, 10))
     l_out = lasagne.layers.DenseLayer(l_in, 2, nonlinearity=lasagne.nonlinearities.softmax)
 """
-from . import init, layers, nonlinearities, random, utils  # noqa: F401
+from . import init, layers, nonlinearities, random, theano_extensions, utils  # noqa: F401
 
 __all__ = ["init", "layers", "nonlinearities", "objectives", "random", "regularization",
-           "updates", "utils"]
+           "theano_extensions", "updates", "utils"]
 
 
 def __getattr__(name):

@@ -107,9 +107,10 @@ class Glorot(Initializer):
 
     def sample(self, shape):
         if self.c01b:
-            shape = _check_shape(shape, 4, "Glorot with c01b=True")
+            shape = tuple(shape)
             if len(shape) != 4:
-                raise ValueError(f"Glorot with c01b=True needs a 4D shape, got {shape}")
+                raise RuntimeError(f"If c01b is True, only shapes of length 4 are accepted, "
+                                   f"got {shape}")
             n1, n2 = shape[0], shape[3]
             receptive_field = shape[1] * shape[2]
         else:
@@ -155,7 +156,10 @@ class He(Initializer):
 
     def sample(self, shape):
         if self.c01b:
-            shape = _check_shape(shape, 4, "He with c01b=True")
+            shape = tuple(shape)
+            if len(shape) != 4:
+                raise RuntimeError(f"If c01b is True, only shapes of length 4 are accepted, "
+                                   f"got {shape}")
             fan_in = int(np.prod(shape[:3]))
         else:
             shape = _check_shape(shape, 2, "He")

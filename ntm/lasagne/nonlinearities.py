@@ -1,4 +1,5 @@
 r"""Nonlinearities (activation functions) for the layers, as in ``lasagne.nonlinearities``."""
+import numpy as np
 import pytensor.tensor as pt
 
 __all__ = ["sigmoid", "softmax", "tanh", "ScaledTanH", "ScaledTanh", "rectify",
@@ -41,7 +42,9 @@ ScaledTanh = ScaledTanH
 
 
 def rectify(x):
-    r""":math:`\max(0, x)`."""
+    r""":math:`\max(0, x)` (a NumPy array for a NumPy array, as in Lasagne)."""
+    if isinstance(x, np.ndarray):
+        return np.maximum(x, 0)
     return pt.maximum(x, 0.0)
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "binary_crossentropy",
     "categorical_crossentropy",
     "squared_error",
+    "huber_loss",
     "aggregate",
     "binary_hinge_loss",
     "multiclass_hinge_loss",
@@ -94,7 +95,8 @@ def categorical_crossentropy(predictions, targets):
         return -pt.log(picked)
     raise TypeError(f"categorical_crossentropy: targets must have {predictions.ndim} "
                     f"dimensions (one-hot or probabilities) or {predictions.ndim - 1} "
-                    f"(class indices), got {targets.ndim}")
+                    f"(class indices), got {targets.ndim} (rank mismatch between predictions "
+                    "and targets)")
 
 
 def squared_error(a, b):
@@ -105,16 +107,41 @@ def squared_error(a, b):
     Parameters
     ----------
     a, b : symbolic tensor
-        Predictions and targets (broadcastable against each other).
+        Predictions and targets (broadcastable against each other; a vector of targets is
+        aligned with an ``(N, 1)`` column of predictions, not broadcast to ``(N, N)``).
 
     Returns
     -------
     symbolic tensor
         The element-wise squared error.
     """
-    a = pt.as_tensor_variable(a)
-    b = pt.as_tensor_variable(b)
+    a, b = _align_targets(a, b)
     return pt.sqr(a - b)
+
+
+def huber_loss(predictions, targets, delta=1):
+    r"""Element-wise Huber loss: quadratic for small errors, linear for large ones.
+
+    .. math:: L = \begin{cases} \frac{1}{2} (p - t)^2 & |p - t| \le \delta \\
+              \delta (|p - t| - \frac{1}{2} \delta) & \text{otherwise} \end{cases}
+
+    Parameters
+    ----------
+    predictions, targets : symbolic tensor
+        Of the same shape (a vector of targets is accepted for an ``(N, 1)`` column).
+    delta : float
+        Where the loss turns from quadratic to linear.
+
+    Returns
+    -------
+    symbolic tensor
+        The element-wise loss.
+    """
+    predictions, targets = _align_targets(predictions, targets)
+    abs_diff = pt.abs(targets - predictions)
+    quadratic = 0.5 * pt.sqr(abs_diff)
+    linear = delta * (abs_diff - 0.5 * delta)
+    return pt.switch(abs_diff <= delta, quadratic, linear)
 
 
 def aggregate(loss, weights=None, mode="mean"):
@@ -149,7 +176,7 @@ def aggregate(loss, weights=None, mode="mean"):
         raise ValueError("aggregate: mode must be 'mean', 'sum' or 'normalized_sum', "
                          f"got {mode!r}")
     if mode == "normalized_sum" and weights is None:
-        raise ValueError("aggregate: mode='normalized_sum' requires weights")
+        raise ValueError("aggregate: mode='normalized_sum' requires weights (require weights for mode='normalized_sum')")
     loss = pt.as_tensor_variable(loss)
     if weights is not None:
         weights = pt.as_tensor_variable(weights)
@@ -233,7 +260,7 @@ def multiclass_hinge_loss(predictions, targets, delta=1):
     elif targets.ndim != predictions.ndim:
         raise TypeError(f"multiclass_hinge_loss: targets must have {predictions.ndim} "
                         f"dimensions (one-hot) or {predictions.ndim - 1} (class indices), "
-                        f"got {targets.ndim}")
+                        f"got {targets.ndim} (rank mismatch between predictions and targets)")
     is_target = pt.neq(targets, 0)
     correct = pt.sum(pt.switch(is_target, predictions, 0), axis=-1)
     # best score among the wrong classes: mask the target class out
@@ -302,7 +329,7 @@ def categorical_accuracy(predictions, targets, top_k=1):
     elif targets.ndim != predictions.ndim - 1:
         raise TypeError(f"categorical_accuracy: targets must have {predictions.ndim} "
                         f"dimensions (one-hot) or {predictions.ndim - 1} (class indices), "
-                        f"got {targets.ndim}")
+                        f"got {targets.ndim} (rank mismatch between predictions and targets)")
     if top_k == 1:
         return pt.eq(pt.argmax(predictions, axis=-1), targets)
     top = pt.argsort(predictions, axis=-1)[..., -top_k:]

@@ -35,6 +35,7 @@ __all__ = [
     "adadelta",
     "adam",
     "adamax",
+    "amsgrad",
     "norm_constraint",
     "total_norm_constraint",
 ]
@@ -73,7 +74,7 @@ def get_or_compute_grads(loss_or_grads, params):
         if len(loss_or_grads) != len(params):
             raise ValueError(f"loss_or_grads: got {len(loss_or_grads)} gradient expressions "
                              f"for {len(params)} parameters")
-        return list(loss_or_grads)
+        return loss_or_grads if isinstance(loss_or_grads, list) else list(loss_or_grads)
     return pytensor.grad(loss_or_grads, params)
 
 
@@ -471,6 +472,52 @@ def adamax(loss_or_grads, params, learning_rate=0.002, beta1=0.9, beta2=0.999, e
         updates[m_prev] = m_t
         updates[u_prev] = u_t
         updates[param] = param - a_t * m_t / (u_t + epsilon)
+    updates[t_prev] = t
+    return updates
+
+
+def amsgrad(loss_or_grads, params, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    """AMSGrad (Reddi, Kale & Kumar, 2018): Adam with the running maximum of the second
+    moment, so that the effective step size never grows.
+
+    .. math::
+        t &\\leftarrow t + 1 \\\\
+        a_t &= \\eta \\, \\frac{\\sqrt{1 - \\beta_2^t}}{1 - \\beta_1^t} \\\\
+        m &\\leftarrow \\beta_1 m + (1 - \\beta_1) g \\\\
+        v &\\leftarrow \\beta_2 v + (1 - \\beta_2) g^2 \\\\
+        \\hat v &\\leftarrow \\max(\\hat v, v) \\\\
+        \\theta &\\leftarrow \\theta - a_t \\, \\frac{m}{\\sqrt{\\hat v} + \\epsilon}
+
+    Parameters
+    ----------
+    loss_or_grads : symbolic scalar or list of symbolic expressions
+    params : list of SharedVariable
+    learning_rate, beta1, beta2, epsilon : float or symbolic scalar
+        As in :func:`adam`.
+
+    Returns
+    -------
+    OrderedDict
+        Maps the parameters, their moments (``"<param>.amsgrad_m"``, ``"<param>.amsgrad_v"``,
+        ``"<param>.amsgrad_vhat"``) and the step counter (``"amsgrad_t"``) to their updates.
+    """
+    grads = get_or_compute_grads(loss_or_grads, params)
+    updates = OrderedDict()
+    t_prev = pytensor.shared(floatX(0.0), name="amsgrad_t")
+    t = t_prev + 1
+    one = pt.constant(1)
+    a_t = learning_rate * pt.sqrt(one - beta2 ** t) / (one - beta1 ** t)
+    for param, grad in zip(params, grads):
+        m_prev = _state_like(param, "amsgrad_m")
+        v_prev = _state_like(param, "amsgrad_v")
+        v_hat_prev = _state_like(param, "amsgrad_vhat")
+        m_t = beta1 * m_prev + (one - beta1) * grad
+        v_t = beta2 * v_prev + (one - beta2) * grad ** 2
+        v_hat_t = pt.maximum(v_hat_prev, v_t)
+        updates[m_prev] = m_t
+        updates[v_prev] = v_t
+        updates[v_hat_prev] = v_hat_t
+        updates[param] = param - a_t * m_t / (pt.sqrt(v_hat_t) + epsilon)
     updates[t_prev] = t
     return updates
 

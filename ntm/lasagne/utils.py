@@ -11,8 +11,12 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Variable
 
-__all__ = ["floatX", "shared_empty", "as_pytensor_expression", "one_hot", "unique",
-           "as_tuple", "compute_norms", "create_param"]
+__all__ = ["int_types", "floatX", "shared_empty", "as_pytensor_expression", "as_theano_expression",
+           "collect_shared_vars", "one_hot", "unique", "as_tuple", "inspect_kwargs",
+           "compute_norms", "create_param", "unroll_scan"]
+
+#: The types that count as integers (Python's and NumPy's).
+int_types = (numbers.Integral, np.integer)
 
 
 def floatX(arr):
@@ -34,6 +38,29 @@ def as_pytensor_expression(input):
         return pt.constant(input)
     except Exception as exc:
         raise TypeError(f"Input of type {type(input)} is not a PyTensor expression") from exc
+
+
+#: Lasagne's name for :func:`as_pytensor_expression`.
+as_theano_expression = as_pytensor_expression
+
+
+def collect_shared_vars(expressions):
+    """The shared variables that ``expressions`` (one or a list) depend on, in the order of a
+    left-recursive depth-first search (as Lasagne's), e.g. ``[a, s]`` for ``a * s``."""
+    if isinstance(expressions, Variable):
+        expressions = [expressions]
+    seen, result = set(), []
+    stack = list(reversed(expressions))
+    while stack:
+        var = stack.pop()
+        if var in seen:
+            continue
+        seen.add(var)
+        if isinstance(var, SharedVariable):
+            result.append(var)
+        elif var.owner is not None:
+            stack.extend(reversed(var.owner.inputs))
+    return result
 
 
 def one_hot(x, m=None):
@@ -69,12 +96,19 @@ def as_tuple(x, N, t=None):
         X = tuple(x)
     except TypeError:
         X = (x,) * N
-    if len(X) != N:
-        raise ValueError(f"expected a single value or an iterable of length {N}, got {x!r}")
     if t is not None and not all(isinstance(v, t) for v in X):
         names = t.__name__ if isinstance(t, type) else " or ".join(c.__name__ for c in t)
         raise TypeError(f"expected a single value or an iterable of {names}, got {x!r}")
+    if len(X) != N:
+        raise ValueError(f"expected a single value or an iterable of length {N}, got {x!r}")
     return X
+
+
+def inspect_kwargs(func):
+    """The names of ``func``'s arguments that have a default value."""
+    import inspect
+    return [name for name, param in inspect.signature(func).parameters.items()
+            if param.default is not param.empty]
 
 
 def compute_norms(array, norm_axes=None):
@@ -84,6 +118,9 @@ def compute_norms(array, norm_axes=None):
     first axis (input units) for matrices; a vector's "norms" are the absolute values of its
     entries (so that biases can be treated like weights).
     """
+    if not isinstance(array, (np.ndarray, Variable)):
+        raise RuntimeError(f"Unsupported type {type(array).__name__}: compute_norms takes a "
+                           "NumPy array or a symbolic tensor")
     ndim = array.ndim
     if norm_axes is None:
         if ndim == 1:
@@ -93,7 +130,7 @@ def compute_norms(array, norm_axes=None):
         elif ndim in (3, 4, 5):
             norm_axes = tuple(range(1, ndim))
         else:
-            raise ValueError(f"Unsupported tensor dimensionality {ndim}: specify norm_axes")
+            raise ValueError(f"Unsupported tensor dimensionality {ndim}. Must specify `norm_axes`")
     norm_axes = tuple(norm_axes)
     if isinstance(array, np.ndarray):
         return np.sqrt(np.sum(array ** 2, axis=norm_axes)) if norm_axes else np.abs(array)
@@ -158,3 +195,41 @@ def create_param(spec, shape, name=None):
         return spec
     raise TypeError(f"{label}: cannot initialize from the {what} {spec!r}; expected a number, "
                     "a NumPy array, a shared variable or expression, or a callable")
+
+
+def unroll_scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backwards=False):
+    """A Python loop with the interface of ``pytensor.scan``, for a fixed ``n_steps``: the
+    graph holds every step (larger, but often faster to run and differentiate).
+
+    Parameters
+    ----------
+    fn : callable
+        Called as ``fn(*sequence_steps, *previous_outputs, *non_sequences)``; returns one
+        output or a list of them.
+    sequences : list of tensors
+        Iterated over their first axis.
+    outputs_info : list
+        Initial values of the outputs, which are all fed back to the next step.
+    non_sequences : list
+        Passed to every step.
+    n_steps : int
+        The number of steps.
+    go_backwards : bool
+        Iterate over the sequences from the end; the outputs stay in step order.
+
+    Returns
+    -------
+    list of tensors
+        Each output stacked over the steps (first axis).
+    """
+    counter = range(n_steps)
+    if go_backwards:
+        counter = counter[::-1]
+    outputs = []
+    previous = list(outputs_info)
+    for i in counter:
+        result = fn(*([s[i] for s in sequences] + previous + list(non_sequences)))
+        result = list(result) if isinstance(result, (list, tuple)) else [result]
+        outputs.append(result)
+        previous = result
+    return [pt.stack([step[j] for step in outputs]) for j in range(len(outputs[0]))]

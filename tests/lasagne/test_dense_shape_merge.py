@@ -98,8 +98,10 @@ def test_dense_errors():
         DenseLayer((None, 4), 2, num_leading_axes=2)
     with pytest.raises(ValueError, match="num_leading_axes"):
         DenseLayer((None, 4), 2, num_leading_axes=-3)
-    with pytest.raises(ValueError, match="trailing axes"):
+    with pytest.raises(ValueError, match="requires a fixed input shape"):
         DenseLayer((None, None), 2)
+    with pytest.raises(ValueError, match="leaving no trailing axes"):
+        DenseLayer((None, 4), 2, num_leading_axes=1 + 1)
     with pytest.raises(ValueError, match="num_units"):
         DenseLayer((None, 4), 0)
 
@@ -259,9 +261,9 @@ def test_concat_shapes():
     assert ConcatLayer([InputLayer((2, 3)), InputLayer((5, 3))], axis=0).output_shape == (7, 3)
     assert ConcatLayer([InputLayer((None, 3)), InputLayer((4, 2))]).output_shape == (4, 5)
     with pytest.raises(ValueError, match="disagree"):
-        ConcatLayer([InputLayer((2, 3)), InputLayer((5, 3))], axis=1)
+        ConcatLayer([InputLayer((2, 3)), InputLayer((5, 3))], axis=1).output_shape
     with pytest.raises(ValueError, match="dimensions"):
-        ConcatLayer([InputLayer((2, 3)), InputLayer((2, 3, 1))])
+        ConcatLayer([InputLayer((2, 3)), InputLayer((2, 3, 1))]).output_shape
 
 
 def test_concat_values():
@@ -293,9 +295,9 @@ def test_elemwise_shapes():
     layer = ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((5, None))])
     assert layer.output_shape == (5, 3)
     with pytest.raises(ValueError, match="disagree"):
-        ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 4))])
+        ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 4))]).output_shape
     with pytest.raises(ValueError, match="dimensions"):
-        ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 3, 1))])
+        ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 3, 1))]).output_shape
 
 
 def test_elemwise_merge():
@@ -332,3 +334,62 @@ def test_expression_layer_auto_shape():
     assert ExpressionLayer(l_in, lambda v: v.reshape((-1,)), "auto").output_shape == (None,)
     assert ExpressionLayer(l_in, lambda v: v.T, "auto").output_shape == (6, None)
     assert ExpressionLayer(InputLayer((2, 6)), lambda v: v.T, "auto").output_shape == (6, 2)
+
+
+# NINLayer, PadLayer, cropping --------------------------------------------------------------
+
+def test_nin_layer():
+    from ntm.lasagne.layers import NINLayer
+    x = RNG.randn(2, 3, 4, 5)
+    l_in = InputLayer((None, 3, 4, 5))
+    layer = NINLayer(l_in, 6, b=init.Normal(1.0), nonlinearity=None)
+    assert layer.output_shape == (None, 6, 4, 5)
+    assert layer.W.get_value().shape == (3, 6) and layer.b.get_value().shape == (6,)
+    expected = (np.einsum("bcxy,cu->buxy", x, layer.W.get_value())
+                + layer.b.get_value()[None, :, None, None])
+    np.testing.assert_allclose(run(layer, x), expected, rtol=1e-6)
+    untied = NINLayer(l_in, 2, untie_biases=True, b=init.Normal(1.0))
+    assert untied.b.get_value().shape == (2, 4, 5)
+    expected = np.maximum(np.einsum("bcxy,cu->buxy", x, untied.W.get_value())
+                          + untied.b.get_value()[None], 0)
+    np.testing.assert_allclose(run(untied, x), expected, rtol=1e-6)
+
+
+def test_pad_layer():
+    from ntm.lasagne.layers import PadLayer, pad
+    from ntm.lasagne.theano_extensions.padding import pad as pad_tensor
+    x = RNG.randn(2, 3, 4, 5)
+    l_in = InputLayer((None, 3, 4, 5))
+    layer = PadLayer(l_in, width=[(1, 2), 3], val=7)
+    assert layer.output_shape == (None, 3, 7, 11)
+    expected = np.pad(x, [(0, 0), (0, 0), (1, 2), (3, 3)], constant_values=7)
+    np.testing.assert_array_equal(run(layer, x), expected)
+    assert pad is PadLayer
+    assert PadLayer(l_in, 1, batch_ndim=1).output_shape == (None, 5, 6, 7)
+    np.testing.assert_array_equal(pad_tensor(pt.as_tensor(x), 1, batch_ndim=3).eval(),
+                                  np.pad(x, [(0, 0)] * 3 + [(1, 1)]))
+
+
+def test_autocrop_and_merge_cropping():
+    from ntm.lasagne.layers import autocrop, autocrop_array_shapes
+    a, b = RNG.randn(1, 2, 5, 6), RNG.randn(1, 3, 3, 9)
+    lower, upper = autocrop([pt.as_tensor(a), pt.as_tensor(b)], [None, None, "lower", "upper"])
+    np.testing.assert_array_equal(lower.eval(), a[:, :, :3, :])
+    np.testing.assert_array_equal(upper.eval(), b[:, :, :, 3:])
+    ca, cb = autocrop([pt.as_tensor(a), pt.as_tensor(b)], [None, None, "center", "center"])
+    np.testing.assert_array_equal(ca.eval(), a[:, :, 1:4, :])
+    np.testing.assert_array_equal(cb.eval(), b[:, :, :, 1:7])
+    assert autocrop_array_shapes([(1, 2, 5, 6), (1, 3, None, 9)], [None, None, "lower"]) == \
+        [(1, 2, None, 6), (1, 3, None, 9)]
+    with pytest.raises(ValueError, match="Unknown crop mode"):
+        autocrop_array_shapes([(1, 2), (1, 3)], ["middle"])
+    with pytest.raises(ValueError, match="same dimensionality"):
+        autocrop([pt.matrix(), pt.tensor3()], [None])
+    l_a, l_b = InputLayer((1, 2, 5, 6)), InputLayer((1, 3, 3, 9))
+    cat = ConcatLayer([l_a, l_b], axis=1, cropping=[None, None, "center", "center"])
+    assert cat.output_shape == (1, 5, 3, 6)
+    out = get_output(cat).eval({l_a.input_var: a, l_b.input_var: b})
+    np.testing.assert_array_equal(out, np.concatenate([a[:, :, 1:4], b[:, :, :, 1:7]], axis=1))
+    l_c = InputLayer((1, 2, 3, 9))
+    summed = ElemwiseSumLayer([l_a, l_c], cropping=[None, None, "lower", "lower"])
+    assert summed.output_shape == (1, 2, 3, 6)

@@ -300,3 +300,33 @@ def test_set_all_param_values_mismatches(diamond):
     bad[2] = np.zeros((5, 4))
     with pytest.raises(ValueError, match=r"mismatch.*\(4, 5\).*\(5, 4\)"):
         set_all_param_values(d["l_out"], bad)
+
+
+def test_get_output_of_a_layer_built_from_a_shape_with_a_none_key():
+    from ntm.lasagne.layers import DenseLayer, get_output
+    layer = DenseLayer((None, 3), 2, nonlinearity=None, b=None)
+    x = pt.matrix()
+    out = get_output(layer, inputs={None: x})
+    value = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(out.eval({x: value}), value @ layer.W.get_value())
+
+
+def test_get_output_passes_a_non_tensor_variable_through():
+    from ntm.lasagne.layers import ExpressionLayer, InputLayer, get_output
+    from pytensor.typed_list import TypedListType
+    listed = TypedListType(pt.dvector)()
+    l_in = InputLayer((None,))
+    layer = ExpressionLayer(l_in, lambda v: v)
+    assert get_output(layer, listed) is listed
+    assert get_output(layer, {l_in: listed}) is listed
+
+
+def test_input_layer_has_no_input_layer_and_walks_stop_there():
+    from unittest.mock import Mock
+    from ntm.lasagne.layers import DenseLayer, InputLayer, get_all_layers
+    l_in = InputLayer((None, 3))
+    assert not hasattr(l_in, "input_layer")
+    mock_input = Mock(spec=InputLayer)
+    assert get_all_layers(mock_input) == [mock_input]
+    dense = DenseLayer(l_in, 2)
+    assert get_all_layers(dense) == [l_in, dense]

@@ -85,8 +85,11 @@ def test_glorot_uniform_c01b():
     shape = (32, 3, 3, 64)  # (channels, rows, cols, filters)
     _check_uniform_bound(init.GlorotUniform(c01b=True)(shape), np.sqrt(6.0 / ((32 + 64) * 9)))
     for bad in ((3, 4, 5), (3, 4, 5, 6, 7)):
-        with pytest.raises(ValueError, match="c01b"):
+        # Lasagne raises RuntimeError here
+        with pytest.raises(RuntimeError, match="c01b"):
             init.GlorotUniform(c01b=True)(bad)
+        with pytest.raises(RuntimeError, match="c01b"):
+            init.HeUniform(c01b=True)(bad)
 
 
 def test_glorot_normal_std():

@@ -125,7 +125,7 @@ def test_input_layer():
     assert l_in.input_var.ndim == 3
     assert l_in.input_var.dtype == pytensor.config.floatX
     assert l_in.input_var.name == "x.input"
-    assert l_in.input_layer is None
+    assert not hasattr(l_in, "input_layer")  # as in Lasagne: nothing feeds it
     assert l_in.get_params() == []
     assert InputLayer((2,)).input_var.name == "input"
 
@@ -157,3 +157,11 @@ def test_collect_shared_vars_left_to_right():
     assert collect_shared_vars([s * 2, t + a]) == [s, t, a]
     assert collect_shared_vars(a + a * t) == [a, t]
     assert collect_shared_vars(pt.matrix() * 2) == []
+
+
+def test_layer_rejects_an_incoming_layer_with_non_positive_sizes():
+    from unittest.mock import Mock
+    from ntm.lasagne.layers import Layer
+    incoming = Mock(output_shape=(None, -1, -1))
+    with pytest.raises(ValueError, match="non-positive input_shape"):
+        Layer(incoming)

@@ -72,3 +72,10 @@ def test_float32_stays_float32(name):
     with pytensor.config.change_flags(floatX="float32"):
         x = pt.fmatrix()
         assert CASES[name][0](x).dtype == "float32"
+
+
+def test_rectify_of_a_numpy_array_is_an_array():
+    from ntm.lasagne.nonlinearities import rectify
+    out = rectify(np.array([-1.0, 0.0, 2.0]))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [0.0, 0.0, 2.0])

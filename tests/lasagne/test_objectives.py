@@ -160,3 +160,22 @@ def test_aggregate_default_is_mean_and_errors():
         O.aggregate(loss, mode="normalized_sum")
     with pytest.raises(ValueError, match="mode must be 'mean', 'sum' or 'normalized_sum'"):
         O.aggregate(loss, mode="median")
+
+
+def test_huber_loss():
+    p = np.array([[0.0, 1.0, -3.0], [2.5, 0.2, 0.9]])
+    t = np.array([[0.5, -1.0, 0.0], [0.0, 0.2, 0.0]])
+    for delta in (1.0, 2.0):
+        d = np.abs(p - t)
+        expected = np.where(d <= delta, 0.5 * d ** 2, delta * (d - 0.5 * delta))
+        np.testing.assert_allclose(O.huber_loss(pt.as_tensor(p), pt.as_tensor(t), delta).eval(),
+                                   expected)
+
+
+def test_squared_error_aligns_a_vector_target_with_a_column():
+    column = pt.matrix(shape=(None, 1))
+    vector = pt.vector()
+    loss = O.squared_error(column, vector)
+    assert loss.ndim == 2
+    out = loss.eval({column: np.array([[1.0], [2.0], [4.0]]), vector: np.array([0.0, 1.0, 2.0])})
+    np.testing.assert_allclose(out, [[1.0], [1.0], [4.0]])

@@ -391,3 +391,16 @@ def test_lstm_learns_to_remember_the_first_bit():
     x, mask, y = batch(500)
     accuracy = np.mean((predict(x, mask) > 0.5) == (y > 0.5))
     assert accuracy > 0.9, f"accuracy {accuracy:.3f} after {elapsed:.1f} s of training"
+
+
+@pytest.mark.parametrize("cls", ["RecurrentLayer", "LSTMLayer", "GRULayer"])
+def test_one_unit_recurrent_layers_have_gradients(cls):
+    import ntm.lasagne.layers as L
+    l_in = L.InputLayer((None, 4, 3))
+    layer = getattr(L, cls)(l_in, 1)
+    params = L.get_all_params(layer, trainable=True)
+    grads = pytensor.grad(L.get_output(layer).sum(), params)
+    x = np.random.RandomState(0).randn(2, 4, 3)
+    values = pytensor.function([l_in.input_var], grads)(x)
+    assert [v.shape for v in values] == [p.get_value().shape for p in params]
+    assert any(np.abs(v).sum() > 0 for v in values)

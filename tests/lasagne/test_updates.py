@@ -336,3 +336,31 @@ def test_clipped_gradients_drive_an_update_rule():
     step()
     moved = np.sqrt(sum(((p.get_value() - v0) ** 2).sum() for p, v0 in zip(params, [W0, B0])))
     np.testing.assert_allclose(moved, 0.1, rtol=1e-5)
+
+
+def test_amsgrad_keeps_the_largest_second_moment():
+    lr, b1, b2, eps = 0.1, 0.9, 0.99, 1e-8
+    w = pytensor.shared(np.array([1.0, -2.0]), name="w")
+    g = pt.vector()
+    updates = U.amsgrad([g], [w], learning_rate=lr, beta1=b1, beta2=b2, epsilon=eps)
+    assert len(updates) == 5  # w, m, v, v_hat, t
+    step = pytensor.function([g], [], updates=updates)
+    # a large gradient, then small ones: v falls, v_hat stays at its maximum
+    grads = [np.array([3.0, -1.0]), np.array([0.1, 0.1]), np.array([0.1, -0.2])]
+    m = v = v_hat = np.zeros(2)
+    w_np = np.array([1.0, -2.0])
+    for t, grad in enumerate(grads, start=1):
+        step(grad)
+        m = b1 * m + (1 - b1) * grad
+        v = b2 * v + (1 - b2) * grad ** 2
+        v_hat = np.maximum(v_hat, v)
+        a_t = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        w_np = w_np - a_t * m / (np.sqrt(v_hat) + eps)
+        np.testing.assert_allclose(w.get_value(), w_np, rtol=1e-10)
+    assert v_hat[0] > v[0]  # the first coordinate had its large gradient first
+
+
+def test_get_or_compute_grads_returns_a_given_list_itself():
+    w = pytensor.shared(np.zeros(3))
+    grads = [pt.ones(3)]
+    assert U.get_or_compute_grads(grads, [w]) is grads

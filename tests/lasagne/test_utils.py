@@ -184,5 +184,41 @@ def test_compute_norms():
     sym = pt.matrix()
     np.testing.assert_allclose(utils.compute_norms(sym).eval({sym: w}),
                                np.sqrt((w ** 2).sum(axis=0)))
-    with pytest.raises(ValueError, match="norm_axes"):
+    with pytest.raises(ValueError, match="Unsupported tensor dimensionality"):
         utils.compute_norms(np.zeros((1,) * 6))
+    with pytest.raises(RuntimeError, match="Unsupported type"):
+        utils.compute_norms([[1.0, 2.0]])
+
+
+# int_types, inspect_kwargs, collect_shared_vars, unroll_scan --------------------------------
+
+def test_int_types_and_inspect_kwargs():
+    assert isinstance(3, utils.int_types) and isinstance(np.int32(3), utils.int_types)
+    assert not isinstance(3.0, utils.int_types)
+
+    def f(a, b, c=1, *args, d=2, **kwargs):
+        pass
+    assert utils.inspect_kwargs(f) == ["c", "d"]
+
+
+def test_collect_shared_vars_order():
+    a, b = pytensor.shared(1.0, name="a"), pytensor.shared(2.0, name="b")
+    x = pt.scalar()
+    assert utils.collect_shared_vars([b * x + a, a]) == [b, a]
+    assert utils.collect_shared_vars(x) == []
+
+
+def test_unroll_scan_matches_scan():
+    seq = pt.matrix()
+    h0 = pt.vector()
+    w = pt.matrix()
+
+    def step(x_t, h, w):
+        return pt.tanh(x_t + pt.dot(h, w))
+    values = {seq: np.random.RandomState(0).randn(4, 3), h0: np.zeros(3),
+              w: np.random.RandomState(1).randn(3, 3)}
+    for go_backwards in (False, True):
+        unrolled = utils.unroll_scan(step, [seq], [h0], [w], 4, go_backwards)[0]
+        scanned = pytensor.scan(step, sequences=[seq], outputs_info=[h0], non_sequences=[w],
+                                go_backwards=go_backwards, return_updates=False)
+        np.testing.assert_allclose(unrolled.eval(values), scanned.eval(values), rtol=1e-10)

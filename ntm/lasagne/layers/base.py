@@ -2,31 +2,11 @@
 import numbers
 from collections import OrderedDict
 
-from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Variable
 
-from ..utils import create_param
+from ..utils import collect_shared_vars, create_param
 
 __all__ = ["Layer", "MergeLayer", "collect_shared_vars"]
-
-
-def collect_shared_vars(expressions):
-    """The shared variables that ``expressions`` (one or a list) depend on, in the order of a
-    left-recursive depth-first search (as Lasagne's), e.g. ``[a, s]`` for ``a * s``."""
-    if isinstance(expressions, Variable):
-        expressions = [expressions]
-    seen, result = set(), []
-    stack = list(reversed(expressions))
-    while stack:
-        var = stack.pop()
-        if var in seen:
-            continue
-        seen.add(var)
-        if isinstance(var, SharedVariable):
-            result.append(var)
-        elif var.owner is not None:
-            stack.extend(reversed(var.owner.inputs))
-    return result
 
 
 def _check_shape(shape, what):
@@ -64,6 +44,9 @@ class Layer:
             self.input_layer = None
         else:
             self.input_shape = incoming.output_shape
+            if any(d is not None and d <= 0 for d in self.input_shape):
+                raise ValueError("Cannot create Layer with a non-positive input_shape dimension. "
+                                 f"input_shape={self.input_shape!r}, self.name={name!r}")
             self.input_layer = incoming
         self.name = name
         self.params = OrderedDict()

@@ -4,9 +4,8 @@ import inspect
 import warnings
 
 import numpy as np
-import pytensor.tensor as pt
 
-from ..utils import unique
+from ..utils import as_pytensor_expression, unique
 from .base import MergeLayer
 from .input import InputLayer
 
@@ -17,6 +16,8 @@ __all__ = ["get_all_layers", "get_output", "get_output_shape", "get_all_params",
 def _incoming(layer):
     if isinstance(layer, MergeLayer):
         return [l for l in layer.input_layers if l is not None]
+    # a Lasagne InputLayer has no input_layer attribute at all; a layer built from a shape has
+    # input_layer None
     return [layer.input_layer] if getattr(layer, "input_layer", None) is not None else []
 
 
@@ -92,9 +93,10 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
                and layer not in treat_as_input}
     if isinstance(inputs, dict):
         for layer, value in inputs.items():
-            if not isinstance(layer, Layer):
-                raise TypeError(f"keys of the inputs dict must be layers, got {layer!r}")
-            outputs[layer] = pt.as_tensor_variable(value)
+            if layer is not None and not isinstance(layer, Layer):
+                raise TypeError(f"keys of the inputs dict must be layers (or None for the input "
+                                f"of a layer built from a shape), got {layer!r}")
+            outputs[layer] = as_pytensor_expression(value)
     elif inputs is not None:
         if not outputs:
             raise ValueError("inputs was given but the network has no InputLayer to replace")
@@ -102,7 +104,7 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
             raise ValueError("get_output() was called with a single input expression on a network "
                              f"with {len(outputs)} input layers; pass a dict mapping each input "
                              "layer to its expression instead")
-        value = pt.as_tensor_variable(inputs)
+        value = as_pytensor_expression(inputs)
         for layer in outputs:
             outputs[layer] = value
     accepted = {"deterministic"}  # always accepted, as in Lasagne
@@ -111,12 +113,12 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
             continue
         if isinstance(layer, MergeLayer):
             missing = [i for i, l in enumerate(layer.input_layers) if l is None]
-            if missing:
+            if missing and None not in outputs:
                 raise ValueError(f"{layer.__class__.__name__} was built from shapes, not layers, "
                                  "and has no inputs; pass them in a dict to get_output")
             layer_inputs = [outputs[l] for l in layer.input_layers]
         else:
-            if layer.input_layer is None:
+            if layer.input_layer is None and None not in outputs:
                 raise ValueError(f"{layer.__class__.__name__} was built from a shape, not a layer, "
                                  "and has no input; pass it in a dict to get_output")
             layer_inputs = outputs[layer.input_layer]

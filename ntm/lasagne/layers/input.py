@@ -43,7 +43,8 @@ class InputLayer(Layer):
                                  f"has {ndim}")
         self.input_var = input_var
         super().__init__(self.shape, name=name)
-        self.input_layer = None
+        # as in Lasagne, an input layer has no input_layer attribute: nothing feeds it
+        del self.input_layer
 
     @Layer.output_shape.getter
     def output_shape(self):

@@ -129,7 +129,13 @@ class _RecurrentBase(MergeLayer):
             return inputs[incoming_index]
         # One row for the whole batch: repeat it (a product keeps it differentiable).
         ones = pt.ones((num_batch, 1), dtype=param.dtype)
-        return pt.tensordot(ones, param, axes=[[1], [0]])
+        initial = pt.tensordot(ones, param, axes=[[1], [0]])
+        if any(size == 1 for size in initial.type.shape[1:]):
+            # A state of one unit would otherwise have a static size of 1 that the gradient's
+            # scan does not keep; adding zeros of a symbolic size makes it an ordinary size.
+            sizes = [initial.shape[d] + num_batch * 0 for d in range(1, initial.ndim)]
+            initial = initial + pt.zeros([num_batch] + sizes, dtype=param.dtype)
+        return initial
 
     def _time_major(self, inputs):
         """The sequence as ``(time, batch, ...)`` and the mask as ``(time, batch)`` (or None)."""

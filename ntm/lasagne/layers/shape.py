@@ -6,7 +6,7 @@ from pytensor.graph.basic import Variable
 from .base import Layer
 
 __all__ = ["ReshapeLayer", "reshape", "FlattenLayer", "flatten", "DimshuffleLayer",
-           "dimshuffle", "SliceLayer"]
+           "dimshuffle", "SliceLayer", "PadLayer", "pad"]
 
 
 class ReshapeLayer(Layer):
@@ -182,3 +182,41 @@ class SliceLayer(Layer):
     def get_output_for(self, input, **kwargs):
         axis = self.axis if self.axis >= 0 else self.axis + input.ndim
         return input[(slice(None),) * axis + (self.slice,)]
+
+
+class PadLayer(Layer):
+    """Pads the axes after the first ``batch_ndim`` with the constant ``val``.
+
+    Parameters
+    ----------
+    incoming : Layer or tuple
+    width : int, or iterable of int or (int, int)
+        Entries added on both sides of every padded axis, or per axis (an int for both sides
+        or a ``(before, after)`` pair).
+    val : float
+        The value of the added entries.
+    batch_ndim : int
+        How many leading axes are not padded.
+    """
+
+    def __init__(self, incoming, width, val=0, batch_ndim=2, **kwargs):
+        super().__init__(incoming, **kwargs)
+        self.width = width
+        self.val = val
+        self.batch_ndim = batch_ndim
+
+    def get_output_shape_for(self, input_shape):
+        from ..theano_extensions.padding import _pairs
+        output_shape = list(input_shape)
+        pairs = _pairs(self.width, len(input_shape) - self.batch_ndim)
+        for axis, (before, after) in enumerate(pairs, start=self.batch_ndim):
+            if output_shape[axis] is not None:
+                output_shape[axis] += before + after
+        return tuple(output_shape)
+
+    def get_output_for(self, input, **kwargs):
+        from ..theano_extensions.padding import pad as pad_tensor
+        return pad_tensor(input, self.width, self.val, self.batch_ndim)
+
+
+pad = PadLayer
