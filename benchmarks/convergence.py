@@ -53,7 +53,8 @@ def run_seed(module, seed, args, extra):
     prefix = os.path.join(args.out, f"seed{seed}")
     argv = list(extra) + ["--seed", str(seed), "--iterations", str(args.iterations),
                           "--validate-every", str(args.validate_every),
-                          "--save", prefix + ".npz", "--log", prefix + ".csv", "--quiet"]
+                          "--save", prefix + ".npz", "--overwrite",  # a run again replaces its seeds
+                          "--log", prefix + ".csv", "--quiet"]
     if args.eval_lengths:
         argv += ["--eval-lengths", args.eval_lengths]
     if not args.train_on:
