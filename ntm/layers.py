@@ -197,7 +197,11 @@ class NTMLayer(MergeLayer):
         # One scan, differentiated by one backward scan that reads the saved outputs
         # (ntm.recurrence); parameter-only work (the heads' joined weights, ...) enters it as
         # non-sequences, so that the gradient accumulates it whole.
-        outputs = recurrence(step, sequences, initial, num_extra=num_saved, name="ntm_scan",
+        # (A scan that names a mode is named after it too: PyTensor takes two scans that
+        # differ only by their mode for the same one.)
+        name = ("ntm_scan" if implementation.scan_mode is None
+                else f"ntm_scan_{implementation.name}")
+        outputs = recurrence(step, sequences, initial, num_extra=num_saved, name=name,
                              mode=implementation.scan_mode)
         outputs = outputs[:len(initial)]  # the states
         hidden_seq = outputs[1].dimshuffle(1, 0, 2)

@@ -71,7 +71,7 @@ def test_the_ntm_scans_step_keeps_its_storage_between_time_steps_and_calls():
         function = pytensor.function([l_input.input_var], grads, mode=mode)
     function(binary_sequences())
     scans = [node for node in function.maker.fgraph.toposort() if isinstance(node.op, Scan)]
-    assert sorted(node.op.name for node in scans) == ["ntm_scan", "ntm_scan_grad"]
+    assert sorted(node.op.name for node in scans) == ["ntm_scan_fused", "ntm_scan_fused_grad"]
     for node in scans:
         assert node.op.fn.maker.linker.allow_gc is False
         inner = node.op.fn.maker.fgraph

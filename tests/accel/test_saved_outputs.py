@@ -90,8 +90,9 @@ def compiled_gradient():
 def test_backward_step_has_no_memory_sized_recomputation(compiled_gradient):
     function, _ = compiled_gradient
     scans = compiled_scans(function)
-    assert set(scans) == {"ntm_scan", "ntm_scan_grad"}
-    forward, backward = scans["ntm_scan"].op, scans["ntm_scan_grad"].op
+    # accelerated: the scans name the accelerated mode, and are named after it
+    assert set(scans) == {"ntm_scan_fused", "ntm_scan_fused_grad"}
+    forward, backward = scans["ntm_scan_fused"].op, scans["ntm_scan_fused_grad"].op
     # states, then the read vectors and the write and read heads' similarities, keys and
     # addressing intermediates
     assert forward.info.n_nit_sot == 7
@@ -195,6 +196,9 @@ def test_an_accelerated_build_after_a_fused_one_of_the_same_network_is_accelerat
     with ntm.accel.accelerated("CVM") as mode:
         function = pytensor.function([l_input.input_var], layers.get_output(l_ntm), mode=mode)
     (scan,) = compiled_scans(function).values()
-    addressing = [n.op for n in scan.op.fgraph.apply_nodes if isinstance(n.op, Addressing)]
+    assert scan.op.name == "ntm_scan_fused" and scan.op.mode is not None
+    # the step as compiled (by the scan's mode) drops the unread saves
+    addressing = [n.op for n in scan.op.fn.maker.fgraph.apply_nodes
+                  if isinstance(n.op, Addressing)]
     assert len(addressing) == 2 and not any(op.save_intermediates for op in addressing)
     assert earlier.owner is not None

@@ -107,16 +107,19 @@ def test_scan_hoisting_parameters_refuses_non_sequences():
 
 
 def test_the_ntm_scan_takes_the_heads_joined_weights_as_inputs():
+    from pytensor.compile.builders import OpFromGraph
+
     l_input, l_ntm = small_ntm()
     output = layers.get_output(l_ntm)
-    (scan_node,) = [v.owner for v in pytensor.graph.traversal.ancestors([output])
-                    if v.owner is not None and isinstance(v.owner.op, Scan)]
-    joined = [v for v in scan_node.inputs if v.owner is not None
-              and isinstance(v.owner.op, Join)]
+    # the NTM's recurrence (ntm.recurrence): an OpFromGraph around the scan
+    (recurrence,) = [v.owner for v in pytensor.graph.traversal.ancestors([output])
+                     if v.owner is not None and isinstance(v.owner.op, OpFromGraph)]
     stacked = {id(collection.W_stacked) for collection in
                (l_ntm.read_heads, l_ntm.write_heads)}
-    assert stacked <= {id(v) for v in joined}
+    assert stacked <= {id(v) for v in recurrence.inputs}
+    (scan,) = [node.op for node in recurrence.op.fgraph.apply_nodes
+               if isinstance(node.op, Scan)]
     # and no Join of parameters is left in the step: the step's Joins (the shift's) put
     # together pieces computed inside it, none joins the step's inputs
-    step_joins = [node for node in scan_node.op.fgraph.apply_nodes if isinstance(node.op, Join)]
+    step_joins = [node for node in scan.fgraph.apply_nodes if isinstance(node.op, Join)]
     assert all(any(x.owner is not None for x in node.inputs[1:]) for node in step_joins)
