@@ -26,6 +26,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from utils import training  # noqa: E402
 from utils.visualization import save_figure  # noqa: E402
 
 __all__ = ["DEFAULT_LENGTHS", "bit_errors_by_length", "plot_bit_errors", "main"]
@@ -56,7 +57,6 @@ def bit_errors_by_length(path, memory_size, lengths, batches=1, batch_size=16):
         ``errors_per_seq``, ``perfect``, ``sequences``.
     """
     from examples import copy_task
-    from utils import training
 
     info = training.load_checkpoint(path)[2]
     location_size = info["config"]["memory_shape"][1]
@@ -69,7 +69,7 @@ def bit_errors_by_length(path, memory_size, lengths, batches=1, batch_size=16):
     return result.evaluation
 
 
-def plot_bit_errors(results, path, title=None):
+def plot_bit_errors(results, path, title=None, bits_per_vector=8):
     """Draw the bit errors per sequence against the length, one curve per memory size.
 
     Parameters
@@ -79,6 +79,9 @@ def plot_bit_errors(results, path, title=None):
     path : str
         The figure's file (``.png``, ``.pdf`` or ``.svg``).
     title : str, optional
+    bits_per_vector : int
+        Bits of each vector: chance makes half of the ``bits_per_vector * L`` wrong, drawn as
+        a dashed line.
     """
     import matplotlib
 
@@ -99,6 +102,9 @@ def plot_bit_errors(results, path, title=None):
                   [row["errors_per_seq"] for row in rows if row["errors_per_seq"] > 0], "o",
                   color=line.get_color())
         axis.axvline(memory_size - 1, color=line.get_color(), linestyle=":", linewidth=1)
+    every_length = sorted({row["value"] for rows in results.values() for row in rows})
+    axis.plot(every_length, [bits_per_vector * length / 2 for length in every_length], "--",
+              color="grey", linewidth=1, label="chance (half the bits)")
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("sequence length (trained on 1-20)")
@@ -144,7 +150,8 @@ def main(argv=None):
         with open(args.json, "w", encoding="utf-8") as stream:
             json.dump({str(size): rows for size, rows in results.items()}, stream, indent=1)
     if args.plot:
-        plot_bit_errors(results, args.plot)
+        size = training.load_checkpoint(args.model)[2]["task"]["output_size"]
+        plot_bit_errors(results, args.plot, bits_per_vector=size)
     return results
 
 
