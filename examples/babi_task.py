@@ -130,7 +130,8 @@ def make_task(options, **kwargs):
     if options.data:
         training_stories, _ = hold_out(_stories_of(options.data), options.validation_questions)
         return BabiFileTask(training_stories, vocabulary, encoding=options.encoding,
-                            permute_names=options.permute_names, **kwargs)
+                            permute_names=options.permute_names,
+                            cut_stories=options.cut_stories, **kwargs)
     task = BabiTask(task_id=options.task_id, min_sentences=options.min_sentences,
                     max_sentences=options.max_sentences, encoding=options.encoding,
                     questions_every=options.questions_every, vocabulary=vocabulary, **kwargs)
@@ -204,6 +205,10 @@ def make_parser():
                       help="with --data: rename the people and the places of each story drawn "
                            "for training by random permutations, so that the model learns "
                            "what the stories say rather than the stories")
+    data.add_argument("--cut-stories", action=argparse.BooleanOptionalAction, default=True,
+                      help="with --data: end each story drawn for training after one of its "
+                           "questions drawn at random, so that training sees short stories as "
+                           "well as whole ones")
     data.add_argument("--data-test", metavar="PATH", default=None,
                       help="after training, print the accuracy on the questions of this bAbI "
                            "file (or directory)")

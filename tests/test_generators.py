@@ -702,6 +702,17 @@ def test_babi_file_task_batches_whole_stories_with_all_their_questions():
                 if t == 2:
                     first_answers.add(place[person])
     assert first_answers == places  # "bathroom" (story 1) or "office" (story 2), renamed
+    # Cut stories: the lines of a story up to one of its questions, each end drawn.
+    cut = BabiFileTask(stories, cut_stories=True, batch_size=1, seed=2)
+    drawn = set()
+    for _ in range(40):
+        x, y, mask = cut.sample_with_mask()
+        story = [line for line in cut.decode(x)[0] if line is not None]
+        original = next(s for s in stories if cut.encode([s])[0].shape[1] >= x.shape[1]
+                        and np.array_equal(cut.encode([s])[0][0, :x.shape[1]], x[0]))
+        assert mask[0, -1] == 1 and x.shape[1] == len(story) + int(mask[0].sum())
+        drawn.add((stories.index(original), x.shape[1]))
+    assert drawn == {(0, 4), (0, 8), (1, 3)}
     with pytest.raises(ValueError, match="word 'back' of the stories is not in the vocabulary"):
         BabiFileTask(stories, vocabulary=[w for w in vocabulary if w != "back"])
     with pytest.raises(ValueError, match="order must be one of"):

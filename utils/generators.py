@@ -1533,6 +1533,10 @@ class BabiFileTask(Task):
         random permutation of the people of all the stories, and the places (the answers) by
         one of the places: the story stays as true as it was, and a model trained on a few
         thousand stories cannot learn them by heart (for training; off to score them).
+    cut_stories : bool
+        End each story drawn after one of its questions drawn at random (a dataset's task-1
+        story of 15 lines is cut after line 3, 6, 9, 12 or 15), so that training sees short
+        stories as well as whole ones (for training; off to score them).
     **kwargs
         ``max_iter``, ``batch_size``, ``seed``, ``dtype`` (see :class:`Task`).
 
@@ -1549,7 +1553,7 @@ class BabiFileTask(Task):
     _ORDERS = ("random", "sequential")
 
     def __init__(self, stories, vocabulary=None, encoding="sentences", order="random",
-                 permute_names=False, **kwargs):
+                 permute_names=False, cut_stories=False, **kwargs):
         super().__init__(**kwargs)
         self.stories = tuple(stories)
         if not self.stories:
@@ -1572,6 +1576,7 @@ class BabiFileTask(Task):
                                          f"vocabulary ({len(self.vocabulary)} words)")
         self.input_size = self.output_size = len(self.vocabulary)
         self.permute_names = _check_bool("permute_names", permute_names)
+        self.cut_stories = _check_bool("cut_stories", cut_stories)
         answers = {line.answer for story in self.stories for line in story.questions}
         people = {line.words[0] for story in self.stories for line in story.lines
                   if not line.is_question and line.words} - answers
@@ -1590,6 +1595,11 @@ class BabiFileTask(Task):
                      line.supporting_facts)
             for line in story.lines))
 
+    def _cut(self, story):
+        """The story up to one of its questions drawn at random."""
+        ends = [i for i, line in enumerate(story.lines) if line.is_question]
+        return BabiStory(story.lines[:ends[int(self.rng.integers(len(ends)))] + 1])
+
     def _generate(self):
         if self.order == "random":
             chosen = self.rng.integers(len(self.stories), size=self.batch_size)
@@ -1597,6 +1607,8 @@ class BabiFileTask(Task):
             chosen = (self._next + np.arange(self.batch_size)) % len(self.stories)
             self._next = int(chosen[-1] + 1) % len(self.stories)
         stories = [self.stories[i] for i in chosen]
+        if self.cut_stories:
+            stories = [self._cut(story) for story in stories]
         if self.permute_names:
             stories = [self._renamed(story) for story in stories]
         return encode_babi(stories, self.vocabulary, dtype=np.float64, encoding=self.encoding)
