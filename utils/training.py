@@ -332,7 +332,10 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
     model.add_argument("--num-reads", type=int, default=1, help="number of read heads")
     model.add_argument("--num-writes", type=int, default=1, help="number of write heads")
     model.add_argument("--memory-shape", type=int, nargs=2, default=[128, 20],
-                       metavar=("N", "M"), help="memory locations N and their size M")
+                       metavar=("N", "M"),
+                       help="memory locations N and their size M; with --load, N may differ "
+                            "from the checkpoint's where no trained parameter spans the memory "
+                            "(its initial memory and weightings are constants)")
     model.add_argument("--num-shifts", type=int, default=3,
                        help="number of shift offsets of each head (odd)")
     model.add_argument("--learn-memory-init", action=argparse.BooleanOptionalAction,
