@@ -22,10 +22,16 @@ at a time (``--batch-size 1 --iterations 6000 --learning-rate 3e-4 --learn-memor
 --clip-spikes 0 --focus-penalty 0``, NTM-Lasagne's way) fewer seeds learn the task (the
 README's Results).
 
+The memory's size is not a dimension of the model's parameters (its initial memory and
+weightings are constants): with --load, --memory-shape N 20 runs the trained model with N
+locations, and it copies sequences of up to N - 1 vectors (docs/tasks/copy.md).
+
 Example::
 
     python examples/copy_task.py --save copy.npz --log copy.csv \\
         --eval-lengths 20,40,80,120 --plot copy.png --plot-params length=40
+    python examples/copy_task.py --load copy.npz --iterations 0 --memory-shape 1040 20 \\
+        --eval-lengths 150,500,1000
 
 Task options and defaults: --size 8 (bits per vector), --min-length 1, --max-length 20.
 """

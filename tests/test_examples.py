@@ -313,10 +313,12 @@ def test_babi_trains_a_sentence_per_step_and_keeps_the_encoding_of_its_checkpoin
     trained = babi_task.main(options + ["--encoding", "sentences", "--iterations", "2", "--save",
                                         path, "--eval-lengths", "3", "--eval-batches", "1"])
     assert trained.exit_code == 0 and trained.config.encoding == "sentences"
-    # Three statements, the question and the answer step: five steps, not the words' ~21.
+    # Two statements, a question and its answer step, the third statement, the last question
+    # and its answer step (a question after every two statements, and after the last): seven
+    # steps, not the words' ~30.
     x, _, mask = babi_task.make_task(trained.config, batch_size=2, seed=0).sample_with_mask(
         num_sentences=3)
-    assert x.shape[1] == 5 and mask[:, 4].tolist() == [1, 1]
+    assert x.shape[1] == 7 and mask.tolist() == [[0, 0, 0, 1, 0, 0, 1]] * 2
     loaded = babi_task.main(options + ["--load", path, "--iterations", "0"])
     assert loaded.exit_code == 0 and loaded.config.encoding == "sentences"
     # A loaded model is evaluated on the task it learned unless another is named.

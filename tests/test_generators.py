@@ -9,6 +9,8 @@ from utils.generators import (
     AssociativeRecallTask,
     BabiLine,
     BabiStory,
+    BABI_VOCABULARY_WITHOUT_BACK,
+    BabiFileTask,
     BabiTask,
     CopyTask,
     DyckWordsTask,
@@ -597,7 +599,126 @@ def test_babi_loader_rejects_malformed_text(tmp_path):
         load_babi(tmp_path)
     stories = parse_babi(BABI_TEXT)
     with pytest.raises(ValueError, match="'back' is not in the vocabulary"):
-        encode_babi(stories, BabiTask().vocabulary)
+        encode_babi(stories, BABI_VOCABULARY_WITHOUT_BACK)
+
+
+@pytest.mark.parametrize("task_id", [1, 2, 3])
+def test_babi_questions_every_two_statements_as_in_the_dataset(task_id):
+    task = BabiTask(task_id=task_id, batch_size=40, seed=task_id, questions_every=2)
+    x, y, mask = task.sample_with_mask(num_sentences=10)
+    inputs, answers = task.decode(x), task.decode(y, mask)
+    for b in range(40):
+        # Replay the story: each question is answered from the statements before it.
+        statements, expected, layout = [], [], []
+        sentence = []
+        for t, word in enumerate(inputs[b]):
+            if word is None:
+                layout.append("answer") if mask[b, t] else None
+                continue
+            sentence.append(word)
+            if word == ".":
+                statements.extend(sentence)
+                layout.append("statement")
+                sentence = []
+            elif word == "?":
+                expected.append(answer_by_reading(statements + sentence))
+                layout.append("question")
+                sentence = []
+        assert answers[b] == expected
+        if task_id == 1:
+            # The dataset's task-1 stories: 15 lines, a question after every two statements.
+            assert layout == ["statement", "statement", "question", "answer"] * 5
+        else:
+            # A question where one can be asked (an object's place known), always at the end.
+            assert layout.count("statement") == 10 and layout[-2:] == ["question", "answer"]
+            assert all(layout[i - 2:i] == ["statement", "statement"]
+                       for i, kind in enumerate(layout) if kind == "question")
+    story = task.generate_story(5)
+    assert [line.number for line in story.lines] == list(range(1, len(story.lines) + 1))
+
+
+def test_babi_stories_say_went_back_to_unless_the_vocabulary_lacks_back():
+    task = BabiTask(batch_size=50, seed=0, encoding="sentences")
+    assert "back" in task.vocabulary
+    assert task.input_size == len(BABI_VOCABULARY_WITHOUT_BACK) + 1 == 36
+    stories = [task.generate_story(10) for _ in range(50)]
+    phrases = {line.words[1:-3] for story in stories for line in story.lines
+               if not line.is_question}
+    assert phrases == {("moved",), ("went",), ("journeyed",), ("travelled",), ("went", "back")}
+    # The models trained before "went back to" existed read 35 channels: the same stories as
+    # then (one seed, one draw), without it.
+    earlier = BabiTask(batch_size=50, seed=0, vocabulary=BABI_VOCABULARY_WITHOUT_BACK)
+    assert earlier.input_size == 35 and "back" not in earlier.vocabulary
+    words = {word for _ in range(20) for line in earlier.generate_story(10).lines
+             for word in line.words}
+    assert "back" not in words and {"moved", "went", "journeyed", "travelled"} <= words
+    # The vocabulary of the real task-1 files (no objects: the excerpt's, and the two places
+    # and the verb it does not name) generates task-1 stories.
+    real = sorted(set(build_babi_vocabulary(parse_babi(BABI_TEXT)))
+                  | {"bedroom", "kitchen", "journeyed"})
+    x, _, _ = BabiTask(vocabulary=real, seed=0).sample_with_mask(num_sentences=4)
+    assert x.shape[2] == len(real) == 21
+    with pytest.raises(ValueError, match=r"vocabulary lacks words of task 2's stories: "
+                                         r"\['apple', 'football', 'milk'\]"):
+        BabiTask(task_id=2, vocabulary=real)
+    with pytest.raises(ValueError, match="vocabulary holds no move verb"):
+        BabiTask(vocabulary=[w for w in real if w not in ("moved", "went", "journeyed",
+                                                          "travelled")])
+    with pytest.raises(ValueError, match="questions_every must be an integer >= 0"):
+        BabiTask(questions_every=-1)
+
+
+def test_babi_file_task_batches_whole_stories_with_all_their_questions():
+    stories = parse_babi(BABI_TEXT)
+    vocabulary = build_babi_vocabulary(stories)
+    task = BabiFileTask(stories, order="sequential", batch_size=3, seed=0)
+    assert task.vocabulary == vocabulary and task.input_size == task.output_size == 18
+    x, y, mask = task.sample_with_mask()
+    # Stories 1, 2, then 1 again; a sentence per step, each question's answer step scored.
+    assert x.shape == (3, 8, 18) and x.dtype == np.float32
+    np.testing.assert_array_equal(mask, [[0, 0, 0, 1, 0, 0, 0, 1], [0, 0, 1, 0, 0, 0, 0, 0],
+                                         [0, 0, 0, 1, 0, 0, 0, 1]])
+    assert task.decode(y, mask) == [["bathroom", "hallway"], ["office"], ["bathroom", "hallway"]]
+    assert {vocabulary[i] for i in np.flatnonzero(x[0, 4])} == \
+        {"daniel", "went", "back", "to", "the", "hallway", "."}
+    assert {vocabulary[i] for i in np.flatnonzero(x[1, 1])} == {"where", "is", "sandra", "?"}
+    assert not x[1, 2:].any() and not y[1, 3:].any()
+    _, y, mask = task.sample_with_mask()  # story 2, 1, 2: on where the last batch stopped
+    assert task.decode(y, mask) == [["office"], ["bathroom", "hallway"], ["office"]]
+    # Renamed stories stay true: each answer is the last place its person went to.
+    people, places = {"mary", "john", "sandra", "daniel"}, {"bathroom", "hallway", "office"}
+    renamed = BabiFileTask(stories, permute_names=True, batch_size=64, seed=1)
+    x, y, mask = renamed.sample_with_mask()
+    first_answers = set()
+    for b in range(64):
+        place = {}
+        for t in range(x.shape[1]):
+            words = {vocabulary[i] for i in np.flatnonzero(x[b, t])}
+            (person,) = words & people or [None]
+            if "." in words:
+                place[person] = (words & (places | {"garden"})).pop()
+            elif "?" in words:
+                assert vocabulary[int(np.argmax(y[b, t + 1]))] == place[person]
+                if t == 2:
+                    first_answers.add(place[person])
+    assert first_answers == places  # "bathroom" (story 1) or "office" (story 2), renamed
+    # Cut stories: the lines of a story up to one of its questions, each end drawn.
+    cut = BabiFileTask(stories, cut_stories=True, batch_size=1, seed=2)
+    drawn = set()
+    for _ in range(40):
+        x, y, mask = cut.sample_with_mask()
+        story = [line for line in cut.decode(x)[0] if line is not None]
+        original = next(s for s in stories if cut.encode([s])[0].shape[1] >= x.shape[1]
+                        and np.array_equal(cut.encode([s])[0][0, :x.shape[1]], x[0]))
+        assert mask[0, -1] == 1 and x.shape[1] == len(story) + int(mask[0].sum())
+        drawn.add((stories.index(original), x.shape[1]))
+    assert drawn == {(0, 4), (0, 8), (1, 3)}
+    with pytest.raises(ValueError, match="word 'back' of the stories is not in the vocabulary"):
+        BabiFileTask(stories, vocabulary=[w for w in vocabulary if w != "back"])
+    with pytest.raises(ValueError, match="order must be one of"):
+        BabiFileTask(stories, order="shuffled")
+    with pytest.raises(ValueError, match="at least one story"):
+        BabiFileTask([])
 
 
 def test_babi_story_dataclasses():

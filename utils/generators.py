@@ -47,12 +47,14 @@ __all__ = [
     "BabiLine",
     "BabiStory",
     "BabiTask",
+    "BabiFileTask",
     "parse_babi",
     "load_babi",
     "build_babi_vocabulary",
     "encode_babi",
     "BABI_ENCODINGS",
     "decode_babi",
+    "BABI_VOCABULARY_WITHOUT_BACK",
     "format_babi",
     "bits_per_sequence",
     "bit_errors",
@@ -1233,25 +1235,40 @@ def decode_babi(array, vocabulary, mask=None):
 _PEOPLE = ("mary", "john", "sandra", "daniel")
 _LOCATIONS = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")
 _OBJECTS = ("apple", "football", "milk")
-_MOVE_VERBS = ("moved", "went", "journeyed", "travelled")
+# The verbs of the bAbI dataset's stories ("went back to" among the moves).
+_MOVE_PHRASES = (("moved",), ("went",), ("journeyed",), ("travelled",), ("went", "back"))
 _PICK_UP_PHRASES = (("picked", "up"), ("got",), ("grabbed",), ("took",))
 _DROP_PHRASES = (("dropped",), ("discarded",), ("put", "down"), ("left",))
 _QUESTION_WORDS = ("where", "is", "was", "before", "to", "the")
+# The words every story of a task needs, beside its move, pick-up and drop phrases.
+_TASK_WORDS = {1: set(_PEOPLE + _LOCATIONS + ("to", "the", "where", "is")),
+               2: set(_PEOPLE + _LOCATIONS + _OBJECTS + ("to", "the", "where", "is")),
+               3: set(_PEOPLE + _LOCATIONS + _OBJECTS + ("to", "the", "where", "was", "before"))}
+for _words in _TASK_WORDS.values():
+    _words.update((_END_OF_SENTENCE, _QUESTION_MARK))
 
 
-def _generator_vocabulary():
-    words = set(_PEOPLE + _LOCATIONS + _OBJECTS + _MOVE_VERBS + _QUESTION_WORDS)
-    for phrase in _PICK_UP_PHRASES + _DROP_PHRASES:
+def _generator_vocabulary(went_back=True):
+    words = set(_PEOPLE + _LOCATIONS + _OBJECTS + _QUESTION_WORDS)
+    for phrase in _MOVE_PHRASES + _PICK_UP_PHRASES + _DROP_PHRASES:
         words.update(phrase)
     words.update((_END_OF_SENTENCE, _QUESTION_MARK))
+    if not went_back:
+        words.discard("back")
     return sorted(words)
+
+
+#: The vocabulary of :class:`BabiTask` before its stories said "went back to" (without
+#: ``"back"``): the channels of the models trained on its earlier stories.
+BABI_VOCABULARY_WITHOUT_BACK = tuple(_generator_vocabulary(went_back=False))
 
 
 class BabiTask(Task):
     """Question answering on generated stories in the style of the bAbI tasks 1, 2 and 3.
 
-    A story of ``num_sentences`` statements about four people, six places and three objects is
-    followed by one question:
+    A story of ``num_sentences`` statements about four people, six places and three objects,
+    with the bAbI dataset's names and verbs ("mary went back to the garden", "john journeyed to
+    the office", "sandra picked up the football"), is interleaved with questions:
 
     * task 1, single supporting fact: people move ("mary went to the garden"); question
       "where is mary?", answer her last place;
@@ -1262,12 +1279,16 @@ class BabiTask(Task):
       kitchen?", answer the place the object was in just before it was in the kitchen (the
       generator only asks about a place the object visited once, so the answer is unique).
 
-    The simulation keeps the stories consistent (one picks up an object only where it is and if
-    nobody holds it; one drops only what one holds; a held object moves with its holder). The
-    stories are encoded by :func:`encode_babi` with :attr:`vocabulary`, a fixed list shared by
-    the three tasks: one word per step (lower case), ``.`` after a statement, ``?`` after the
-    question, then one blank step where the target is the one-hot answer and the mask is 1; the
-    batch is padded at the end with blank, unscored steps. With ``encoding="sentences"`` a
+    With ``questions_every=2`` the layout is the dataset's: a question after every two
+    statements (a story of 10 statements has 15 lines and 5 questions, the dataset's task-1
+    stories); with 0, one question after the last statement. The simulation keeps the stories
+    consistent (one picks up an object only where it is and if nobody holds it; one drops only
+    what one holds; a held object moves with its holder); a question comes after the last
+    statement always, and after the others where one can be asked (in tasks 2 and 3, once an
+    object has a known place). The stories are encoded by :func:`encode_babi` with
+    :attr:`vocabulary`: one word per step (lower case), ``.`` after a statement, ``?`` after a
+    question, then one blank step where the target is the one-hot answer and the mask is 1;
+    the batch is padded at the end with blank, unscored steps. With ``encoding="sentences"`` a
     whole statement or question is one step, the bag of its words. Generated questions carry
     no supporting-fact numbers.
 
@@ -1276,10 +1297,19 @@ class BabiTask(Task):
     task_id : {1, 2, 3}
         Which bAbI task to imitate.
     min_sentences, max_sentences : int
-        Range of the number of statements before the question; ``min_sentences`` defaults to
-        the fewest the task needs (1, 2 and 3 respectively) and may not be smaller.
+        Range of the number of statements; ``min_sentences`` defaults to the fewest the task
+        needs (1, 2 and 3 respectively) and may not be smaller.
     encoding : {"words", "sentences"}
         One word per step, or one sentence per step (see :func:`encode_babi`).
+    questions_every : int
+        A question after every ``questions_every`` statements (and after the last); 0: one
+        question, after the last statement.
+    vocabulary : sequence of str, optional
+        The words of the one-hot channels, in order (e.g. one built from bAbI files by
+        :func:`build_babi_vocabulary`, so that the model reads them); it must hold the words of
+        the task's people, places, objects and questions, ``.`` and ``?``, and the stories use
+        only the verbs whose words it holds (:data:`BABI_VOCABULARY_WITHOUT_BACK` gives the
+        stories without "went back to"). Default: every word the generator uses, sorted.
     **kwargs
         ``max_iter``, ``batch_size``, ``seed``, ``dtype`` (see :class:`Task`).
 
@@ -1298,7 +1328,7 @@ class BabiTask(Task):
     _MAX_ATTEMPTS = 1000
 
     def __init__(self, task_id=1, min_sentences=None, max_sentences=10, encoding="words",
-                 **kwargs):
+                 questions_every=0, vocabulary=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(task_id, bool) or task_id not in self._FEWEST_SENTENCES:
             raise ValueError(f"task_id must be 1, 2 or 3, got {task_id!r}")
@@ -1310,9 +1340,33 @@ class BabiTask(Task):
         self.min_sentences = self._check_num_sentences("min_sentences", min_sentences)
         self.max_sentences = self._check_num_sentences("max_sentences", max_sentences)
         _check_order("min_sentences", self.min_sentences, "max_sentences", self.max_sentences)
-        self.vocabulary = _generator_vocabulary()
+        self.questions_every = _check_int("questions_every", questions_every, 0)
+        self.vocabulary = self._check_vocabulary(
+            _generator_vocabulary() if vocabulary is None else vocabulary)
         self.input_size = len(self.vocabulary)
         self.output_size = len(self.vocabulary)
+
+    def _check_vocabulary(self, vocabulary):
+        if isinstance(vocabulary, str) or not all(isinstance(word, str) for word in vocabulary):
+            raise ValueError(f"vocabulary must be a sequence of words, got {vocabulary!r}")
+        vocabulary = list(vocabulary)
+        words = set(vocabulary)
+        if len(words) != len(vocabulary):
+            raise ValueError("vocabulary must not hold a word twice")
+        missing = sorted(_TASK_WORDS[self.task_id] - words)
+        if missing:
+            raise ValueError(f"vocabulary lacks words of task {self.task_id}'s stories: "
+                             f"{missing}")
+        self._move_phrases = tuple(p for p in _MOVE_PHRASES if set(p) <= words)
+        self._pick_up_phrases = tuple(p for p in _PICK_UP_PHRASES if set(p) <= words)
+        self._drop_phrases = tuple(p for p in _DROP_PHRASES if set(p) <= words)
+        needed = [("move", self._move_phrases)]
+        if self.task_id > 1:
+            needed += [("pick-up", self._pick_up_phrases), ("drop", self._drop_phrases)]
+        for kind, phrases in needed:
+            if not phrases:
+                raise ValueError(f"vocabulary holds no {kind} verb of the stories")
+        return vocabulary
 
     def _check_num_sentences(self, name, value):
         fewest = self._FEWEST_SENTENCES[self.task_id]
@@ -1335,7 +1389,7 @@ class BabiTask(Task):
         return options[int(self.rng.integers(len(options)))]
 
     def generate_story(self, num_sentences=None):
-        """Generate one story and its question.
+        """Generate one story and its questions.
 
         Parameters
         ----------
@@ -1356,13 +1410,13 @@ class BabiTask(Task):
             f"{self._MAX_ATTEMPTS} attempts; use more sentences")
 
     def _try_story(self, num_sentences):
-        """Simulate a story; return it, or None when no question can be asked about it."""
+        """Simulate a story; return it, or None when no question can be asked at its end."""
         place_of_person = {}
         holder = {}            # object -> person holding it
         place_of_object = {}   # object -> its current place, once known
         visited = {obj: [] for obj in _OBJECTS}  # consecutive distinct places of each object
         lines = []
-        for number in range(1, num_sentences + 1):
+        for statement in range(1, num_sentences + 1):
             pick_ups = [(person, obj) for person in _PEOPLE if person in place_of_person
                         for obj in _OBJECTS if obj not in holder
                         and place_of_object.get(obj, place_of_person[person])
@@ -1377,24 +1431,27 @@ class BabiTask(Task):
                     if obj_holder == person:
                         place_of_object[obj] = place
                         visited[obj].append(place)
-                words = (person, self._choice(_MOVE_VERBS), "to", "the", place)
+                words = (person,) + self._choice(self._move_phrases) + ("to", "the", place)
             else:
                 person, obj = self._choice(pick_ups + drops)
                 if obj in holder:
                     del holder[obj]
-                    words = (person,) + self._choice(_DROP_PHRASES) + ("the", obj)
+                    words = (person,) + self._choice(self._drop_phrases) + ("the", obj)
                 else:
                     holder[obj] = person
                     if obj not in place_of_object:
                         place_of_object[obj] = place_of_person[person]
                         visited[obj].append(place_of_person[person])
-                    words = (person,) + self._choice(_PICK_UP_PHRASES) + ("the", obj)
-            lines.append(BabiLine(number, words))
-        question = self._ask(place_of_person, place_of_object, visited)
-        if question is None:
-            return None
-        words, answer = question
-        lines.append(BabiLine(num_sentences + 1, words, answer))
+                    words = (person,) + self._choice(self._pick_up_phrases) + ("the", obj)
+            lines.append(BabiLine(len(lines) + 1, words))
+            last = statement == num_sentences
+            if last or (self.questions_every and statement % self.questions_every == 0):
+                question = self._ask(place_of_person, place_of_object, visited)
+                if question is None and last:
+                    return None
+                if question is not None:
+                    words, answer = question
+                    lines.append(BabiLine(len(lines) + 1, words, answer))
         return BabiStory(tuple(lines))
 
     def _ask(self, place_of_person, place_of_object, visited):
@@ -1449,3 +1506,117 @@ class BabiTask(Task):
     def _generate(self, num_sentences):
         stories = [self.generate_story(num_sentences) for _ in range(self.batch_size)]
         return encode_babi(stories, self.vocabulary, dtype=np.float64, encoding=self.encoding)
+
+
+class BabiFileTask(Task):
+    """Batches of bAbI stories read from the dataset's files, as :class:`BabiTask` encodes them.
+
+    Each sequence is one whole story (see :func:`encode_babi`): its statements and questions
+    in order, each question followed by the blank step where its answer is scored, so that a
+    story of the dataset's task 1 (10 statements, a question after every two) is one sequence
+    of 20 steps (with ``encoding="sentences"``) with 5 scored steps.
+
+    Parameters
+    ----------
+    stories : sequence of BabiStory
+        E.g. from :func:`load_babi`; at least one, each with at least one question.
+    vocabulary : sequence of str, optional
+        The words of the one-hot channels, in order; default: those of ``stories``
+        (:func:`build_babi_vocabulary`). It must hold every word and answer of the stories.
+    encoding : {"words", "sentences"}
+        One word or one sentence per step.
+    order : {"random", "sequential"}
+        Draw each batch's stories at random (with replacement), or take them in order, from
+        the first, going back to the first after the last (to score every story once).
+    permute_names : bool
+        Rename, in each story drawn, the people (the first words of the statements) by a
+        random permutation of the people of all the stories, and the places (the answers) by
+        one of the places: the story stays as true as it was, and a model trained on a few
+        thousand stories cannot learn them by heart (for training; off to score them).
+    cut_stories : bool
+        End each story drawn after one of its questions drawn at random (a dataset's task-1
+        story of 15 lines is cut after line 3, 6, 9, 12 or 15), so that training sees short
+        stories as well as whole ones (for training; off to score them).
+    **kwargs
+        ``max_iter``, ``batch_size``, ``seed``, ``dtype`` (see :class:`Task`).
+
+    Attributes
+    ----------
+    stories : tuple of BabiStory
+    vocabulary : list of str
+
+    Notes
+    -----
+    No episode parameter: a story is as long as it is.
+    """
+
+    _ORDERS = ("random", "sequential")
+
+    def __init__(self, stories, vocabulary=None, encoding="sentences", order="random",
+                 permute_names=False, cut_stories=False, **kwargs):
+        super().__init__(**kwargs)
+        self.stories = tuple(stories)
+        if not self.stories:
+            raise ValueError("stories must hold at least one story")
+        if not all(isinstance(story, BabiStory) and story.questions for story in self.stories):
+            raise ValueError("stories must be BabiStory objects with at least one question")
+        if order not in self._ORDERS:
+            raise ValueError(f"order must be one of {self._ORDERS}, got {order!r}")
+        self.order = order
+        self.encoding = _check_encoding(encoding)
+        self.vocabulary = list(build_babi_vocabulary(self.stories) if vocabulary is None
+                               else vocabulary)
+        # Fail now, naming the first unknown word, rather than at some batch.
+        known = set(self.vocabulary)
+        for story in self.stories:
+            for line in story.lines:
+                for word in line.words + ((line.answer,) if line.is_question else ()):
+                    if word not in known:
+                        raise ValueError(f"word {word!r} of the stories is not in the "
+                                         f"vocabulary ({len(self.vocabulary)} words)")
+        self.input_size = self.output_size = len(self.vocabulary)
+        self.permute_names = _check_bool("permute_names", permute_names)
+        self.cut_stories = _check_bool("cut_stories", cut_stories)
+        answers = {line.answer for story in self.stories for line in story.questions}
+        people = {line.words[0] for story in self.stories for line in story.lines
+                  if not line.is_question and line.words} - answers
+        # Sorted: the permutations drawn from a seed do not depend on the order of a set.
+        self._name_groups = [sorted(people), sorted(answers)]
+        self._next = 0
+
+    def _renamed(self, story):
+        """The story with its people and places renamed by random permutations."""
+        mapping = {}
+        for names in self._name_groups:
+            mapping.update(zip(names, (names[i] for i in self.rng.permutation(len(names)))))
+        return BabiStory(tuple(
+            BabiLine(line.number, tuple(mapping.get(word, word) for word in line.words),
+                     None if line.answer is None else mapping.get(line.answer, line.answer),
+                     line.supporting_facts)
+            for line in story.lines))
+
+    def _cut(self, story):
+        """The story up to one of its questions drawn at random."""
+        ends = [i for i, line in enumerate(story.lines) if line.is_question]
+        return BabiStory(story.lines[:ends[int(self.rng.integers(len(ends)))] + 1])
+
+    def _generate(self):
+        if self.order == "random":
+            chosen = self.rng.integers(len(self.stories), size=self.batch_size)
+        else:
+            chosen = (self._next + np.arange(self.batch_size)) % len(self.stories)
+            self._next = int(chosen[-1] + 1) % len(self.stories)
+        stories = [self.stories[i] for i in chosen]
+        if self.cut_stories:
+            stories = [self._cut(story) for story in stories]
+        if self.permute_names:
+            stories = [self._renamed(story) for story in stories]
+        return encode_babi(stories, self.vocabulary, dtype=np.float64, encoding=self.encoding)
+
+    def encode(self, stories):
+        """Encode stories with this task's vocabulary (see :func:`encode_babi`)."""
+        return encode_babi(stories, self.vocabulary, dtype=self.dtype, encoding=self.encoding)
+
+    def decode(self, array, mask=None):
+        """Words of one-hot or probability sequences (see :func:`decode_babi`)."""
+        return decode_babi(array, self.vocabulary, mask)

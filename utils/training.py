@@ -95,6 +95,7 @@ __all__ = [
     "load_checkpoint",
     "load_best_parameters",
     "load_model",
+    "parameters_for_memory_shape",
     "checkpoint_paths",
     "curve_path",
     "best_checkpoint_path",
@@ -335,7 +336,10 @@ def make_parser(description, task_options, eval_param="length", output="bits"):
     model.add_argument("--num-reads", type=int, default=1, help="number of read heads")
     model.add_argument("--num-writes", type=int, default=1, help="number of write heads")
     model.add_argument("--memory-shape", type=int, nargs=2, default=[128, 20],
-                       metavar=("N", "M"), help="memory locations N and their size M")
+                       metavar=("N", "M"),
+                       help="memory locations N and their size M; with --load, N may differ "
+                            "from the checkpoint's where no trained parameter spans the memory "
+                            "(its initial memory and weightings are constants)")
     model.add_argument("--num-shifts", type=int, default=3,
                        help="number of shift offsets of each head (odd)")
     model.add_argument("--learn-memory-init", action=argparse.BooleanOptionalAction,
@@ -1459,7 +1463,104 @@ def load_average_sums(path):
                 if name.startswith("average/")}
 
 
-def load_model(path, task, best=False):
+class _Sizes(NamedTuple):
+    """The input and output sizes a checkpoint's network was built for (a task's stand-in)."""
+
+    input_size: int
+    output_size: int
+
+
+def parameters_for_memory_shape(params, info, memory_shape):
+    r"""A checkpoint's parameters for the same model with another number of memory locations.
+
+    The memory's size :math:`N` is not a dimension of the trained parameters when the initial
+    memory :math:`M_0` and the heads' initial weightings :math:`w_0` are constants that do not
+    depend on it: ``Constant(c)`` gives :math:`M_0 = c` at every location and ``OneHot()``
+    gives :math:`w_0 = (1, 0, \dots, 0)` for any :math:`N`, and the addressing (softmax over
+    the locations, circular shift, sharpening) is defined for any :math:`N`. A model trained
+    with a memory of :math:`N` locations then runs unchanged with :math:`N'` locations: every
+    parameter whose shape does not involve :math:`N` is kept, every one whose shape does is
+    given its initial value at :math:`N'`. That is refused when such a parameter was trained
+    (``--learn-memory-init``: a learned :math:`M_0` of :math:`N \times M`) or does not hold
+    its initial value, and when the location size :math:`M` changes (the keys, the erase and
+    add vectors and the reads into the controller have :math:`M` entries).
+
+    Parameters
+    ----------
+    params : dict
+        ``{name: array}`` of the checkpoint's parameters (:func:`load_checkpoint`).
+    info : dict
+        The checkpoint's JSON document.
+    memory_shape : tuple of int
+        ``(N', M)``: the new number of locations, and the checkpoint's location size.
+
+    Returns
+    -------
+    dict
+        ``{name: array}`` of the parameters of the model with memory ``memory_shape``.
+
+    Raises
+    ------
+    ValueError
+        If the model's parameters depend on :math:`N` or :math:`M` changes; the message names
+        the parameters.
+    """
+    saved = argparse.Namespace(**_saved_config(info))
+    old_shape = tuple(int(size) for size in saved.memory_shape)
+    new_shape = tuple(int(size) for size in memory_shape)
+    if len(new_shape) != 2 or min(new_shape) < 1:
+        raise ValueError(f"memory_shape must be two positive integers (N, M), got {memory_shape}")
+    if new_shape == old_shape:
+        return dict(params)
+    if saved.model != "ntm":
+        raise ValueError("the LSTM baseline has no memory to resize")
+    if new_shape[1] != old_shape[1]:
+        raise ValueError(f"the location size M is a dimension of the trained parameters (the "
+                         f"keys, erase and add vectors, reads): the checkpoint's is "
+                         f"{old_shape[1]}, got {new_shape[1]}")
+    if saved.num_shifts > new_shape[0]:
+        raise ValueError(f"{saved.num_shifts} shifts exceed the {new_shape[0]} memory locations")
+    sizes = _Sizes(int(info["task"]["input_size"]), int(info["task"]["output_size"]))
+    # Both networks are built from the saved options, in the saved float type, with a throwaway
+    # random state: only the initial values of the parameters that involve N are used.
+    models = {}
+    previous = lasagne_random.get_rng()
+    try:
+        with pytensor.config.change_flags(floatX=getattr(saved, "floatX", "float32")):
+            for shape in (old_shape, new_shape):
+                lasagne_random.set_rng(np.random.RandomState(0))
+                config = argparse.Namespace(**dict(vars(saved), memory_shape=shape))
+                model = build_model(config, sizes)
+                models[shape] = {param.name: param for param in
+                                 layers.get_all_params(model.l_output)}
+    finally:
+        lasagne_random.set_rng(previous)
+    trainable = {param.name for param in layers.get_all_params(model.l_output, trainable=True)}
+    resized, depends = {}, []
+    for name, param in models[new_shape].items():
+        old_param = models[old_shape][name]
+        initial = old_param.get_value()
+        if initial.shape == param.get_value(borrow=True).shape:
+            resized[name] = params[name]
+            continue
+        value = np.asarray(params[name])
+        if name in trainable:
+            depends.append(f"{name} (learned, {' x '.join(map(str, value.shape))})")
+        elif value.shape != initial.shape or not np.array_equal(value.astype(initial.dtype),
+                                                                 initial):
+            depends.append(f"{name} ({' x '.join(map(str, value.shape))}, not its initial "
+                           f"value)")
+        else:
+            resized[name] = param.get_value()
+    if depends:
+        raise ValueError(f"the model's parameters depend on the number of memory locations N "
+                         f"({old_shape[0]}): {', '.join(depends)}; only a model whose initial "
+                         f"memory and weightings are constants (--no-learn-memory-init) runs "
+                         f"with another N")
+    return resized
+
+
+def load_model(path, task, best=False, memory_shape=None):
     """The network a checkpoint describes, built for ``task`` and set to its parameters.
 
     For using a trained model from Python (its predictions, its heads' weightings), e.g.
@@ -1474,18 +1575,24 @@ def load_model(path, task, best=False):
         The task the model is used on; its input and output sizes must be the checkpoint's.
     best : bool
         Take the ``--keep-best`` parameters stored in the checkpoint instead of the last ones.
+    memory_shape : tuple of int, optional
+        Build the model with a memory of this ``(N, M)`` instead of the checkpoint's: another
+        number of locations N, e.g. to copy longer sequences than fit the trained memory (see
+        :func:`parameters_for_memory_shape`).
 
     Returns
     -------
     model : Model
     info : dict
-        The checkpoint's JSON document (options, history, commands).
+        The checkpoint's JSON document (options, history, commands); with ``memory_shape``,
+        its ``config`` gives the new shape.
 
     Raises
     ------
     ValueError
-        If the checkpoint cannot be read, was trained for other input or output sizes, or
-        holds no best parameters while ``best`` is asked for.
+        If the checkpoint cannot be read, was trained for other input or output sizes, holds
+        no best parameters while ``best`` is asked for, or its parameters depend on the number
+        of memory locations while another is asked for.
     """
     params, _, info = load_checkpoint(path)
     if best:
@@ -1496,9 +1603,28 @@ def load_model(path, task, best=False):
     mismatch = _task_mismatch(info, task)
     if mismatch:
         raise ValueError(f"task: {path} does not fit: {mismatch}")
+    if memory_shape is not None:
+        try:
+            params = parameters_for_memory_shape(params, info, memory_shape)
+        except ValueError as error:
+            raise ValueError(f"memory_shape: {path}: {error}") from None
+        info = dict(info, config=dict(info["config"], memory_shape=list(memory_shape)))
     model = build_model(argparse.Namespace(**_saved_config(info)), task)
     Trainer._assign(layers.get_all_params(model.l_output), params, "parameters")
     return model, info
+
+
+def _loaded_for_memory_shape(parser, config, loaded):
+    """A loaded checkpoint with its parameters for the --memory-shape given, when the model's
+    parameters do not depend on N (see :func:`parameters_for_memory_shape`)."""
+    params, optimizer, info = loaded
+    try:
+        params = parameters_for_memory_shape(params, info, config.memory_shape)
+    except ValueError as error:
+        parser.error(f"--memory-shape {_format(config.memory_shape)}: --load {config.load}: "
+                     f"{error}")
+    info = dict(info, config=dict(info["config"], memory_shape=list(config.memory_shape)))
+    return params, optimizer, info
 
 
 def _saved_config(info):
@@ -1848,7 +1974,9 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
         From :func:`make_parser`, with the script's defaults.
     make_task : callable
         ``make_task(config, batch_size=..., seed=..., dtype=...)`` returns a task of
-        :mod:`utils.generators` built from the task options in ``config``.
+        :mod:`utils.generators` built from the task options in ``config``. Its attribute
+        ``make_validation_task``, if it has one, is called the same way to build the task the
+        validation batches are drawn from (by default ``make_task`` itself).
     argv : list of str, optional
         The arguments (default: ``sys.argv[1:]``).
     markers : callable, optional
@@ -1883,6 +2011,8 @@ def run(parser, make_task, argv=None, markers=None, eval_params=None, reference=
             loaded = load_checkpoint(checkpoint)
         except ValueError as error:
             parser.error(f"{'--resume' if config.resume else '--load'}: {error}")
+        if config.load and "memory_shape" in explicit:
+            loaded = _loaded_for_memory_shape(parser, config, loaded)
         _merge_checkpoint_config(parser, config, explicit, loaded[2], resume=bool(config.resume))
     if "learning_rate" in explicit and "learning_rate_schedule" not in explicit and \
             config.learning_rate_schedule:
@@ -2435,7 +2565,10 @@ def _compile_step(trainer, with_focus_penalty, progress, announcement):
 def _validation_set(parser, make_task, config):
     """The run's fixed validation batches, from their own generator: validating never draws
     from the training task, so it cannot change the training data of a resumed run."""
-    validation_task = _make_task(parser, make_task, config, config.batch_size, [config.seed, 1])
+    # A task may validate on other data than it trains on (e.g. stories held out of a file).
+    make_validation_task = getattr(make_task, "make_validation_task", make_task)
+    validation_task = _make_task(parser, make_validation_task, config, config.batch_size,
+                                 [config.seed, 1])
     return [validation_task.sample_with_mask() for _ in range(config.validation_batches)]
 
 
