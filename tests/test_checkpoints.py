@@ -762,7 +762,8 @@ def kill_loop(directory, kills, iterations, start, seed):
             counts["resumes"] += 1
             # ... the last committed one.
             counts["resumes_that_worked"] += f"resumed {path} (iteration {committed})" in output
-        if status == 0:  # finished before the kill
+        if status == 0:  # finished before the kill: what the final resume should read
+            committed = checkpoints.read_checkpoint(path)[1]["iteration"]
             break
         assert status == -signal.SIGKILL, output
         counts["kills"] += 1
