@@ -44,8 +44,8 @@ class Implementation:
         \lVert M_{bn} \rVert + \epsilon}` for keys ``(batch, heads, M)`` and memory
         ``(batch, N, M)``: ``(batch, heads, N)``."""
         dots = pt.matmul(keys, memory.transpose(0, 2, 1))
-        key_norms = pt.sqrt(pt.sum(keys ** 2, axis=-1))
-        row_norms = pt.sqrt(pt.sum(memory ** 2, axis=-1))
+        key_norms = _norm(keys)
+        row_norms = _norm(memory)
         return dots / (key_norms[:, :, None] * row_norms[:, None, :] + eps)
 
     def read(self, weights, memory):
@@ -84,6 +84,15 @@ class Implementation:
         ``save_intermediates``) which a scan should output so that its gradient reads them
         instead of computing them again: none here."""
         return []
+
+
+def _norm(x):
+    r""":math:`\lVert x \rVert` over the last axis, whose gradient at a zero vector is 0 (its
+    direction :math:`x / \lVert x \rVert` taken as 0, as the fused ops take it) rather than
+    NaN: the squares' sum is floored at :math:`10^{-30}` (a zero vector's norm is then
+    :math:`10^{-15}`, which changes no similarity: its dot products are 0)."""
+    squares = pt.sum(x ** 2, axis=-1)
+    return pt.sqrt(pt.maximum(squares, pt.constant(1e-30, dtype=squares.dtype)))
 
 
 #: The plain implementation.

@@ -36,7 +36,7 @@ from pytensor.graph.traversal import graph_inputs
 
 from .hoisting import parameter_expressions
 
-__all__ = ["recurrence"]
+__all__ = ["recurrence", "Recurrence"]
 
 
 def _like(variable, drop_leading_axis=False):
@@ -80,57 +80,32 @@ class _Step:
         return graph_replace(self.outputs, replace, strict=False)
 
 
-def recurrence(step, sequences, initial_states, num_extra=0, name=None, mode=None):
-    """``pytensor.scan`` of ``step`` over the sequences, differentiated by one backward scan.
+def _scan(options, *args, **kwargs):
+    """``pytensor.scan`` with ``options`` (a mode and ``allow_gc``, or nothing)."""
+    with warnings.catch_warnings():
+        # PyTensor 3.1 and newer deprecate a scan's mode, but their scans given none link
+        # their step with PyTensor's default linker, not the function's.
+        warnings.filterwarnings("ignore", message="The `mode` argument of `scan`",
+                                category=FutureWarning)
+        return pytensor.scan(*args, **kwargs, **options)
 
-    Parameters
-    ----------
-    step : callable
-        ``step(*sequence_slices, *previous_states)`` returning the new states followed by
-        ``num_extra`` other outputs of the step (values the gradient may read instead of
-        computing them again). It is called once, on placeholders.
-    sequences : list of TensorVariable
-        Iterated over their first axis (time).
-    initial_states : list of TensorVariable
-        The states before the first step.
-    num_extra : int
-        How many outputs follow the states.
-    name : str, optional
-        The scans' name (the backward scan's is ``name + "_grad"``).
-    mode : str or Mode, optional
-        The mode the scans name for their inner functions (``None``: PyTensor's choice).
 
-    Returns
-    -------
-    list of TensorVariable
-        For every state and every other output, its value after each step, ``(time, ...)``.
-    """
-    sequences, initial_states = list(sequences), list(initial_states)
-    one = _Step(step, sequences, initial_states, num_extra)
-    num_sequences, num_states = len(sequences), len(initial_states)
-    # A named mode keeps the step's storage (allow_gc=False), which also keeps two builds
-    # that differ only by their mode from being taken for the same scan.
-    options = {} if mode is None else {"mode": mode, "allow_gc": False}
+class _Pullback:
+    """The gradient of the forward scan (an ``OpFromGraph``'s ``pullback``): one backward scan.
+    An object rather than a closure, so that a compiled function that holds the graph can be
+    pickled."""
 
-    def scan(*args, **kwargs):
-        with warnings.catch_warnings():
-            # PyTensor 3.1 and newer deprecate a scan's mode, but their scans given none link
-            # their step with PyTensor's default linker, not the function's.
-            warnings.filterwarnings("ignore", message="The `mode` argument of `scan`",
-                                    category=FutureWarning)
-            return pytensor.scan(*args, **kwargs, **options)
+    def __init__(self, one, num_sequences, num_states, name, options, connection):
+        self.one, self.num_sequences, self.num_states = one, num_sequences, num_states
+        self.name, self.options, self.connection = name, options, connection
 
-    def forward(sequences, states, parameters):
-        def inner(*args):
-            return one.applied(args[:num_sequences],
-                               args[num_sequences:num_sequences + num_states],
-                               args[num_sequences + num_states:])
+    def __call__(self, inputs, outputs, output_grads):
+        one, num_sequences, num_states = self.one, self.num_sequences, self.num_states
+        name, connection = self.name, self.connection
 
-        return scan(inner, sequences=list(sequences),
-                    outputs_info=list(states) + [None] * num_extra,
-                    non_sequences=list(parameters), name=name, return_updates=False)
+        def scan(*args, **kwargs):
+            return _scan(self.options, *args, **kwargs)
 
-    def backward(inputs, outputs, output_grads):
         sequences = inputs[:num_sequences]
         initial = inputs[num_sequences:num_sequences + num_states]
         parameters = inputs[num_sequences + num_states:]
@@ -198,6 +173,66 @@ def recurrence(step, sequences, initial_states, num_extra=0, name=None, mode=Non
                    for row in connection]
         return [g if reach else disconnected_type() for g, reach in zip(grads, reaches)]
 
+
+class Recurrence(OpFromGraph):
+    """The forward scan as one ``OpFromGraph`` (inlined when compiled), whose gradient is
+    :class:`_Pullback`'s backward scan. Pickled without the gradient graphs PyTensor caches
+    on it (closures, rebuilt when a gradient is asked for again), so that a compiled function
+    that holds the graph can be kept on disk."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for cache, empty in (("_lop_op_cache", {}), ("_rop_op_cache", None)):
+            if cache in state:
+                state[cache] = empty
+        return state
+
+
+def recurrence(step, sequences, initial_states, num_extra=0, name=None, mode=None):
+    """``pytensor.scan`` of ``step`` over the sequences, differentiated by one backward scan.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(*sequence_slices, *previous_states)`` returning the new states followed by
+        ``num_extra`` other outputs of the step (values the gradient may read instead of
+        computing them again). It is called once, on placeholders.
+    sequences : list of TensorVariable
+        Iterated over their first axis (time).
+    initial_states : list of TensorVariable
+        The states before the first step.
+    num_extra : int
+        How many outputs follow the states.
+    name : str, optional
+        The scans' name (the backward scan's is ``name + "_grad"``).
+    mode : str or Mode, optional
+        The mode the scans name for their inner functions (``None``: PyTensor's choice).
+
+    Returns
+    -------
+    list of TensorVariable
+        For every state and every other output, its value after each step, ``(time, ...)``.
+    """
+    sequences, initial_states = list(sequences), list(initial_states)
+    one = _Step(step, sequences, initial_states, num_extra)
+    num_sequences, num_states = len(sequences), len(initial_states)
+    # A named mode keeps the step's storage (allow_gc=False), which also keeps two builds
+    # that differ only by their mode from being taken for the same scan.
+    options = {} if mode is None else {"mode": mode, "allow_gc": False}
+
+    def scan(*args, **kwargs):
+        return _scan(options, *args, **kwargs)
+
+    def forward(sequences, states, parameters):
+        def inner(*args):
+            return one.applied(args[:num_sequences],
+                               args[num_sequences:num_sequences + num_states],
+                               args[num_sequences + num_states:])
+
+        return scan(inner, sequences=list(sequences),
+                    outputs_info=list(states) + [None] * num_extra,
+                    non_sequences=list(parameters), name=name, return_updates=False)
+
     # The forward scan on root variables of the outer inputs' types, as one OpFromGraph.
     inner_inputs = ([_like(s) for s in sequences] + [_like(h) for h in initial_states]
                     + [_like(p) for p in one.outer_parameters])
@@ -207,7 +242,8 @@ def recurrence(step, sequences, initial_states, num_extra=0, name=None, mode=Non
     inner_outputs = list(inner_outputs) if isinstance(inner_outputs, (list, tuple)) \
         else [inner_outputs]
     connection = io_connection_pattern(inner_inputs, inner_outputs)
-    op = OpFromGraph(inner_inputs, inner_outputs, inline=True, pullback=backward,
+    backward = _Pullback(one, num_sequences, num_states, name, options, connection)
+    op = Recurrence(inner_inputs, inner_outputs, inline=True, pullback=backward,
                      name=name)
     results = op(*sequences, *initial_states, *one.outer_parameters)
     return list(results) if isinstance(results, (list, tuple)) else [results]

@@ -83,8 +83,12 @@ def compiled():
     return operations, values
 
 
+# PyTensor fills some caches of its own at its first compilation (the compiler's flags, the
+# rewrite database's tags): compile once before looking.
+warm = compiled()
 before = dict(objects=objects(), configuration=configuration(), rewrites=rewrites(optdb),
               environment=dict(os.environ), compiled=compiled())
+assert before["compiled"] == warm
 for name in json.loads(sys.argv[2]):
     importlib.import_module(name)
 after = dict(objects=objects(), configuration=configuration(), rewrites=rewrites(optdb),
@@ -118,7 +122,9 @@ def test_pytensor_functions_and_classes_are_the_same_objects(snapshots):
     before, after = snapshots["before"]["objects"], snapshots["after"]["objects"]
     assert len(before) > 1000  # PyTensor's modules were seen
     changed = sorted(name for name, identity in before.items() if after.get(name) != identity)
-    assert changed == []
+    # PyTensor fills this cache of its own when it first compiles a module not in its cache
+    lazily_set = {"pytensor.link.c.cmodule.GCC_compiler.march_flags"}
+    assert [name for name in changed if name not in lazily_set] == []
 
 
 def test_the_configuration_is_unchanged(snapshots):
