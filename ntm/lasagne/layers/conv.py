@@ -272,12 +272,7 @@ class Conv3DLayer(BaseConvLayer):
                          nonlinearity, flip_filters, n=3, **kwargs)
         self.convolution = convolution
 
-    def convolve(self, input, **kwargs):
-        border_mode = "half" if self.pad == "same" else self.pad
-        extra = {"num_groups": self.num_groups} if self.num_groups > 1 else {}
-        return self.convolution(input, self.W, self.input_shape, self.get_W_shape(),
-                                subsample=self.stride, border_mode=border_mode,
-                                filter_flip=self.flip_filters, **extra)
+    convolve = Conv2DLayer.convolve  # the same call, with the 3D convolution
 
 
 class _TransposedConvLayer(BaseConvLayer):
