@@ -47,7 +47,7 @@ SHIFT_MODES = ("circular", "zero_pad")
 SHARPEN_EPSILON = 1e-6
 
 
-def content_addressing(key, beta, memory):
+def content_addressing(key, beta, memory, implementation=None):
     r""":math:`w^c = \mathrm{softmax}(\beta K(k, M))` over the locations.
 
     Parameters
@@ -55,12 +55,14 @@ def content_addressing(key, beta, memory):
     key : ``(batch, heads, M)``
     beta : ``(batch, heads)``
     memory : ``(batch, N, M)``
+    implementation : :class:`~ntm.implementation.Implementation`, optional
+        What computes :math:`K` (default: :func:`ntm.implementation.active`).
 
     Returns
     -------
     ``(batch, heads, N)``
     """
-    scores = beta[:, :, None] * cosine_similarity(key, memory)
+    scores = beta[:, :, None] * cosine_similarity(key, memory, implementation=implementation)
     return pt.special.softmax(scores, axis=-1)
 
 

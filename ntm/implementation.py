@@ -70,11 +70,9 @@ class Implementation:
         :func:`~ntm.heads.interpolate`, :func:`~ntm.heads.shift` and
         :func:`~ntm.heads.sharpen`. ``save_intermediates`` asks for what
         :meth:`saved_for_gradient` returns."""
-        from .heads import interpolate, sharpen, shift
+        from .heads import content_addressing, interpolate, sharpen, shift
 
-        scores = emitted["beta"][:, :, None] * self.cosine_similarity(
-            emitted["key"], memory, SIMILARITY_EPSILON)
-        content = pt.special.softmax(scores, axis=-1)
+        content = content_addressing(emitted["key"], emitted["beta"], memory, self)
         gated = interpolate(content, previous_weights, emitted["gate"])
         shifted = shift(gated, emitted["shift"], num_locations, shift_mode, num_shifts)
         return sharpen(shifted, emitted["gamma"])
