@@ -3,7 +3,8 @@
 An item is 3 random 6-bit vectors; a list holds 2 to 6 items (the paper's settings). The model
 is a dense controller of 100 units, a 128 x 20 memory, one write and one read head with 3
 shifts, Adam (learning rate 1e-3), for 30,000 iterations; the results are in
-docs/tasks/associative_recall.md. --eval-lengths sets the number of items in the list, to test lists longer than in training.
+docs/tasks/associative_recall.md. --eval-lengths sets the number of items in the list, to test
+lists longer than in training.
 
 Example::
 

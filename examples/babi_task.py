@@ -7,7 +7,8 @@ the model must give the answer, a softmax over the vocabulary. A story with seve
 one sequence whose scored steps are the answers. --task-id chooses the kind of question, as bAbI
 tasks 1-3: one, two or three supporting facts. The model is a dense controller of 100 units, a
 128 x 20 memory, one write and one read head with 3 shifts, Adam (learning rate 1e-3) in batches
-of 16, for 60,000 iterations. --encoding words reads one word per step instead. --eval-lengths sets the number of
+of 16, for 60,000 iterations. --encoding words reads one word per step instead. --eval-lengths
+sets the number of
 statements. The evaluation table counts wrong answers instead of wrong bits. Tasks 2 and 3 need
 longer training; docs/tasks/babi.md gives the commands of the shipped models and their
 results.

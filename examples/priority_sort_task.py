@@ -41,7 +41,8 @@ TASK_OPTIONS = [
 ]
 
 
-#: Training defaults: the shipped model's (docs/tasks/priority_sort.md). Four heads of each kind that shift
+#: Training defaults: the shipped model's (docs/tasks/priority_sort.md). Four heads of each kind
+#: that shift
 #: by up to two locations place the priorities finely enough; batches of 16 at 5e-4 learn
 #: the placement in about 30,000 batches, and the lower rates after it halve the cost; a
 #: controller of 256 units and the mean of the parameters over the last 30,000 batches (at

@@ -8,7 +8,8 @@ The defaults train the shipped model (``models/sort.npz``): the copy task's dens
 of 100 units and 128 x 20 memory, with four read and four write heads, Graves' RMSProp in
 batches of 16 at 5e-4 for 40,000 batches, then at 2e-4 (``--learning-rate-schedule``) to
 70,000. With the copy task's one read and one write head (``--num-reads 1 --num-writes 1``) it
-learns far less. The results are in docs/tasks/sort.md. A --learning-rate given without --learning-rate-schedule trains at that rate
+learns far less. The results are in docs/tasks/sort.md. A --learning-rate given without
+--learning-rate-schedule trains at that rate
 throughout.
 
 Example::

@@ -12,7 +12,8 @@ batch-1 step's kernel.
 Each call site also times itself, for each power of 2 of the work: one thread, then split,
 then whichever was faster, trying the other again after 16 calls (after twice as many each
 time it loses, up to 4,096). Split calls wait for every thread, so when other processes hold
-the cores they can be several times slower than one thread, and the site falls back to one thread until a try finds the cores free again. GNU
+the cores they can be several times slower than one thread, and the site falls back to one
+thread until a try finds the cores free again. GNU
 OpenMP's threads wait for work spinning for a while; a process that shares its cores may set
 ``GOMP_SPINCOUNT`` (:data:`GOMP_SPINCOUNT` is what the example scripts set) before the first
 kernel runs.

@@ -32,7 +32,8 @@ vectorise, and the NTM's backward step adds four memory-sized gradients at every
 type, with three or more axes of which none broadcasts, becomes
 :class:`~ntm.accel.memory_kernels.SumInOrder`, which adds in the same order in one contiguous loop
 (same bits; its time is in the scan's profile that ``benchmarks/train_step.py --profile``
-prints with ``PYTENSOR_FLAGS=profile=True``). It runs after the elementwise fusion, so an addition fused
+prints with ``PYTENSOR_FLAGS=profile=True``). It runs after the elementwise fusion, so an
+addition fused
 with other elementwise work is left to the fused code.
 
 :data:`scan_zero_gradient_taps` is for every backend. The gradient of a scan carries the
@@ -47,7 +48,8 @@ position ``t + k``, which step ``t'`` writes through output tap ``o`` at ``t' + 
 rewrite replaces it inside the step by a zero tensor of its shape, which the step's own
 rewriting then adds to nothing: for the copy model at batch 16, five additions of a state's
 size per time step (one of them over the whole ``(batch, 128, 20)`` memory) and their reads of
-a cold buffer. The values are the same (``x + 0 == x``; only the sign of a zero gradient can differ). The NTM's
+a cold buffer. The values are the same (``x + 0 == x``; only the sign of a zero gradient can
+differ). The NTM's
 own scan has its own gradient (:mod:`ntm.recurrence`), without such buffers; these three
 serve the scans whose gradient PyTensor builds (the recurrent layers of :mod:`ntm.lasagne`).
 
