@@ -10,7 +10,7 @@ evaluation (bits and bit errors per sequence) at every value; for the copy task 
 focused the heads are where they have nothing to do, on sequences of the longest training
 length (:func:`benchmarks.error_analysis.idle_head_focus`: the read heads during the input,
 the write heads during the output; runs with both at 0.9 or more are those that copy far
-longer sequences than they were trained on, README)::
+longer sequences than they were trained on, docs/tasks/copy.md)::
 
     python benchmarks/convergence.py copy --seeds 0,1,2,3,4 --iterations 15000 \\
         --eval-lengths 20,40,80,120 --out runs/copy

@@ -53,7 +53,7 @@ GAP_BINS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, np.inf)
 PRIORITY_BINS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0)
 #: Focus (largest weight) at or above which a copy model's idle head counts as on one
 #: location: over 68 converged copy runs, every one with both heads there copied length 120
-#: without error (README, Results).
+#: without error (docs/tasks/copy.md).
 FOCUSED = 0.9
 #: Resolutions of the ideal sorters the priority sort model is compared with.
 RESOLUTIONS = (0.0025, 0.005, 0.01, 0.02, 0.04)

@@ -7,11 +7,11 @@ the model must give the answer, a softmax over the vocabulary. A story with seve
 one sequence whose scored steps are the answers. --task-id chooses the kind of question, as bAbI
 tasks 1-3: one, two or three supporting facts. The model is a dense controller of 100 units, a
 128 x 20 memory, one write and one read head with 3 shifts, Adam (learning rate 1e-3) in batches
-of 16, for 60,000 iterations. --encoding words reads one word per step instead (the model then
-learns far less: see the README). --eval-lengths sets the number of statements. The evaluation
-table counts wrong answers instead of wrong bits. Tasks 2 and 3 need longer training (the README
-gives the commands of the shipped models/babi_task2.npz and models/babi_task3.npz: 400,000 and
-350,000 iterations).
+of 16, for 60,000 iterations. --encoding words reads one word per step instead. --eval-lengths
+sets the number of
+statements. The evaluation table counts wrong answers instead of wrong bits. Tasks 2 and 3 need
+longer training; docs/tasks/babi.md gives the commands of the shipped models and their
+results.
 
 --data PATH trains on the stories of a bAbI file (or of the files of a directory) instead of
 generated ones; the stories that hold its last --validation-questions questions are held out

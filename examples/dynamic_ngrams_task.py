@@ -5,11 +5,10 @@ Each sequence of 200 bits comes from its own lookup table of the probability of 
 evaluation table also gives the bits per sequence of the Bayes-optimal predictor, the floor the
 model can approach. The model is a dense controller of 100 units, a 128 x 20 memory, one write
 and one read head with 3 shifts, trained with Adam (learning rate 1e-3) in batches of 16 for
-49,000 batches (784,000 sequences; about 45 minutes of training on 2 cores): 1.2 bits per
-sequence above the optimum. Resumed at a lower rate (``--resume PATH.npz --learning-rate 3e-4
---iterations 75000``, 26 minutes more) it comes within 0.65 bits of it: the shipped model,
-models/dynamic_ngrams.npz (the README's Results). For the first 10,000 batches the cost stays
-near 170 bits, then falls. --eval-lengths sets the sequence length.
+49,000 batches (784,000 sequences), then resumed at a lower rate (``--resume PATH.npz
+--learning-rate 3e-4 --iterations 75000``): the shipped model, models/dynamic_ngrams.npz, whose
+commands and results are in docs/tasks/dynamic_ngrams.md. --eval-lengths sets the sequence
+length.
 
 Example::
 

@@ -10,14 +10,11 @@ units, a 128 x 20 memory, four read and four write heads that shift by up to two
 step (126,856 parameters), Graves' RMSProp in batches of 16 at 5e-4 for 24,000 batches, then
 at lower rates (``--learning-rate-schedule``, shown by ``--help``) to 190,000 batches, ending
 with the mean of the parameters over the last 30,000 (``--average-after``; ``--save
-PATH.npz`` writes it to ``PATH-average.npz``): about 2 hours 40 minutes of training on two
-cores, 8.4 bits per sequence (of 128 target bits) on 320 sequences, 9.2 on 1,280. After
-30,000 batches (``--iterations 30000``, about 28 minutes) its validation cost is about 21
-bits. One write head writes each vector at a location set by its priority, and a read head
-walks those locations in order, stepping over empty ones. With one read and one write head
-(the paper's NTM had eight of each) the task is not learned in 20,000 sequences; with
-one-location shifts close priorities are written over each other more often. A
---learning-rate given without --learning-rate-schedule trains at that rate throughout.
+PATH.npz`` writes it to ``PATH-average.npz``). One write head writes each vector at a location
+set by its priority, and a read head walks those locations in order, stepping over empty ones;
+with one-location shifts close priorities are written over each other more often. The results,
+and the other settings tried, are in docs/tasks/priority_sort.md. A --learning-rate given
+without --learning-rate-schedule trains at that rate throughout.
 
 Example::
 
@@ -44,7 +41,8 @@ TASK_OPTIONS = [
 ]
 
 
-#: Training defaults: the shipped model's (README, Results). Four heads of each kind that shift
+#: Training defaults: the shipped model's (docs/tasks/priority_sort.md). Four heads of each kind
+#: that shift
 #: by up to two locations place the priorities finely enough; batches of 16 at 5e-4 learn
 #: the placement in about 30,000 batches, and the lower rates after it halve the cost; a
 #: controller of 256 units and the mean of the parameters over the last 30,000 batches (at

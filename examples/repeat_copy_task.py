@@ -12,10 +12,9 @@ Example::
     python examples/repeat_copy_task.py --iterations 40000 --save repeat_copy.npz \\
         --eval-lengths 5,10,15,20 --plot repeat_copy.png --plot-params length=5,repeats=12
 
-The shipped model (``models/repeat_copy.npz``) reads the count as steps and copies 20 repeats
-of 20 vectors without error; it was trained with ``--unary --batch-size 4
---no-learn-memory-init --learning-rate 3e-4 --iterations 12500 --seed 1`` (README, *Repeat
-copy*).
+The shipped model (``models/repeat_copy.npz``) reads the count as steps; it was trained with
+``--unary --batch-size 4 --no-learn-memory-init --learning-rate 3e-4 --iterations 12500 --seed
+1`` (docs/tasks/repeat_copy.md has its results).
 
 Task options and defaults: --size 8, --min-length 1, --max-length 10, --min-repeats 1,
 --max-repeats 10, --no-unary, --end-marker.

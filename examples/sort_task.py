@@ -7,10 +7,9 @@ length.
 The defaults train the shipped model (``models/sort.npz``): the copy task's dense controller
 of 100 units and 128 x 20 memory, with four read and four write heads, Graves' RMSProp in
 batches of 16 at 5e-4 for 40,000 batches, then at 2e-4 (``--learning-rate-schedule``) to
-70,000: about 32 minutes of training on two cores, 0.76 bit errors per sequence of length 10,
-two thirds of the sequences perfect (README). With the copy task's one read and one write head
-it learns far less (``--num-reads 1 --num-writes 1``: about 6 bit errors per sequence after
-80,000 batches). A --learning-rate given without --learning-rate-schedule trains at that rate
+70,000. With the copy task's one read and one write head (``--num-reads 1 --num-writes 1``) it
+learns far less. The results are in docs/tasks/sort.md. A --learning-rate given without
+--learning-rate-schedule trains at that rate
 throughout.
 
 Example::
@@ -30,9 +29,9 @@ from utils.generators import SortTask  # noqa: E402
 
 __all__ = ["SORT_TRAINING_DEFAULTS", "make_parser", "main"]
 
-#: Training defaults: the shipped model's (README, Results). Four heads of each kind learn the
-#: task far further than the copy task's one of each, in batches of 16 at 5e-4; a lower rate
-#: after 40,000 batches takes the bit errors at length 10 from 1.6 to 0.76 per sequence.
+#: Training defaults: the shipped model's (docs/tasks/sort.md). Four heads of each kind learn
+#: the task far further than the copy task's one of each, in batches of 16 at 5e-4; a lower
+#: rate after 40,000 batches takes the bit errors down further.
 SORT_TRAINING_DEFAULTS = dict(
     num_reads=4, num_writes=4, batch_size=16, learning_rate=5e-4,
     learning_rate_schedule=[[40000, 2e-4]], iterations=70000, validate_every=500,

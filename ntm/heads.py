@@ -67,7 +67,21 @@ def content_addressing(key, beta, memory, implementation=None):
 
 
 def interpolate(content_weights, previous_weights, gate):
-    r""":math:`w^g = g w^c + (1 - g) w_{t-1}`, with ``gate`` of shape ``(batch, heads)``."""
+    r"""Interpolation with the previous weighting (paper eq. 7):
+    :math:`w^g = g w^c + (1 - g) w_{t-1}`.
+
+    Parameters
+    ----------
+    content_weights, previous_weights : tensor, ``(batch, heads, N)``
+        :math:`w^c` and :math:`w_{t-1}`.
+    gate : tensor, ``(batch, heads)``
+        :math:`g \in [0, 1]`.
+
+    Returns
+    -------
+    tensor, ``(batch, heads, N)``
+        :math:`w^g`.
+    """
     gate = gate[:, :, None]
     return gate * content_weights + (1.0 - gate) * previous_weights
 
@@ -143,11 +157,23 @@ def shift(weights, shift_weights, num_locations, mode="circular", num_shifts=Non
 
 
 def sharpen(weights, gamma):
-    r""":math:`w[i] = \tilde w[i]^\gamma / \sum_j \tilde w[j]^\gamma`, with ``gamma`` of shape
-    ``(batch, heads)``.
+    r"""Sharpening (paper eq. 9):
+    :math:`w[i] = \tilde w[i]^\gamma / \sum_j \tilde w[j]^\gamma`.
 
     The weighting is first divided by its maximum (sharpening does not depend on scale), so
     that large :math:`\gamma` cannot underflow every location to 0.
+
+    Parameters
+    ----------
+    weights : tensor, ``(batch, heads, N)``
+        The shifted weighting :math:`\tilde w`.
+    gamma : tensor, ``(batch, heads)``
+        :math:`\gamma \geq 1`.
+
+    Returns
+    -------
+    tensor, ``(batch, heads, N)``
+        :math:`w`, each row summing to 1.
     """
     weights = weights + SHARPEN_EPSILON
     weights = weights / pt.max(weights, axis=-1, keepdims=True)

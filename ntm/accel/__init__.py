@@ -81,9 +81,22 @@ def unsupported_reason(mode=None):
 
 
 def mode(base=None):
-    """The accelerated version of ``base`` (a PyTensor mode or its name; default
-    ``config.mode``): the rewrites of :mod:`ntm.accel.rewrites` for its backend, and its
-    intermediate storage kept between calls (:func:`~ntm.accel.modes.keep_storage`)."""
+    """The accelerated version of ``base``: the rewrites of :mod:`ntm.accel.rewrites` for its
+    backend, and its intermediate storage kept between calls
+    (:func:`~ntm.accel.modes.keep_storage`).
+
+    Parameters
+    ----------
+    base : str or pytensor.compile.mode.Mode, optional
+        A PyTensor mode or its name (default ``config.mode``).
+
+    Returns
+    -------
+    pytensor.compile.mode.Mode
+        The accelerated mode; ``base`` itself for a mode that compiles nothing
+        (``FAST_COMPILE``). Graphs compiled with it use the fused ops only when they were
+        built inside :func:`accelerated`.
+    """
     if base is not None and not isinstance(base, (str, Mode)):
         raise TypeError(f"mode: base must be a PyTensor mode or its name, got "
                         f"{type(base).__name__}")

@@ -12,8 +12,8 @@ batch-1 step's kernel.
 Each call site also times itself, for each power of 2 of the work: one thread, then split,
 then whichever was faster, trying the other again after 16 calls (after twice as many each
 time it loses, up to 4,096). Split calls wait for every thread, so when other processes hold
-the cores they get slower than one thread (seven times, with a training on the other core of
-2), and the site falls back to one thread until a try finds the cores free again. GNU
+the cores they can be several times slower than one thread, and the site falls back to one
+thread until a try finds the cores free again. GNU
 OpenMP's threads wait for work spinning for a while; a process that shares its cores may set
 ``GOMP_SPINCOUNT`` (:data:`GOMP_SPINCOUNT` is what the example scripts set) before the first
 kernel runs.
@@ -39,9 +39,9 @@ OPENMP_ENABLED = True
 MIN_PARALLEL_WORK = 8192
 
 #: How long (in spins) GNU OpenMP's idle threads should wait for work before they sleep, for
-#: a process that sets ``GOMP_SPINCOUNT`` (the example scripts do): OpenMP's default, 300,000, kept a thread spinning long enough between
-#: kernels to take a core from the main thread when another process held the other one (a
-#: batch-16 step took 58 ms instead of 30 on one thread); 100,000 is as fast on free cores.
+#: a process that sets ``GOMP_SPINCOUNT`` (the example scripts do): OpenMP's default, 300,000,
+#: keeps a thread spinning long enough between kernels to take a core from the main thread
+#: when another process holds the other cores; 100,000 is as fast on free cores.
 GOMP_SPINCOUNT = "100000"
 
 _FLAGS = ["-fopenmp"]

@@ -826,9 +826,9 @@ class SumInOrder(_MemoryOp):
     nested loops, which the compiler does not vectorise; this op loops once over contiguous
     values (vectorised), its batch split between threads like the other kernels: for the four
     memory-sized gradients that an NTM's backward step adds (the read's, both similarities',
-    the next step's), 21-22 -> 9.5-10 us a step at batch 16 on one thread, 20 -> 6-7 on two
-    (``PYTENSOR_FLAGS=profile=True python benchmarks/train_step.py --profile CVM
-    --batch-sizes 16 --lengths 20``). :data:`ntm.accel.rewrites.sum_in_order` puts it in
+    the next step's; ``PYTENSOR_FLAGS=profile=True python benchmarks/train_step.py --profile
+    CVM --batch-sizes 16 --lengths 20`` shows its time in the scan's profile).
+    :data:`ntm.accel.rewrites.sum_in_order` puts it in
     place of such an ``Add`` in the C backends.
 
     ``SumInOrder(inplace=k)``, ``k`` 0 or 1, writes the sum over input ``k`` (PyTensor's

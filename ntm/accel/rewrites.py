@@ -31,9 +31,9 @@ vectorise, and the NTM's backward step adds four memory-sized gradients at every
 (the read's, both similarities', the next step's). An ``Add`` of two or more arrays of one
 type, with three or more axes of which none broadcasts, becomes
 :class:`~ntm.accel.memory_kernels.SumInOrder`, which adds in the same order in one contiguous loop
-(same bits; 21-22 -> 9.5-10 us a step at batch 16 on one thread, 20 -> 6-7 on two, in the
-scan's profile that ``benchmarks/train_step.py --profile`` prints with
-``PYTENSOR_FLAGS=profile=True``). It runs after the elementwise fusion, so an addition fused
+(same bits; its time is in the scan's profile that ``benchmarks/train_step.py --profile``
+prints with ``PYTENSOR_FLAGS=profile=True``). It runs after the elementwise fusion, so an
+addition fused
 with other elementwise work is left to the fused code.
 
 :data:`scan_zero_gradient_taps` is for every backend. The gradient of a scan carries the
@@ -48,9 +48,8 @@ position ``t + k``, which step ``t'`` writes through output tap ``o`` at ``t' + 
 rewrite replaces it inside the step by a zero tensor of its shape, which the step's own
 rewriting then adds to nothing: for the copy model at batch 16, five additions of a state's
 size per time step (one of them over the whole ``(batch, 128, 20)`` memory) and their reads of
-a cold buffer, 15% of a training step on one thread (30.2 -> 25.6 ms, ``OMP_NUM_THREADS=1
-python benchmarks/train_step.py --modes CVM --batch-sizes 16`` with and without it). The
-values are the same (``x + 0 == x``; only the sign of a zero gradient can differ). The NTM's
+a cold buffer. The values are the same (``x + 0 == x``; only the sign of a zero gradient can
+differ). The NTM's
 own scan has its own gradient (:mod:`ntm.recurrence`), without such buffers; these three
 serve the scans whose gradient PyTensor builds (the recurrent layers of :mod:`ntm.lasagne`).
 
@@ -60,7 +59,7 @@ is read for its shape only, the state is an ordinary recurrence: step ``t`` read
 zeros, comes from the buffer. That is a sit-sot state (tap -1) with the same buffer, and the
 rewrite rebuilds the scan so, the step's computation untouched. As a mit-mot the state kept a
 buffer of every step, zeroed before each call (for the copy model's memory at batch 16 and
-length 20, 43 x 16 x 128 x 20 floats, 7 MB, 0.9 ms of a 22 ms profiled step); as a sit-sot,
+length 20, 43 x 16 x 128 x 20 floats, 7 MB); as a sit-sot,
 PyTensor's memory rewrites keep the steps that are read, here two.
 
 :data:`scan_reversed_tail_as_slice` lets those rewrites see what is read. The gradient with

@@ -150,6 +150,7 @@ def create_param(spec, shape, name=None):
         - callable (e.g. an :class:`~ntm.lasagne.init.Initializer`): called with ``shape``; the
           array it returns is wrapped in a shared variable, an expression it returns is used
           as is.
+
         A new shared variable has a static size of 1 on the axes where ``shape`` has 1, so that
         it broadcasts like Lasagne's parameters.
     shape : tuple of int

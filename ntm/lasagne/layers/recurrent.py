@@ -335,8 +335,9 @@ class RecurrentLayer(CustomRecurrentLayer):
         :math:`b`, shape ``(num_units,)``; ``None`` for no bias.
     nonlinearity : callable or None
         :math:`\varphi`; ``None`` means linear.
-    hid_init, backwards, learn_init, gradient_steps, grad_clipping, unroll_scan, \
-precompute_input, mask_input, only_return_final
+    hid_init, backwards, learn_init, gradient_steps, grad_clipping
+        As for :class:`CustomRecurrentLayer`.
+    unroll_scan, precompute_input, mask_input, only_return_final
         As for :class:`CustomRecurrentLayer`.
     **kwargs
         ``name``.
