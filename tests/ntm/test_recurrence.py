@@ -52,7 +52,7 @@ def test_values_and_gradients_equal_pytensors_scan():
         cost = cost_of(outputs)
         wrt = [W, V, x, m0, h0]
         function = pytensor.function([x, m0, h0], list(outputs) + pytensor.grad(cost, wrt),
-                                     mode="FAST_RUN")
+                                     mode="FAST_COMPILE")
         results.append(function(*values))
     assert len(results[1]) == 3 + 5
     for expected, got in zip(*results):
@@ -65,7 +65,7 @@ def test_gradients_match_finite_differences():
         return cost_of(recurrence(toy_step, [x], [m0, h0], num_extra=1))
 
     verify_grad(cost, [RNG.normal(size=(4, 3)), RNG.normal(size=3), RNG.normal(size=3)],
-                rng=np.random.RandomState(1), mode="FAST_RUN")
+                rng=np.random.RandomState(1), mode="FAST_COMPILE")
 
 
 def test_one_backward_scan_of_the_forward_steps_size():
@@ -83,7 +83,7 @@ def test_one_backward_scan_of_the_forward_steps_size():
 def test_a_function_without_gradient_compiles_to_the_forward_scan_only():
     x, m0, h0 = toy_inputs()
     outputs = recurrence(toy_step, [x], [m0, h0], num_extra=1)
-    function = pytensor.function([x, m0, h0], outputs[1], mode="FAST_RUN")
+    function = pytensor.function([x, m0, h0], outputs[1], mode="FAST_COMPILE")
     assert sum(isinstance(n.op, Scan) for n in function.maker.fgraph.apply_nodes) == 1
 
 
