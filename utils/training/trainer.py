@@ -2,9 +2,13 @@
 
 The training step is one PyTensor function that computes the loss, its gradients, their
 clippings and the optimizer's update of the parameters and of its own state, all guarded
-against non-finite values. Its learning rate is a shared variable of the step, so that one
-compiled step serves every rate of a schedule: a step at a rate computes what a step compiled
-with that rate as a constant computes.
+against non-finite values. Its learning rate is a shared variable of the step, of the model's
+float type, so that one compiled step serves every rate of a schedule: a step at a rate
+computes, bit for bit, what a step compiled with that rate as a constant of that type computes
+where the backend computes with the constant's type (PyTensor's Python backend, and every
+backend in float64). PyTensor's C code writes a float32 constant as a decimal literal, which C
+reads as a double, and Numba's code treats constants its own way: there a float32 step at a
+rate and one compiled with the rate as a constant differ in the last bits.
 """
 import json
 import os
