@@ -54,7 +54,7 @@ __all__ = ["TorchNTM", "masked_loss", "make_train_step", "time_training", "check
 INSTALL_HINT = ("PyTorch is not installed (the project does not need it); to run this "
                 "benchmark: pip install torch --index-url https://download.pytorch.org/whl/cpu")
 #: As ntm.similarities.cosine_similarity, ntm.heads.SHARPEN_EPSILON and
-#: utils.training._PROBABILITY_CLIP.
+#: utils.training.PROBABILITY_CLIP.
 COSINE_EPSILON, SHARPEN_EPSILON, PROBABILITY_CLIP = 1e-6, 1e-6, 1e-6
 TOLERANCE = 1e-8
 WARMUP_STEPS = 3

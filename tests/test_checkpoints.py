@@ -1,5 +1,5 @@
 """Checkpoints that survive anything: atomic commits, kills, signals, full disks, concurrent
-runs, non-finite steps and bad files (utils/checkpoints.py, utils/interrupts.py and the
+runs, non-finite steps and bad files (utils/training/checkpoints.py, utils/interrupts.py and the
 training loop's use of them).
 
 Training processes are forked from the test process, which has compiled the tiny model
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from examples import copy_task
-from utils import checkpoints, files, interrupts, resources, training
+from utils import files, interrupts, resources, training
+from utils.training import checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(REPO, "models")

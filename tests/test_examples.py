@@ -1,4 +1,4 @@
-"""Tests of the example scripts and of the training loop they share (utils/training.py).
+"""Tests of the example scripts and of the training package they share (utils/training/).
 
 Scripts run in-process through ``main(argv)`` on tiny models, and the module keeps the compiled
 models between runs (``training.reuse_compiled_models``), since compiling the NTM's training
@@ -28,7 +28,11 @@ from examples import (
     sort_task,
     upside_down_copy_task,
 )
-from utils import checkpoints, training
+from ntm.lasagne import layers
+from utils import training
+from utils.training import checkpoints
+
+from tests.nan_steps import poison_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -361,9 +365,20 @@ def test_torn_checkpoint_is_detected(copy_run, tmp_path):
 # Non-finite steps
 # --------------------------------------------------------------------------------------------
 
-def test_nan_stops_training_and_keeps_the_last_good_checkpoint(copy_run, tmp_path, capsys):
+@pytest.fixture
+def nan_at():
+    """``nan_at(step)``: the ``step``-th training step of the test gets NaN inputs."""
+    undo = []
+    yield lambda step: undo.append(poison_step(step))
+    for restore in undo:
+        restore()
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(copy_run, tmp_path, capsys,
+                                                               nan_at):
     path = str(tmp_path / "nan.npz")
-    result = copy_task.main(copy_args("--save", path, "--debug-nan-at", "4", iterations=6))
+    nan_at(4)
+    result = copy_task.main(copy_args("--save", path, iterations=6))
     err = capsys.readouterr().err
     assert result.exit_code != 0 and result.iteration == 3
     assert "stopped at iteration 4" in err and "after iteration 3" in err and path in err
@@ -384,8 +399,9 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(copy_run, tmp_pat
 def test_command_line_exits_non_zero_on_nan(tmp_path):
     # The one run in a subprocess: the script as a command, its exit status and message.
     path = str(tmp_path / "nan.npz")
-    command = [sys.executable, os.path.join("examples", "copy_task.py")] + copy_args(
-        "--save", path, "--debug-nan-at", "2", "--optimizer", "adam", iterations=3)
+    command = [sys.executable, "-m", "tests.nan_steps", "2",
+               os.path.join("examples", "copy_task.py")] + copy_args(
+        "--save", path, "--optimizer", "adam", iterations=3)
     process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert process.returncode == 1, process.stderr
     assert "stopped at iteration 2" in process.stderr
@@ -402,7 +418,7 @@ def test_memory_init_is_trained_unless_asked_not_to():
     def trainable(*argv):
         config, _ = training.parse_config(copy_task.make_parser(), list(argv) + MODEL)
         model = training.build_model(config, SimpleNamespace(input_size=4, output_size=3))
-        params = training.layers.get_all_params(model.l_output, trainable=True)
+        params = layers.get_all_params(model.l_output, trainable=True)
         return model, [param.name for param in params]
 
     fixed, fixed_names = trainable("--no-learn-memory-init")
@@ -629,11 +645,11 @@ def test_checkpoints_record_every_run_that_trained_them(copy_run, tmp_path):
 def test_a_checkpoint_without_runs_counts_its_last_command_as_one():
     # Checkpoints written before runs were recorded hold only their last command line.
     legacy = {"iteration": 6000, "command_line": "copy_task.py --iterations 6000"}
-    assert training._runs_of(legacy) == [{"command_line": "copy_task.py --iterations 6000",
-                                          "last_iteration": 6000}]
-    assert training._runs_of({"iteration": 3}) == []
+    assert training.migrations.runs_of(legacy) == [
+        {"command_line": "copy_task.py --iterations 6000", "last_iteration": 6000}]
+    assert training.migrations.runs_of({"iteration": 3}) == []
     recorded = {"iteration": 3, "command_line": "b", "runs": [{"command_line": "a"}]}
-    runs = training._runs_of(recorded)
+    runs = training.migrations.runs_of(recorded)
     assert runs == [{"command_line": "a"}] and runs[0] is not recorded["runs"][0]
 
 
@@ -844,8 +860,10 @@ def test_focus_penalty_options(tmp_path, capsys):
     off = copy_task.main(copy_args("--focus-penalty", "0"))
     assert off.config.focus_penalty is None and off.trainer.cache_key == result.trainer.cache_key
     on = str(tmp_path / "on.npz")
+    # A seed of its own: a kept model of another test's run with the penalty (whatever its
+    # learning rate) would have its plain step compiled already.
     result = copy_task.main(copy_args("--focus-penalty", "0.5", "--focus-penalty-after", "0",
-                                      "--save", on, iterations=2))
+                                      "--save", on, "--seed", "8", iterations=2))
     assert result.exit_code == 0 and result.trainer.focus_penalty == 0.5
     assert result.trainer.is_compiled(True) and not result.trainer.is_compiled(False)
     # A resumed run keeps it, as the other training options.
@@ -879,7 +897,7 @@ def test_focus_penalty_after_trains_plainly_then_as_a_resume_with_the_penalty_wo
     assert info["config"]["focus_penalty_after"] == 2
     # The history marks the rows trained with it (the learning curve draws where it began).
     assert [row["iteration"] for row in info["history"] if "focus_penalty" in row] == [3, 4]
-    assert training._training_events(info["history"]) == [(2, "focus penalty 0.5 on")]
+    assert training.reports.training_events(info["history"]) == [(2, "focus penalty 0.5 on")]
     assert sorted(expected) == sorted(actual)  # one optimizer state for both steps
     for key in expected:
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
@@ -913,7 +931,7 @@ def test_learning_rate_schedule_trains_as_resumes_at_each_rate_would(tmp_path):
     assert info["config"]["learning_rate_schedule"] == [[1, 1e-3], [3, 2e-4]]
     # The rows say each iteration's rate, and the learning curve marks the changes.
     assert [row["learning_rate"] for row in info["history"]] == [5e-4, 1e-3, 1e-3, 2e-4]
-    assert training._training_events(info["history"]) == [
+    assert training.reports.training_events(info["history"]) == [
         (1, "learning rate 0.001"), (2, "focus penalty 0.5 on"), (3, "learning rate 0.0002")]
     # ... and the schedule did change the steps.
     constant = str(tmp_path / "constant.npz")
@@ -943,7 +961,9 @@ def test_learning_rate_schedule_options(tmp_path, capsys):
     resumed = copy_task.main(resume + ["--iterations", "6"])
     out = capsys.readouterr().out
     assert "learning rate 0.001, then 0.0001 after 5" in out
-    assert "iteration 6: the learning rate is 0.0001; compiling its training step" in out
+    # One compiled step serves every rate: the change compiles nothing.
+    assert "iteration 6: the learning rate is 0.0001\n" in out
+    assert "compiling its training step" not in out
     assert resumed.trainer.learning_rate == 1e-4
     # ... unless a rate is given: it replaces the whole schedule, and says so.
     resumed = copy_task.main(resume + ["--iterations", "7", "--learning-rate", "3e-4"])
@@ -964,7 +984,7 @@ def test_the_scripts_defaults_are_the_shipped_models_recipe(name, task_options):
     config, _ = training.parse_config(parser, [])
     with open(os.path.join(REPO, "models", name + ".json"), encoding="utf-8") as stream:
         shipped = json.load(stream)
-    saved = training._saved_config(shipped)  # with the values of options it predates
+    saved = training.migrations.saved_config(shipped)  # with the values of options it predates
     for option in task_options + (
             "model", "controller", "num_units", "num_reads", "num_writes", "memory_shape",
             "num_shifts", "learn_memory_init", "batch_size", "seed", "optimizer", "max_norm",
@@ -1013,9 +1033,9 @@ def test_the_learning_curve_draws_the_validations_and_their_mean():
                {"iteration": 3, "train_bits_per_seq": 7.0},
                {"iteration": 4, "train_bits_per_seq": 6.0, "val_bits_per_seq": 5.5,
                 "avg_val_bits_per_seq": 5.0}]
-    assert training._validation_curves(history) == {
+    assert training.reports.validation_curves(history) == {
         "validation": ([2, 4], [7.5, 5.5]), "validation, mean of the parameters": ([4], [5.0])}
-    assert training._validation_curves(history[:1]) == {}
+    assert training.reports.validation_curves(history[:1]) == {}
 
 
 def test_keep_best_given_replaces_the_scripts_default_averaging(tmp_path, capsys):
@@ -1084,9 +1104,9 @@ def test_average_after_ends_with_the_mean_of_the_parameters_after_each_iteration
     from utils.generators import CopyTask
 
     with pytensor.config.change_flags(floatX=result.config.floatX):  # as the run had it
-        batches = training._validation_set(copy_task.make_parser(),
-                                           copy_task.make_copy_like_task(CopyTask), result.config)
-    scores = training._evaluate(predict, batches, "bits")
+        batches = training.evaluation.validation_set(
+            training.tasks.Script(copy_task.make_copy_like_task(CopyTask)), result.config)
+    scores = training.evaluation.evaluate(predict, batches, "bits")
     assert validation == (scores["bits_per_seq"], scores["errors_per_seq"])
     # The validations once it started give the mean's cost too (the last one: the same).
     rows = {row["iteration"]: row for row in info["history"]
@@ -1133,23 +1153,95 @@ def test_average_after_options(capsys):
     assert result.exit_code == 0 and result.averaged is None
 
 
-def test_a_trainer_compiles_a_step_per_learning_rate_on_one_state():
+def test_a_trainer_takes_every_learning_rate_with_one_compiled_step():
     trainer = _spike_trainer(None)
     x, y, mask = _spike_batches()[0]
     trainer.train_step(x, y, mask)
     state = [v.name for v in trainer.optimizer_state]
     assert trainer.is_compiled()
+    step = trainer._train_fns[False]
     trainer.learning_rate = 1e-3
-    assert not trainer.is_compiled()
+    assert trainer.is_compiled()
     trainer.train_step(x, y, mask)
-    assert trainer.is_compiled() and [v.name for v in trainer.optimizer_state] == state
-    # The step of the rate left behind is dropped (a schedule does not go back).
-    assert list(trainer._train_fns) == [(False, 1e-3)]
+    assert [v.name for v in trainer.optimizer_state] == state
+    assert trainer._train_fns == {False: step}  # the same function, nothing compiled
     steps = [v for v in trainer.optimizer_state if v.name.endswith("adam_t")]
     assert [int(v.get_value()) for v in steps] == [2]  # both steps moved one state
     for bad in (0, -1e-3, float("nan"), float("inf"), "1e-3", None):
         with pytest.raises(ValueError, match="learning_rate"):
             trainer.learning_rate = bad
+
+
+def _steps_at_constant_rates(trainer, rates, batches):
+    """Train ``trainer`` with one step compiled per rate, the rate a constant of its graph as
+    a float learning rate enters an update rule's graph (how every step was compiled before
+    the rate became a variable of the step)."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import clone_replace
+
+    updates, outputs = trainer._step_graph(False)
+    inputs = [trainer.model.l_input.input_var, trainer.target_var, trainer.mask_var]
+    steps = {}
+    with trainer._accelerated() as mode:
+        for rate in sorted(set(rates)):
+            values = clone_replace(list(updates.values()) + list(outputs),
+                                   {trainer._learning_rate_var: pt.as_tensor_variable(rate)})
+            steps[rate] = pytensor.function(inputs, values[len(updates):], mode=mode,
+                                            updates=list(zip(updates, values[:len(updates)])))
+            used = [put.variable for put in steps[rate].maker.inputs]
+            assert trainer._learning_rate_var not in used and steps[rate].maker.inputs
+    for rate, (x, y, mask) in zip(rates, batches):
+        steps[rate](x, y, mask)
+
+
+@pytest.mark.parametrize("optimizer, mode, floatX", [
+    ("adam", "FAST_COMPILE", "float32"),
+    pytest.param("graves_rmsprop", "FAST_COMPILE", "float32", marks=pytest.mark.slow),
+    pytest.param("rmsprop", "CVM", "float64", marks=pytest.mark.slow),
+])
+def test_a_schedule_trains_as_steps_compiled_with_each_rate_as_a_constant(optimizer, mode,
+                                                                          floatX):
+    """One compiled step serves every rate of a schedule, with the parameters and optimizer
+    state, bit for bit, of steps compiled each with its rate as a constant of its type.
+
+    (Not CVM in float32: PyTensor's C code writes a float32 constant as a decimal literal,
+    which C reads as a double, so a step compiled with a constant rate multiplies by that
+    double rather than by the float32 rate.)"""
+    import pytensor
+
+    with pytensor.config.change_flags(floatX=floatX):
+        _check_schedule_against_constant_rates(optimizer, mode)
+
+
+def _check_schedule_against_constant_rates(optimizer, mode):
+    from ntm.lasagne import random as lasagne_random
+
+    previous = lasagne_random.get_rng()
+    lasagne_random.set_rng(np.random.RandomState(5))
+    try:
+        model = training.build_ntm(4, 3, num_units=8, memory_shape=(8, 4))
+    finally:
+        lasagne_random.set_rng(previous)
+    trainer = training.Trainer(model, optimizer, max_norm=1.0, mode=mode, spike_factor=2.0)
+    initial = trainer.parameter_values()
+    from utils.generators import CopyTask
+
+    task = CopyTask(size=3, max_length=3, batch_size=2, seed=11, dtype=trainer.floatX)
+    rates, batches = [1e-2, 1e-2, 3e-3, 7e-4], [task.sample_with_mask(length=3)
+                                                for _ in range(4)]
+    for rate, (x, y, mask) in zip(rates, batches):
+        trainer.learning_rate = rate
+        assert trainer.train_step(x, y, mask).finite
+    assert list(trainer._train_fns) == [False]  # one step for the four
+    scheduled = {**trainer.parameter_values(), **trainer.optimizer_values()}
+    trainer.reset(initial)
+    _steps_at_constant_rates(trainer, rates, batches)
+    constant = {**trainer.parameter_values(), **trainer.optimizer_values()}
+    assert sorted(constant) == sorted(scheduled)
+    for name, value in constant.items():
+        np.testing.assert_array_equal(scheduled[name], value, err_msg=name)
+    assert any(not np.array_equal(scheduled[name], initial[name]) for name in initial)
 
 
 def test_a_trainer_with_the_focus_penalty_steps_without_it_on_the_same_state():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from examples import copy_task
+from ntm.lasagne import layers
 from utils import training
 from utils.generators import CopyTask
 
@@ -42,7 +43,7 @@ def test_load_model_builds_the_checkpoint_with_another_number_of_locations():
     assert model.memory_shape == (48, 20) and resized_info["config"]["memory_shape"] == [48, 20]
     assert info["config"]["memory_shape"] == [128, 20]  # the checkpoint's document is kept
     values = {param.name: param.get_value() for param in
-              training.layers.get_all_params(model.l_output)}
+              layers.get_all_params(model.l_output)}
     assert set(values) == set(params)
     # The constants that span the memory, at the new size: M_0 = 1e-6, w_0 = (1, 0, ..., 0).
     np.testing.assert_array_equal(values["memory.memory_init"],

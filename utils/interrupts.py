@@ -6,7 +6,7 @@ step and the bookkeeping after it, a checkpoint's write) the first signal is onl
 raised as :class:`Interrupted` when the section ends: the run then stops between iterations,
 its parameters, optimizer state and counters in agreement, and can save them. A second signal
 is raised at once wherever the run is, also inside a section: it abandons a save in progress,
-whose previous checkpoint stays whole (:mod:`utils.checkpoints`).
+whose previous checkpoint stays whole (:mod:`utils.training.checkpoints`).
 """
 import os
 import signal

@@ -1,5 +1,5 @@
-"""Checkpoint files: one file committed as a whole, the formats of earlier versions read back,
-and the lock of the run that writes them.
+"""Checkpoints: one file committed as a whole, the formats of earlier versions read back, what
+a run's checkpoint holds, and the lock of the run that writes them.
 
 A checkpoint is one NumPy ``.npz`` file, ``PATH.npz``: its arrays and, in the entry
 :data:`DOCUMENT`, its JSON document (options, iteration, random state, history). It is written
@@ -9,10 +9,14 @@ previous one until the rename commits the next. ``PATH.json`` beside it is a rea
 the document, written after the commit and never read back: a process killed between the two
 leaves it one checkpoint behind, and the next run that writes ``PATH`` rewrites it.
 
-Checkpoints of version 1 were two files, ``PATH.npz`` and ``PATH.json``, each replaced
-atomically but not together; :func:`read_checkpoint` reads them through the migrations in
-:data:`MIGRATIONS`, and refuses a pair torn by an interrupted write (its two files name
-different iterations).
+The document carries a format version; :func:`read_checkpoint` reads a checkpoint of any
+earlier version through :mod:`utils.training.migrations` (version 1 was two files, ``PATH.npz``
+and ``PATH.json``, read here and checked there).
+
+A run's checkpoint holds the parameters (``params/<name>``), the optimizer state
+(``optimizer/<name>``), the iteration, and with ``--keep-best`` and ``--average-after`` the
+best parameters (``best/<name>``) and the running sums of the average (``average/<name>``)
+(:func:`save_checkpoint`, :func:`load_checkpoint`).
 
 A run that writes ``PATH`` holds its :class:`CheckpointLock` (``PATH.lock``) from before it
 compiles to its end: a second run on the same path fails at once, naming the first. The lock is
@@ -28,50 +32,28 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections import OrderedDict
 
 import numpy as np
 
-from .files import atomic_write, temporary_files_of
+from ..files import atomic_write, temporary_files_of
+from .errors import CheckpointError, CheckpointLocked, CheckpointWriteError
+from .migrations import VERSION, migrate_document
 
 try:
     import fcntl
 except ImportError:  # not on Windows: the lock then relies on the process ids it records
     fcntl = None
 
-__all__ = ["FORMAT", "VERSION", "DOCUMENT", "MIGRATIONS", "CheckpointError",
-           "CheckpointWriteError", "CheckpointLocked", "CheckpointLock", "checkpoint_paths",
-           "lock_path", "write_checkpoint", "read_checkpoint", "copy_checkpoint",
-           "recover", "check_writable"]
+__all__ = ["FORMAT", "DOCUMENT", "CheckpointLock", "checkpoint_paths", "lock_path",
+           "best_checkpoint_path", "average_checkpoint_path", "write_checkpoint",
+           "read_checkpoint", "copy_checkpoint", "save_checkpoint", "load_checkpoint",
+           "load_best_parameters", "load_average_sums", "recover", "check_writable"]
 
 #: The ``format`` of every checkpoint document.
 FORMAT = "ntm-checkpoint"
-#: The version :func:`write_checkpoint` writes: 2, the document inside the ``.npz``.
-VERSION = 2
 #: The ``.npz`` entry that holds the document (UTF-8 JSON as bytes).
 DOCUMENT = "checkpoint.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or written; the message names the file."""
-
-
-class CheckpointWriteError(CheckpointError):
-    """A checkpoint that could not be written (a full disk, a missing permission); the
-    previous one at the path is intact unless the message says the new one was committed."""
-
-
-class CheckpointLocked(RuntimeError):
-    """Another process holds the lock of a checkpoint.
-
-    Attributes
-    ----------
-    holder : dict
-        What the holder recorded: ``pid``, ``host``, ``started_at``, ``command``.
-    """
-
-    def __init__(self, message, holder):
-        super().__init__(message)
-        self.holder = holder
 
 
 def checkpoint_paths(path):
@@ -214,21 +196,6 @@ def _parse_document(text, where):
     return document
 
 
-def _from_version_1(arrays, document, paths):
-    """Version 1 to 2: the document came from ``PATH.json``; the iteration in both files tells
-    a pair torn by a write interrupted between them."""
-    npz_path, json_path = paths
-    if "iteration" not in arrays or int(arrays["iteration"]) != document["iteration"]:
-        raise CheckpointError(f"{npz_path} and {json_path} are from different iterations; the "
-                              f"checkpoint was torn by an interrupted write")
-    return arrays, dict(document, version=2)
-
-
-#: ``{version: migrate}``: ``migrate(arrays, document, (npz_path, json_path))`` returns the
-#: arrays and document of the next version.
-MIGRATIONS = {1: _from_version_1}
-
-
 def read_checkpoint(path):
     """Read a checkpoint of any version, migrated to the current one.
 
@@ -242,7 +209,8 @@ def read_checkpoint(path):
     arrays : dict
         ``{name: array}`` (without the document's entry).
     document : dict
-        The JSON document, ``version`` :data:`VERSION`.
+        The JSON document, of the current version
+        (:data:`utils.training.migrations.VERSION`).
 
     Raises
     ------
@@ -272,10 +240,112 @@ def read_checkpoint(path):
         if document["version"] >= 2:
             raise CheckpointError(f"{npz_path}: holds no checkpoint document, though "
                                   f"{json_path} says version {document['version']}")
-    while document["version"] < VERSION:
-        migrate = MIGRATIONS[document["version"]]
-        arrays, document = migrate(arrays, document, paths)
-    return arrays, document
+    return migrate_document(arrays, document, paths)
+
+
+# --------------------------------------------------------------------------------------------
+# What a run's checkpoint holds
+# --------------------------------------------------------------------------------------------
+
+def best_checkpoint_path(path):
+    """Where ``--keep-best`` with ``--save PATH.npz`` writes the best parameters:
+    ``PATH-best.npz``."""
+    return checkpoint_paths(path)[0][:-4] + "-best.npz"
+
+
+def average_checkpoint_path(path):
+    """Where ``--average-after`` with ``--save PATH.npz`` writes the averaged parameters:
+    ``PATH-average.npz``."""
+    return checkpoint_paths(path)[0][:-4] + "-average.npz"
+
+
+def save_checkpoint(path, trainer, info, best_params=None, average_sums=None):
+    """Commit a run's checkpoint, ``PATH.npz``, in one step (and its readable copy
+    ``PATH.json``), with :func:`write_checkpoint`.
+
+    Parameters
+    ----------
+    path : str
+        ``PATH.npz``.
+    trainer : Trainer
+        Its parameters go under ``params/<name>`` and its optimizer state under
+        ``optimizer/<name>`` in the ``.npz``, with the iteration under ``iteration``.
+    info : dict
+        JSON-serialisable; must hold ``"iteration"``. The run stores the configuration, the
+        training task's random state, the history of logged metrics, the wall time, the
+        command line and, under ``"runs"``, every command that trained the parameters (those
+        of the checkpoints it resumed or loaded first) with its mode and iterations.
+    best_params : dict, optional
+        ``{name: array}`` of the best validation's parameters (``--keep-best``), stored under
+        ``best/<name>``; read back with :func:`load_best_parameters`.
+    average_sums : dict, optional
+        ``{name: array}`` of the running sums of ``--average-after`` (float64), stored under
+        ``average/<name>``; read back with :func:`load_average_sums`.
+
+    Raises
+    ------
+    CheckpointError
+        For non-finite values, or (:class:`CheckpointWriteError`) a write the disk refused;
+        the previous checkpoint at ``path`` is then kept.
+    """
+    arrays = OrderedDict()
+    for prefix, values in (("params", trainer.parameter_values()),
+                           ("optimizer", trainer.optimizer_values()),
+                           ("best", best_params or {}), ("average", average_sums or {})):
+        for name, value in values.items():
+            arrays[f"{prefix}/{name}"] = value
+    arrays["iteration"] = np.asarray(info["iteration"])
+    write_checkpoint(path, arrays, info)
+
+
+def _with_prefix(arrays, prefix):
+    return {name[len(prefix):]: value for name, value in arrays.items()
+            if name.startswith(prefix)}
+
+
+def load_checkpoint(path):
+    """Read a run's checkpoint, of this version or an earlier one.
+
+    Parameters
+    ----------
+    path : str
+        ``PATH.npz``.
+
+    Returns
+    -------
+    params : dict
+        ``{name: array}`` of the parameters.
+    optimizer : dict
+        ``{name: array}`` of the optimizer state.
+    info : dict
+        The JSON document.
+
+    Raises
+    ------
+    CheckpointError
+        (a ValueError) If the file is missing, damaged or not a checkpoint, with a one-line
+        message naming it.
+    """
+    arrays, info = read_checkpoint(path)
+    params = _with_prefix(arrays, "params/")
+    if not params:
+        raise CheckpointError(f"{checkpoint_paths(path)[0]}: holds no parameters")
+    return params, _with_prefix(arrays, "optimizer/"), info
+
+
+def load_best_parameters(path):
+    """The ``--keep-best`` parameters stored in a checkpoint: ``{name: array}``, maybe empty."""
+    with np.load(checkpoint_paths(path)[0]) as data:
+        return _with_prefix({name: data[name] for name in data.files
+                             if name.startswith("best/")}, "best/")
+
+
+def load_average_sums(path):
+    """The ``--average-after`` running sums stored in a checkpoint: ``{name: array}``, maybe
+    empty."""
+    with np.load(checkpoint_paths(path)[0]) as data:
+        return _with_prefix({name: data[name] for name in data.files
+                             if name.startswith("average/")}, "average/")
 
 
 # --------------------------------------------------------------------------------------------
