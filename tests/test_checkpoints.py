@@ -696,7 +696,22 @@ def test_a_second_ctrl_c_while_saving_keeps_the_last_checkpoint(base, tmp_path):
     assert train("--resume", path, iterations=4).exit_code == 0
 
 
-def test_a_first_signal_waits_for_the_critical_section_a_second_does_not():
+@pytest.fixture
+def default_signal_handlers():
+    """Python's own handlers while the test runs, as in an interactive process: a shell
+    starts a background job with SIGINT ignored and ``nohup`` ignores SIGHUP, and the guard
+    leaves an ignored signal ignored."""
+    previous = {signum: signal.getsignal(signum) for signum in interrupts.HANDLED_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def test_a_first_signal_waits_for_the_critical_section_a_second_does_not(
+        default_signal_handlers):
     announced = []
     with interrupts.InterruptGuard(announce=announced.append) as guard:
         with pytest.raises(interrupts.Interrupted) as stop:
@@ -719,7 +734,7 @@ def test_a_first_signal_waits_for_the_critical_section_a_second_does_not():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_first_signal_in_a_loop_ends_it_between_iterations():
+def test_a_first_signal_in_a_loop_ends_it_between_iterations(default_signal_handlers):
     guard = interrupts.InterruptGuard(announce=lambda text: None)
     done = []
     with guard, pytest.raises(interrupts.Interrupted):

@@ -199,7 +199,7 @@ class Trainer:
         """The plain loss's updates, unless built already; their optimizer state variables
         are the trainer's."""
         if self._updates is None:
-            with pytensor.config.change_flags(floatX=self.floatX):
+            with self._accelerated():
                 self._updates, self._outputs = self._make_updates(False)
             self._step_graphs[False] = (self._updates, self._outputs)
 
