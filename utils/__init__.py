@@ -3,8 +3,7 @@
 Imported before NumPy (as the example scripts do), it keeps NumPy's BLAS, which PyTensor's C
 backend calls for the matrix products, on one thread unless ``OPENBLAS_NUM_THREADS`` says
 otherwise: the NTM's products are small, and a product split over threads may sum in another
-order, which made a run's float32 trajectory depend on the number of cores (the copy task's
-evaluation at length 120 came out 0.170 instead of 0.174 bits per sequence with two threads).
+order, which made a run's float32 trajectory depend on the number of cores.
 The cores go to the NTM's memory kernels instead (:mod:`ntm.accel.kernel_threads`, whose
 results do not depend on the number of threads); BLAS threads waiting beside them slowed a
 batch-16 step down on 2 cores. For the same reason the kernels' idle OpenMP threads spin for
