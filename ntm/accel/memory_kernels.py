@@ -187,40 +187,56 @@ static NTMK_NOINLINE void ntm_cosine(const T* K, const T* M, T* __restrict__ S, 
     }
 }
 
-/* ntm_cosine_grad for one key per batch entry: two loops over each row. */
+/* ntm_cosine_grad for one key per batch entry: a row's two sums in one pass over the rows,
+   their coefficients vectorised over the rows, then a second pass (scratch: 3 N values). */
 template <typename T, int WC>
 static NTMK_NOINLINE void ntm_cosine_grad_one(const T* __restrict__ K, const T* __restrict__ M,
                                            const T* __restrict__ G, T* __restrict__ dK,
                                            T* __restrict__ dM, npy_intp B, npy_intp N,
-                                           npy_intp W_, T eps) {
+                                           npy_intp W_, T eps, T* __restrict__ scratch) {
     const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
+    T* __restrict__ a = scratch;          /* G / D */
+    T* __restrict__ scale = scratch + N;  /* c |k| / |M_n| */
+    T* __restrict__ kterm = scratch + 2 * N;  /* c |M_n| */
     for (npy_intp b = 0; b < B; ++b) {
         const T* __restrict__ k = K + b * W;
+        const T* __restrict__ Mb = M + b * N * W;
+        const T* __restrict__ Gb = G + b * N;
+        T* __restrict__ dMb = dM + b * N * W;
         /* the key's gradient summed in a local row (kept in registers) when W is a constant */
         T local[WC > 0 ? WC : 1];
         T* __restrict__ dk = WC > 0 ? local : dK + b * W;
         const T knorm = std::sqrt(ntm_dot(k, k, W));
-        T kcoef = 0;
-        for (npy_intp m = 0; m < W; ++m) dk[m] = 0;
-        for (npy_intp n = 0; n < N; ++n) {
-            const T* __restrict__ row = M + (b * N + n) * W;
-            T* __restrict__ drow = dM + (b * N + n) * W;
+        for (npy_intp n = 0; n < N; ++n) {  /* dot products in a, squares in scale */
+            const T* __restrict__ row = Mb + n * W;
             T squares = 0, dot = 0;
             for (npy_intp m = 0; m < W; ++m) {
                 squares += row[m] * row[m];
                 dot += k[m] * row[m];
             }
-            const T rnorm = std::sqrt(squares);
-            const T g = G[b * N + n];
+            a[n] = dot;
+            scale[n] = squares;
+        }
+        T kcoef = 0;
+        for (npy_intp n = 0; n < N; ++n) {
+            const T rnorm = std::sqrt(scale[n]);
+            const T g = Gb[n];
             const T den = knorm * rnorm + eps;
-            const T a = g / den;
-            const T c = g * dot / (den * den);
-            const T scale = rnorm > 0 ? c * knorm / rnorm : 0;
+            const T c = g * a[n] / (den * den);
+            a[n] = g / den;
+            scale[n] = rnorm > 0 ? c * knorm / rnorm : 0;
+            kterm[n] = c * rnorm;
+            kcoef += kterm[n];
+        }
+        for (npy_intp m = 0; m < W; ++m) dk[m] = 0;
+        for (npy_intp n = 0; n < N; ++n) {
+            const T* __restrict__ row = Mb + n * W;
+            T* __restrict__ drow = dMb + n * W;
+            const T an = a[n], sn = scale[n];
             for (npy_intp m = 0; m < W; ++m) {
-                drow[m] = a * k[m] - scale * row[m];
-                dk[m] += a * row[m];
+                drow[m] = an * k[m] - sn * row[m];
+                dk[m] += an * row[m];
             }
-            kcoef += c * rnorm;
         }
         if (knorm > 0) ntm_axpy(-kcoef / knorm, k, dk, W);
         if (WC > 0) for (npy_intp m = 0; m < W; ++m) dK[b * W + m] = dk[m];
@@ -234,7 +250,7 @@ static NTMK_NOINLINE void ntm_cosine_grad(const T* K, const T* M, const T* G, T*
                             T eps, T* __restrict__ knorm, T* __restrict__ kcoef) {
     const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
     if (H == 1) {
-        ntm_cosine_grad_one<T, WC>(K, M, G, dK, dM, B, N, W, eps);
+        ntm_cosine_grad_one<T, WC>(K, M, G, dK, dM, B, N, W, eps, knorm);
         return;
     }
     memset(dK, 0, sizeof(T) * B * H * W);
@@ -663,7 +679,10 @@ class CosineSimilarityGrad(_GradientOp):
         {_c_pointers((("K", "c_k"), ("M", "c_mem"), ("G", "c_g")),
                      (("dK", d_keys), ("dM", d_memory)))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
-            T* knorm = (T*)malloc(sizeof(T) * 2 * (H > 0 ? H : 1));
+            /* 2 H values (the keys' norms and coefficients), or 3 N for one key (a row's
+               sums and coefficients) */
+            const npy_intp scratch = 2 * H > 3 * N ? 2 * H : 3 * N;
+            T* knorm = (T*)malloc(sizeof(T) * (scratch > 0 ? scratch + 1 : 2));
             NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_cosine_grad, K + b * H * W, M + b * N * W, G + b * H * N, dK + b * H * W,
                                dM + b * N * W, count, H, N, W, (T){self.eps!r}, knorm,
                                knorm + (H > 0 ? H : 1));
