@@ -33,6 +33,8 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.op import io_connection_pattern
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import graph_inputs
+from pytensor.scan.op import Scan
+from pytensor.tensor.subtensor import Subtensor, get_idx_list
 
 from .hoisting import parameter_expressions
 
@@ -95,13 +97,20 @@ class _Pullback:
     An object rather than a closure, so that a compiled function that holds the graph can be
     pickled."""
 
-    def __init__(self, one, num_sequences, num_states, name, options, connection):
+    def __init__(self, one, num_sequences, num_states, name, options, connection,
+                 num_outputs=None):
         self.one, self.num_sequences, self.num_states = one, num_sequences, num_states
         self.name, self.options, self.connection = name, options, connection
+        self.num_outputs = num_outputs
 
     def __call__(self, inputs, outputs, output_grads):
         one, num_sequences, num_states = self.one, self.num_sequences, self.num_states
         name, connection = self.name, self.connection
+        # The op's outputs past the recurrence's own are the states before each step
+        # (see recurrence); older pickles have none.
+        num_outputs = getattr(self, "num_outputs", None) or len(outputs)
+        outputs, before = outputs[:num_outputs], outputs[num_outputs:]
+        output_grads = output_grads[:num_outputs]
 
         def scan(*args, **kwargs):
             return _scan(self.options, *args, **kwargs)
@@ -110,21 +119,25 @@ class _Pullback:
         initial = inputs[num_sequences:num_sequences + num_states]
         parameters = inputs[num_sequences + num_states:]
         disconnected = [isinstance(g.type, DisconnectedType) for g in output_grads]
-        output_grads = [pt.zeros_like(o) if lost else g
-                        for o, g, lost in zip(outputs, output_grads, disconnected)]
-        previous = [pt.concatenate([h0[None], h[:-1]], axis=0)
-                    for h0, h in zip(initial, outputs[:num_states])]
+        # Only the outputs the cost reaches have a gradient to read at each step: the others
+        # (the memory at every step, when only the predictions are trained) would be buffers
+        # of zeros as long as the sequence, read and added to the carried gradients each step.
+        given = [i for i, lost in enumerate(disconnected) if not lost]
+        output_grads = [output_grads[i] for i in given]
+        previous = before or [pt.concatenate([h0[None], h[:-1]], axis=0)
+                              for h0, h in zip(initial, outputs[:num_states])]
         # The vector-Jacobian product of one step, on placeholders.
         carried = [_like(h) for h in one.states]
-        output_grad_slices = [_like(o, drop_leading_axis=True) for o in outputs]
+        output_grad_slices = [_like(outputs[i], drop_leading_axis=True) for i in given]
+        grad_slice_of = dict(zip(given, output_grad_slices))
         output_slices = [_like(o, drop_leading_axis=True) for o in outputs]
         # The gradients given for the outputs go to copies of them: pytensor.grad takes a
         # known gradient as a variable's whole gradient, and an output may also be used
         # inside the step (the new memory is read, the read vectors feed the controller).
         exits = [pt.tensor_copy(out) for out in one.outputs]
-        known = {out: (carry + g) for out, carry, g in
-                 zip(exits[:num_states], carried, output_grad_slices)}
-        known.update(zip(exits[num_states:], output_grad_slices[num_states:]))
+        known = {out: (carry + grad_slice_of[i] if i in grad_slice_of else carry)
+                 for i, (out, carry) in enumerate(zip(exits[:num_states], carried))}
+        known.update((exits[i], grad_slice_of[i]) for i in given if i >= num_states)
         float_sequences = [i for i, s in enumerate(one.sequences) if _is_float(s)]
         float_parameters = [i for i, p in enumerate(one.parameters) if _is_float(p)]
         wrt = (one.states + [one.sequences[i] for i in float_sequences]
@@ -241,9 +254,34 @@ def recurrence(step, sequences, initial_states, num_extra=0, name=None, mode=Non
                             inner_inputs[num_sequences + num_states:])
     inner_outputs = list(inner_outputs) if isinstance(inner_outputs, (list, tuple)) \
         else [inner_outputs]
+    num_outputs = len(inner_outputs)
+    # The gradient reads the states before each step, h_0 ... h_{T-1}: the scan's buffer of
+    # each state holds h_0 ... h_T, so they are a view of it (not a copy of the T steps
+    # joined after h_0), given as more outputs of the op.
+    before = [_states_before(h) for h in inner_outputs[:num_states]]
+    if all(b is not None for b in before):
+        inner_outputs += before
     connection = io_connection_pattern(inner_inputs, inner_outputs)
-    backward = _Pullback(one, num_sequences, num_states, name, options, connection)
+    backward = _Pullback(one, num_sequences, num_states, name, options, connection,
+                         num_outputs)
     op = Recurrence(inner_inputs, inner_outputs, inline=True, pullback=backward,
                      name=name)
     results = op(*sequences, *initial_states, *one.outer_parameters)
-    return list(results) if isinstance(results, (list, tuple)) else [results]
+    results = list(results) if isinstance(results, (list, tuple)) else [results]
+    return results[:num_outputs]
+
+
+def _states_before(states):
+    """``buffer[:-1]`` for a state's steps ``buffer[1:]`` as ``pytensor.scan`` returns them
+    (the scan's buffer starting with the initial state), else ``None``."""
+    node = states.owner
+    if node is None or not isinstance(node.op, Subtensor) or len(node.op.idx_list) != 1:
+        return None
+    buffer = node.inputs[0]
+    if buffer.owner is None or not isinstance(buffer.owner.op, Scan):
+        return None
+    (index,) = get_idx_list(node.inputs, node.op.idx_list)
+    if not (isinstance(index, slice) and index.stop is None and index.step is None
+            and isinstance(index.start, Constant) and int(index.start.data) == 1):
+        return None
+    return buffer[:-1]

@@ -5,7 +5,8 @@ fast through PyTensor's public extension points only:
 
 - fused ops for the memory-sized parts of a step, with C, Numba and NumPy implementations
   (:mod:`~ntm.accel.memory_kernels`, :mod:`~ntm.accel.addressing_kernels`, split between
-  OpenMP threads by :mod:`~ntm.accel.kernel_threads`), put in the graph through
+  OpenMP threads by :mod:`~ntm.accel.kernel_threads` only where a call is large enough to
+  pay, or as :func:`ntm.accel.kernel_threads.set_threads` says), put in the graph through
   :class:`~ntm.accel.fused.FusedImplementation`;
 - graph rewrites (:mod:`~ntm.accel.rewrites`) given to the modes that :func:`mode` builds,
   never registered in PyTensor's own rewrite database;

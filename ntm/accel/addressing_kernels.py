@@ -315,15 +315,70 @@ class AddressingGrad(_GradientOp):
 
 # C kernels (support code of both ops), on top of ntm.accel.memory_kernels' helpers.
 _C_SUPPORT = r"""
-/* The content weighting softmax(beta K) of one (batch, head) row, in `content`. */
+/* exp, log and x^y of single-precision values in a form the compiler vectorises: Cephes'
+   polynomials on the reduced argument, the power of 2 by integer arithmetic (a few ulp;
+   exp's argument clamped to [-87, 88], where its value stays a normal number; log's a
+   positive normal number). Double precision keeps the C library's. */
+static inline float ntm_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float n = std::floor(x * 1.44269504088896341f + 0.5f);  /* x = n ln 2 + r */
+    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;  /* 2^n */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float ntm_logf(float x) {
+    int32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    const int32_t exponent = ((bits >> 23) & 0xff) - 126;
+    bits = (bits & 0x807fffff) | 0x3f000000;  /* x = m 2^exponent, m in [0.5, 1) */
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    const bool low = m < 0.707106781186547524f;
+    const float e = (float)(low ? exponent - 1 : exponent);
+    m = low ? m + m - 1.0f : m - 1.0f;
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z - 2.12194440e-4f * e - 0.5f * z;
+    return m + y + 0.693359375f * e;
+}
+
+template <typename T> static inline T ntm_exp(T x) { return std::exp(x); }
+template <> inline float ntm_exp<float>(float x) { return ntm_expf(x); }
+template <typename T> static inline T ntm_log(T x) { return std::log(x); }
+template <> inline float ntm_log<float>(float x) { return ntm_logf(x); }
+/* x^y for x > 0 */
+template <typename T> static inline T ntm_pow(T x, T y) { return std::pow(x, y); }
+template <> inline float ntm_pow<float>(float x, float y) { return ntm_expf(y * ntm_logf(x)); }
+
+/* The content weighting softmax(beta K) of one (batch, head) row, in `content`. (Not
+   inlined, as ntm_sharpen_row: the forward pass and a gradient that computes it again run
+   the same code, so that they find the same bits.) */
 template <typename T>
-static inline void ntm_content_row(const T* __restrict__ K, T beta, npy_intp N,
+static NTMK_NOINLINE void ntm_content_row(const T* __restrict__ K, T beta, npy_intp N,
                                    T* __restrict__ content) {
     T zmax = beta * K[0];
     for (npy_intp n = 1; n < N; ++n) if (beta * K[n] > zmax) zmax = beta * K[n];
     T zsum = 0;
     for (npy_intp n = 0; n < N; ++n) {
-        content[n] = std::exp(beta * K[n] - zmax);
+        content[n] = ntm_exp(beta * K[n] - zmax);
         zsum += content[n];
     }
     for (npy_intp n = 0; n < N; ++n) content[n] /= zsum;
@@ -355,6 +410,15 @@ static inline T ntm_shift_row(const T* __restrict__ content, T g, const T* __res
     return umax;
 }
 
+/* The sharpening's powers v = (u / umax)^gamma of one row, in `v`; returns their sum. */
+template <typename T>
+static NTMK_NOINLINE T ntm_sharpen_row(const T* __restrict__ u, T umax, T gamma, npy_intp N,
+                                       T* __restrict__ v) {
+    T total = 0;
+    for (npy_intp i = 0; i < N; ++i) { v[i] = ntm_pow(u[i] / umax, gamma); total += v[i]; }
+    return total;
+}
+
 /* The new weightings of `rows` rows. With `saved` (not NULL), each row's content weighting,
    its powers v = (u / max u)^gamma and their sum V are also stored there, 2 N + 1 values per
    row, for the gradient. */
@@ -372,8 +436,7 @@ static NTMK_NOINLINE void ntm_addressing(const T* K, const T* beta, const T* gat
         const T umax = ntm_shift_row(content, gate[r], s + r * S, prev + r * N, N, S, circular,
                                      eps, gated, u);
         T* w = out + r * N;
-        T total = 0;
-        for (npy_intp i = 0; i < N; ++i) { w[i] = std::pow(u[i] / umax, gamma[r]); total += w[i]; }
+        const T total = ntm_sharpen_row(u, umax, gamma[r], N, w);
         if (saved) {
             T* v = saved + r * P + N;
             for (npy_intp i = 0; i < N; ++i) v[i] = w[i];
@@ -404,9 +467,15 @@ static NTMK_NOINLINE void ntm_addressing_grad(
         T vsum;
         T umax;
         if (saved) {
-            content = saved + r * P;
-            v = content + N;
-            vsum = v[N];
+            /* copied to where the other branch computes them: the vectorised loops below
+               then split their work alike (by alignment), and sum in the same order */
+            T* c = scratch;
+            T* vv = scratch + 3 * N;
+            memcpy(c, saved + r * P, sizeof(T) * N);
+            memcpy(vv, saved + r * P + N, sizeof(T) * N);
+            content = c;
+            v = vv;
+            vsum = saved[r * P + 2 * N];
             umax = ntm_shift_row(content, g, s + r * S, prev + r * N, N, S, circular, eps,
                                  gated, u);
         } else {
@@ -415,8 +484,7 @@ static NTMK_NOINLINE void ntm_addressing_grad(
             T* vv = scratch + 3 * N;
             ntm_content_row(K + r * N, bet, N, c);
             umax = ntm_shift_row(c, g, s + r * S, prev + r * N, N, S, circular, eps, gated, u);
-            vsum = 0;
-            for (npy_intp i = 0; i < N; ++i) { vv[i] = std::pow(u[i] / umax, gam); vsum += vv[i]; }
+            vsum = ntm_sharpen_row(u, umax, gam, N, vv);
             content = c;
             v = vv;
         }
@@ -427,7 +495,7 @@ static NTMK_NOINLINE void ntm_addressing_grad(
         T dgamma = 0;
         for (npy_intp i = 0; i < N; ++i) {
             const T dv = (Gr[i] - gw) / vsum;
-            dgamma += dv * v[i] * std::log(u[i] / umax);
+            dgamma += dv * v[i] * ntm_log(u[i] / umax);
             d_tilde[i] = dv * gam * v[i] / u[i];
         }
         dGamma[r] = dgamma;

@@ -4,48 +4,120 @@ The C code of the ops in :mod:`ntm.accel.memory_kernels` and :mod:`ntm.accel.add
 over the batch (the addressing over batch x heads), and each item's arithmetic depends on that
 item only. :data:`C_SUPPORT`'s ``ntm_for_chunks(items, work_per_item, body)`` cuts that loop
 into one contiguous chunk per thread; every item is computed by the same code as in one
-thread, so results are bit for bit the same whatever the number of threads. A call whose work
-(items x work per item, in values touched) is under :data:`MIN_PARALLEL_WORK` per thread
-stays on fewer threads, or one: waking a thread costs a few microseconds, more than a
-batch-1 step's kernel.
+thread, so results are bit for bit the same whatever the number of threads.
 
-Each call site also times itself, for each power of 2 of the work: one thread, then split,
-then whichever was faster, trying the other again after 16 calls (after twice as many each
-time it loses, up to 4,096). Split calls wait for every thread, so when other processes hold
-the cores they can be several times slower than one thread, and the site falls back to one
-thread until a try finds the cores free again. GNU
-OpenMP's threads wait for work spinning for a while; a process that shares its cores may set
-``GOMP_SPINCOUNT`` (:data:`GOMP_SPINCOUNT` is what the example scripts set) before the first
-kernel runs.
+How many threads a call takes:
+
+- **Set explicitly** (:func:`set_threads`, or :func:`threads` for a block): that many, at most
+  one per item, for every call.
+- **Automatic** (the default): one thread, unless the call's work (items x work per item, in
+  values touched) is at least :data:`AUTO_PARALLEL_WORK` per thread, a call long enough that
+  waking and waiting for threads costs little beside it (a memory read at a batch of a
+  hundred and more for a 128 x 20 memory). Even then the call site times itself and keeps to
+  one thread when splitting is not faster (below). The number of threads is then OpenMP's:
+  ``OMP_NUM_THREADS`` if set, else the cores this process may use.
+
+Why one thread below that: a training step calls the kernels hundreds of times with other
+operations between them, and at the sizes the NTM trains with (batch 16, memory 128 x 20)
+each call is short. Split, each call may be a little faster on its own, but the step as a
+whole is not: OpenMP's idle threads spin between the calls, holding the other cores (where
+two cores are hyperthreads of one, they slow the main thread's own work; with another
+process on the other core, every split call waits for a descheduled thread), and waking them
+again costs time at every call. On 2-core machines of two processors two threads made a
+batch-16 step several times slower than one thread, and were never clearly faster (the
+performance page of the documentation has the measurements). Timing each call site, as is
+still done above the threshold, cannot see that cost: it falls on the step's other
+operations, not on the kernel.
+
+Each call site that may split times itself, for each power of 2 of the work: one thread, then
+split, then whichever was faster, trying the other again after 16 calls (after twice as many
+each time it loses, up to 4,096). GNU OpenMP's threads wait for work spinning for a while; a
+process that shares its cores may set ``GOMP_SPINCOUNT`` (:data:`GOMP_SPINCOUNT` is what the
+example scripts set) before the first kernel runs.
 
 The kernels are compiled with ``-fopenmp`` when the C++ compiler supports it (checked once
 per compiler, the answer kept in PyTensor's compile directory) and :data:`OPENMP_ENABLED`
-is true. The number of threads is OpenMP's: ``OMP_NUM_THREADS`` if
-set, else the cores this process may use (at most one per item). ``OMP_NUM_THREADS=1`` keeps
-a run on one core, e.g. when several trainings share a machine.
+is true; without OpenMP they run on one thread whatever the setting.
 """
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 
+import numpy as np
 import pytensor
 
-__all__ = ["openmp_flags", "OPENMP_ENABLED", "C_SUPPORT", "MIN_PARALLEL_WORK", "GOMP_SPINCOUNT"]
+__all__ = ["set_threads", "get_threads", "threads", "last_call_threads", "openmp_flags",
+           "OPENMP_ENABLED", "C_SUPPORT", "AUTO_PARALLEL_WORK", "GOMP_SPINCOUNT"]
 
 #: whether the kernels may be compiled with OpenMP.
 OPENMP_ENABLED = True
 
-#: the least work (values touched by one call) per thread: a call of less stays on one.
-MIN_PARALLEL_WORK = 8192
+#: In the automatic setting, the least work (values touched by one call) per thread: a call
+#: of less runs on one thread.
+AUTO_PARALLEL_WORK = 1 << 18
 
 #: How long (in spins) GNU OpenMP's idle threads should wait for work before they sleep, for
 #: a process that sets ``GOMP_SPINCOUNT`` (the example scripts do): OpenMP's default, 300,000,
-#: keeps a thread spinning long enough between kernels to take a core from the main thread
-#: when another process holds the other cores; 100,000 is as fast on free cores.
+#: kept a thread spinning long enough between kernels to take a core from the main thread
+#: when another process held the other one; 100,000 is as fast on free cores.
 GOMP_SPINCOUNT = "100000"
+
+# What the compiled kernels read at every call (they find this array once, by importing
+# this module): [0] the setting, 0 for automatic, else the number of threads; they write in
+# [1] the number of threads their last call could take (the automatic setting's timing may
+# still keep it to one).
+_SETTING = np.zeros(2, dtype=np.intc)
 
 _FLAGS = ["-fopenmp"]
 _checked = {}
+
+
+def set_threads(count):
+    """Set how many threads the kernels' calls take, for the whole process.
+
+    Parameters
+    ----------
+    count : int or None
+        ``None`` (or 0): automatic, the default (one thread below :data:`AUTO_PARALLEL_WORK`
+        per thread, see the module docstring); ``n >= 1``: ``n`` threads for every call (at
+        most one per item), e.g. ``1`` to keep a process on one core whatever its calls.
+
+    Returns
+    -------
+    int or None
+        The previous setting.
+    """
+    if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer))
+                              or count < 0):
+        raise ValueError(f"set_threads: count must be None (automatic) or an int >= 1, "
+                         f"got {count!r}")
+    previous = get_threads()
+    _SETTING[0] = int(count or 0)
+    return previous
+
+
+def last_call_threads():
+    """How many threads the kernels' last call could take (1 when it ran on one; in the
+    automatic setting, the call site's timing may still have kept a call of more to one)."""
+    return max(int(_SETTING[1]), 1)
+
+
+def get_threads():
+    """The kernels' thread setting: ``None`` when automatic, else the number of threads."""
+    return int(_SETTING[0]) or None
+
+
+@contextmanager
+def threads(count):
+    """:func:`set_threads` for the time of a ``with`` block, the previous setting restored
+    after it."""
+    previous = set_threads(count)
+    try:
+        yield
+    finally:
+        set_threads(previous)
+
 
 C_SUPPORT = r"""
 #ifdef _OPENMP
@@ -56,6 +128,28 @@ static inline double ntm_now_ns() {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return 1e9 * (double)t.tv_sec + (double)t.tv_nsec;
+}
+
+/* The process's thread setting, ntm.accel.kernel_threads._SETTING ([0]: 0 automatic, else
+   the number of threads; [1]: what the last call could take), found once; automatic where
+   it cannot be found. */
+static int* ntm_thread_setting() {
+    static int automatic[2] = {0, 0};
+    static int* setting = NULL;
+    if (setting == NULL) {
+        setting = automatic;
+        PyObject* module = PyImport_ImportModule("ntm.accel.kernel_threads");
+        PyObject* array = module ? PyObject_GetAttrString(module, "_SETTING") : NULL;
+        if (array && PyArray_Check(array) && PyArray_TYPE((PyArrayObject*)array) == NPY_INT
+                && PyArray_SIZE((PyArrayObject*)array) == 2
+                && PyArray_IS_C_CONTIGUOUS((PyArrayObject*)array))
+            setting = (int*)PyArray_DATA((PyArrayObject*)array);  /* reference kept */
+        else
+            Py_XDECREF(array);
+        Py_XDECREF(module);
+        PyErr_Clear();
+    }
+    return setting;
 }
 
 /* One call site's record: nanoseconds per value of work on one thread and split between
@@ -73,20 +167,36 @@ struct ntm_split_record {
 
 /* Calls body(first, count) on contiguous chunks of [0, items), one chunk per OpenMP thread,
    or once on the whole range. Every item is computed by the same code either way: same
-   results. The chunks are used when the work (items x work_per_item values) pays for waking
-   threads and when, at this call site, they have been measured to be faster than one thread
-   (they are not when other processes hold the cores: a thread waits for a descheduled one). */
+   results. With a number of threads set, the chunks are always used; in the automatic
+   setting, only when the work (items x work_per_item values) is at least %(auto_work)d per
+   thread and, at this call site, the chunks have been measured to be faster than one
+   thread (they are not when other processes hold the cores: a thread waits for a
+   descheduled one). */
 template <typename Body>
 static void ntm_for_chunks(npy_intp items, npy_intp work_per_item, Body body) {
 #ifdef _OPENMP
-    /* one record per call site (each passes its own lambda type) and power of 2 of the work */
-    static ntm_split_record records[64];
-    /* at most one thread per item and per %(min_work)d values of work */
-    const npy_intp enough = items * work_per_item / %(min_work)d;
-    npy_intp threads = omp_get_max_threads();
+    int* const state = ntm_thread_setting();
+    const int setting = state[0];
+    npy_intp threads = setting > 0 ? setting : omp_get_max_threads();
     if (threads > items) threads = items;
-    if (threads > enough) threads = enough;
+    if (setting <= 0) {  /* automatic: at most one thread per %(auto_work)d values of work */
+        const npy_intp enough = items * work_per_item / %(auto_work)d;
+        if (threads > enough) threads = enough;
+    }
+    state[1] = threads > 1 ? (int)threads : 1;
+    if (setting > 0 && threads > 1) {
+        #pragma omp parallel num_threads(threads)
+        {
+            const npy_intp t = omp_get_thread_num(), n = omp_get_num_threads();
+            const npy_intp first = items * t / n, last = items * (t + 1) / n;
+            if (last > first) body(first, last - first);
+        }
+        return;
+    }
     if (threads > 1) {
+        /* one record per call site (each passes its own lambda type) and power of 2 of the
+           work */
+        static ntm_split_record records[64];
         ntm_split_record& record =
             records[63 - __builtin_clzll((unsigned long long)(items * work_per_item))];
         if (record.trying < 0) {
@@ -132,7 +242,7 @@ static void ntm_for_chunks(npy_intp items, npy_intp work_per_item, Body body) {
 #endif
     body(0, items);
 }
-""" % {"min_work": MIN_PARALLEL_WORK, "first_retry": 16, "max_retry": 4096}
+""" % {"auto_work": AUTO_PARALLEL_WORK, "first_retry": 16, "max_retry": 4096}
 
 
 def _compiler_supports_openmp(directory):

@@ -125,9 +125,18 @@ static int ntm_prepare_output(PyArrayObject** out, int nd, npy_intp* dims, PyArr
     return *out == NULL ? -1 : 0;
 }
 
-/* Kernels are kept out of the generated executor function: inlined there, they lose their
+/* Each kernel takes the memory's row width W as a template constant WC where the node's
+   type knows it (0 otherwise): the loops over a row are then unrolled and vectorised whole.
+   Kernels are kept out of the generated executor function: inlined there, they lose their
    registers to its many variables and are not vectorised. */
 #define NTMK_NOINLINE __attribute__((noinline))
+
+/* kernel<T, WC>(...) when the row width W (a variable where it is called) is WC, else
+   kernel<T, 0>(...), the same code for any width. */
+#define NTM_BY_WIDTH(WC, kernel, ...) do { \
+        if ((WC) > 0 && W == (WC)) kernel<T, WC>(__VA_ARGS__); \
+        else kernel<T, 0>(__VA_ARGS__); \
+    } while (0)
 
 /* Row primitives on restrict-qualified pointers, so that the compiler vectorises them. */
 template <typename T>
@@ -143,10 +152,29 @@ static inline void ntm_axpy(T alpha, const T* __restrict__ x, T* __restrict__ y,
 }
 
 /* S[b, h, n] = K[b, h] . M[b, n] / (|K[b, h]| |M[b, n]| + eps) */
-template <typename T>
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_cosine(const T* K, const T* M, T* __restrict__ S, npy_intp B,
                                   npy_intp H,
-                       npy_intp N, npy_intp W, T eps, T* __restrict__ knorm) {
+                       npy_intp N, npy_intp W_, T eps, T* __restrict__ knorm) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
+    if (H == 1) {  /* one pass over each row for both of its sums; then the norms, vectorised */
+        T* __restrict__ squares = knorm + 1;
+        for (npy_intp b = 0; b < B; ++b) {
+            const T* __restrict__ k = K + b * W;
+            const T* __restrict__ Mb = M + b * N * W;
+            T* __restrict__ Sb = S + b * N;
+            const T kn = std::sqrt(ntm_dot(k, k, W));
+            for (npy_intp n = 0; n < N; ++n) {
+                const T* __restrict__ row = Mb + n * W;
+                T dot = 0, square = 0;
+                for (npy_intp m = 0; m < W; ++m) { dot += k[m] * row[m]; square += row[m] * row[m]; }
+                Sb[n] = dot;
+                squares[n] = square;
+            }
+            for (npy_intp n = 0; n < N; ++n) Sb[n] = Sb[n] / (kn * std::sqrt(squares[n]) + eps);
+        }
+        return;
+    }
     for (npy_intp b = 0; b < B; ++b) {
         const T* kb = K + b * H * W;
         for (npy_intp h = 0; h < H; ++h) knorm[h] = std::sqrt(ntm_dot(kb + h * W, kb + h * W, W));
@@ -159,49 +187,70 @@ static NTMK_NOINLINE void ntm_cosine(const T* K, const T* M, T* __restrict__ S, 
     }
 }
 
-/* ntm_cosine_grad for one key per batch entry: two loops over each row. */
-template <typename T>
+/* ntm_cosine_grad for one key per batch entry: a row's two sums in one pass over the rows,
+   their coefficients vectorised over the rows, then a second pass (scratch: 3 N values). */
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_cosine_grad_one(const T* __restrict__ K, const T* __restrict__ M,
                                            const T* __restrict__ G, T* __restrict__ dK,
                                            T* __restrict__ dM, npy_intp B, npy_intp N,
-                                           npy_intp W, T eps) {
+                                           npy_intp W_, T eps, T* __restrict__ scratch) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
+    T* __restrict__ a = scratch;          /* G / D */
+    T* __restrict__ scale = scratch + N;  /* c |k| / |M_n| */
+    T* __restrict__ kterm = scratch + 2 * N;  /* c |M_n| */
     for (npy_intp b = 0; b < B; ++b) {
         const T* __restrict__ k = K + b * W;
-        T* __restrict__ dk = dK + b * W;
+        const T* __restrict__ Mb = M + b * N * W;
+        const T* __restrict__ Gb = G + b * N;
+        T* __restrict__ dMb = dM + b * N * W;
+        /* the key's gradient summed in a local row (kept in registers) when W is a constant */
+        T local[WC > 0 ? WC : 1];
+        T* __restrict__ dk = WC > 0 ? local : dK + b * W;
         const T knorm = std::sqrt(ntm_dot(k, k, W));
-        T kcoef = 0;
-        for (npy_intp m = 0; m < W; ++m) dk[m] = 0;
-        for (npy_intp n = 0; n < N; ++n) {
-            const T* __restrict__ row = M + (b * N + n) * W;
-            T* __restrict__ drow = dM + (b * N + n) * W;
+        for (npy_intp n = 0; n < N; ++n) {  /* dot products in a, squares in scale */
+            const T* __restrict__ row = Mb + n * W;
             T squares = 0, dot = 0;
             for (npy_intp m = 0; m < W; ++m) {
                 squares += row[m] * row[m];
                 dot += k[m] * row[m];
             }
-            const T rnorm = std::sqrt(squares);
-            const T g = G[b * N + n];
+            a[n] = dot;
+            scale[n] = squares;
+        }
+        T kcoef = 0;
+        for (npy_intp n = 0; n < N; ++n) {
+            const T rnorm = std::sqrt(scale[n]);
+            const T g = Gb[n];
             const T den = knorm * rnorm + eps;
-            const T a = g / den;
-            const T c = g * dot / (den * den);
-            const T scale = rnorm > 0 ? c * knorm / rnorm : 0;
+            const T c = g * a[n] / (den * den);
+            a[n] = g / den;
+            scale[n] = rnorm > 0 ? c * knorm / rnorm : 0;
+            kterm[n] = c * rnorm;
+            kcoef += kterm[n];
+        }
+        for (npy_intp m = 0; m < W; ++m) dk[m] = 0;
+        for (npy_intp n = 0; n < N; ++n) {
+            const T* __restrict__ row = Mb + n * W;
+            T* __restrict__ drow = dMb + n * W;
+            const T an = a[n], sn = scale[n];
             for (npy_intp m = 0; m < W; ++m) {
-                drow[m] = a * k[m] - scale * row[m];
-                dk[m] += a * row[m];
+                drow[m] = an * k[m] - sn * row[m];
+                dk[m] += an * row[m];
             }
-            kcoef += c * rnorm;
         }
         if (knorm > 0) ntm_axpy(-kcoef / knorm, k, dk, W);
+        if (WC > 0) for (npy_intp m = 0; m < W; ++m) dK[b * W + m] = dk[m];
     }
 }
 
 /* Gradients of ntm_cosine given G = dL/dS (see the module docstring). */
-template <typename T>
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_cosine_grad(const T* K, const T* M, const T* G, T* __restrict__ dK,
-                            T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W,
+                            T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W_,
                             T eps, T* __restrict__ knorm, T* __restrict__ kcoef) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
     if (H == 1) {
-        ntm_cosine_grad_one(K, M, G, dK, dM, B, N, W, eps);
+        ntm_cosine_grad_one<T, WC>(K, M, G, dK, dM, B, N, W, eps, knorm);
         return;
     }
     memset(dK, 0, sizeof(T) * B * H * W);
@@ -236,10 +285,11 @@ static NTMK_NOINLINE void ntm_cosine_grad(const T* K, const T* M, const T* G, T*
 }
 
 /* ntm_write for one write head */
-template <typename T>
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_write_one(const T* __restrict__ M, const T* __restrict__ Wt,
                           const T* __restrict__ E, const T* __restrict__ A, T* __restrict__ O,
-                          npy_intp B, npy_intp N, npy_intp W) {
+                          npy_intp B, npy_intp N, npy_intp W_) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
     for (npy_intp b = 0; b < B; ++b) {
         const T* __restrict__ e = E + b * W;
         const T* __restrict__ a = A + b * W;
@@ -253,12 +303,13 @@ static NTMK_NOINLINE void ntm_write_one(const T* __restrict__ M, const T* __rest
 }
 
 /* O = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T */
-template <typename T>
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_write(const T* M, const T* Wt, const T* E, const T* A,
                                  T* __restrict__ O,
-                      npy_intp B, npy_intp H, npy_intp N, npy_intp W) {
+                      npy_intp B, npy_intp H, npy_intp N, npy_intp W_) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
     if (H == 1) {
-        ntm_write_one(M, Wt, E, A, O, B, N, W);
+        ntm_write_one<T, WC>(M, Wt, E, A, O, B, N, W);
         return;
     }
     for (npy_intp b = 0; b < B; ++b) {
@@ -278,19 +329,22 @@ static NTMK_NOINLINE void ntm_write(const T* M, const T* Wt, const T* E, const T
 }
 
 /* ntm_write_grad for one write head: one loop over each row. */
-template <typename T>
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_write_grad_one(const T* __restrict__ M, const T* __restrict__ Wt,
                                const T* __restrict__ E, const T* __restrict__ A,
                                const T* __restrict__ G, T* __restrict__ dM, T* __restrict__ dW,
                                T* __restrict__ dE, T* __restrict__ dA, npy_intp B, npy_intp N,
-                               npy_intp W) {
-    memset(dE, 0, sizeof(T) * B * W);
-    memset(dA, 0, sizeof(T) * B * W);
+                               npy_intp W_) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
     for (npy_intp b = 0; b < B; ++b) {
         const T* __restrict__ e = E + b * W;
         const T* __restrict__ a = A + b * W;
-        T* __restrict__ de = dE + b * W;
-        T* __restrict__ da = dA + b * W;
+        /* the erase and add gradients summed in local rows (kept in registers) when W is a
+           constant */
+        T local_de[WC > 0 ? WC : 1], local_da[WC > 0 ? WC : 1];
+        T* __restrict__ de = WC > 0 ? local_de : dE + b * W;
+        T* __restrict__ da = WC > 0 ? local_da : dA + b * W;
+        for (npy_intp m = 0; m < W; ++m) de[m] = da[m] = 0;
         for (npy_intp n = 0; n < N; ++n) {
             const T w = Wt[b * N + n];
             const T* __restrict__ row = M + (b * N + n) * W;
@@ -306,18 +360,21 @@ static NTMK_NOINLINE void ntm_write_grad_one(const T* __restrict__ M, const T* _
             }
             dW[b * N + n] = dw;
         }
+        if (WC > 0)
+            for (npy_intp m = 0; m < W; ++m) { dE[b * W + m] = de[m]; dA[b * W + m] = da[m]; }
     }
 }
 
 /* Gradients of ntm_write given G = dL/dO (see the module docstring); q and keep are scratch
    rows of W values. */
-template <typename T>
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_write_grad(const T* M, const T* Wt, const T* E, const T* A, const T* G,
                            T* __restrict__ dM, T* __restrict__ dW, T* __restrict__ dE,
-                           T* __restrict__ dA, npy_intp B, npy_intp H, npy_intp N, npy_intp W,
+                           T* __restrict__ dA, npy_intp B, npy_intp H, npy_intp N, npy_intp W_,
                            T* __restrict__ q, T* __restrict__ keep) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
     if (H == 1) {
-        ntm_write_grad_one(M, Wt, E, A, G, dM, dW, dE, dA, B, N, W);
+        ntm_write_grad_one<T, WC>(M, Wt, E, A, G, dM, dW, dE, dA, B, N, W);
         return;
     }
     memset(dE, 0, sizeof(T) * B * H * W);
@@ -354,9 +411,22 @@ static NTMK_NOINLINE void ntm_write_grad(const T* M, const T* Wt, const T* E, co
 }
 
 /* R[b, h] = sum_n Wt[b, h, n] M[b, n] */
-template <typename T>
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_read(const T* Wt, const T* M, T* __restrict__ R, npy_intp B, npy_intp H,
-                     npy_intp N, npy_intp W) {
+                     npy_intp N, npy_intp W_) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
+    if (WC > 0 && H == 1) {  /* the read vector summed in registers */
+        for (npy_intp b = 0; b < B; ++b) {
+            T sum[WC > 0 ? WC : 1] = {};
+            const T* __restrict__ Mb = M + b * N * W;
+            for (npy_intp n = 0; n < N; ++n) {
+                const T w = Wt[b * N + n];
+                for (npy_intp m = 0; m < W; ++m) sum[m] += w * Mb[n * W + m];
+            }
+            for (npy_intp m = 0; m < W; ++m) R[b * W + m] = sum[m];
+        }
+        return;
+    }
     memset(R, 0, sizeof(T) * B * H * W);
     for (npy_intp b = 0; b < B; ++b)
         for (npy_intp n = 0; n < N; ++n)
@@ -365,9 +435,10 @@ static NTMK_NOINLINE void ntm_read(const T* Wt, const T* M, T* __restrict__ R, n
 }
 
 /* Gradients of ntm_read given G = dL/dR. */
-template <typename T>
+template <typename T, int WC>
 static NTMK_NOINLINE void ntm_read_grad(const T* Wt, const T* M, const T* G, T* __restrict__ dW,
-                          T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W) {
+                          T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W_) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
     for (npy_intp b = 0; b < B; ++b) {
         for (npy_intp n = 0; n < N; ++n) {
             const T* row = M + (b * N + n) * W;
@@ -382,6 +453,17 @@ static NTMK_NOINLINE void ntm_read_grad(const T* Wt, const T* M, const T* G, T* 
     }
 }
 """
+
+
+#: The widest memory row whose width the kernels are compiled for as a constant.
+MAX_CONSTANT_WIDTH = 64
+
+
+def _row_width(memory):
+    """The memory's row width where its type knows it (and it is at most
+    :data:`MAX_CONSTANT_WIDTH`), else 0: the kernels' template constant ``WC``."""
+    width = memory.type.shape[-1]
+    return int(width) if width is not None and 0 < width <= MAX_CONSTANT_WIDTH else 0
 
 
 def _c_contiguous_inputs(names, fail, cleanup):
@@ -535,8 +617,8 @@ class CosineSimilarity(_MemoryOp):
         if (ntm_prepare_output(&{out}, 3, dims, c_k) != 0) {{ {release} {fail} }}
         {_c_pointers((("K", "c_k"), ("M", "c_mem")), (("S", out),))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
-            T* knorm = (T*)malloc(sizeof(T) * (H > 0 ? H : 1));
-            ntm_cosine<T>(K + b * H * W, M + b * N * W, S + b * H * N, count, H, N, W,
+            T* knorm = (T*)malloc(sizeof(T) * (H + N > 0 ? H + N : 1));  /* and N squares */
+            NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_cosine, K + b * H * W, M + b * N * W, S + b * H * N, count, H, N, W,
                           (T){self.eps!r}, knorm);
             free(knorm);
         }});
@@ -597,8 +679,11 @@ class CosineSimilarityGrad(_GradientOp):
         {_c_pointers((("K", "c_k"), ("M", "c_mem"), ("G", "c_g")),
                      (("dK", d_keys), ("dM", d_memory)))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
-            T* knorm = (T*)malloc(sizeof(T) * 2 * (H > 0 ? H : 1));
-            ntm_cosine_grad<T>(K + b * H * W, M + b * N * W, G + b * H * N, dK + b * H * W,
+            /* 2 H values (the keys' norms and coefficients), or 3 N for one key (a row's
+               sums and coefficients) */
+            const npy_intp scratch = 2 * H > 3 * N ? 2 * H : 3 * N;
+            T* knorm = (T*)malloc(sizeof(T) * (scratch > 0 ? scratch + 1 : 2));
+            NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_cosine_grad, K + b * H * W, M + b * N * W, G + b * H * N, dK + b * H * W,
                                dM + b * N * W, count, H, N, W, (T){self.eps!r}, knorm,
                                knorm + (H > 0 ? H : 1));
             free(knorm);
@@ -654,7 +739,7 @@ class MemoryWrite(_MemoryOp):
         {_c_pointers((("M", "c_mem"), ("Wt", "c_w"), ("E", "c_e"), ("A", "c_a")),
                      (("O", out),))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
-            ntm_write<T>(M + b * N * W, Wt + b * H * N, E + b * H * W, A + b * H * W,
+            NTM_BY_WIDTH({_row_width(node.inputs[0])}, ntm_write, M + b * N * W, Wt + b * H * N, E + b * H * W, A + b * H * W,
                          O + b * N * W, count, H, N, W);
         }});
         {release}
@@ -709,7 +794,7 @@ class MemoryWriteGrad(_GradientOp):
                      (("dM", d_memory), ("dWt", d_weights), ("dE", d_erase), ("dA", d_add)))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
             T* scratch = (T*)malloc(sizeof(T) * 2 * (W > 0 ? W : 1));
-            ntm_write_grad<T>(M + b * N * W, Wt + b * H * N, E + b * H * W, A + b * H * W,
+            NTM_BY_WIDTH({_row_width(node.inputs[0])}, ntm_write_grad, M + b * N * W, Wt + b * H * N, E + b * H * W, A + b * H * W,
                               G + b * N * W, dM + b * N * W, dWt + b * H * N, dE + b * H * W,
                               dA + b * H * W, count, H, N, W, scratch, scratch + W);
             free(scratch);
@@ -762,7 +847,7 @@ class MemoryRead(_MemoryOp):
         if (ntm_prepare_output(&{out}, 3, dims, c_mem) != 0) {{ {release} {fail} }}
         {_c_pointers((("Wt", "c_w"), ("M", "c_mem")), (("R", out),))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
-            ntm_read<T>(Wt + b * H * N, M + b * N * W, R + b * H * W, count, H, N, W);
+            NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_read, Wt + b * H * N, M + b * N * W, R + b * H * W, count, H, N, W);
         }});
         {release}
         }}
@@ -805,7 +890,7 @@ class MemoryReadGrad(_GradientOp):
         {_c_pointers((("Wt", "c_w"), ("M", "c_mem"), ("G", "c_g")),
                      (("dWt", d_weights), ("dM", d_memory)))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
-            ntm_read_grad<T>(Wt + b * H * N, M + b * N * W, G + b * H * W, dWt + b * H * N,
+            NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_read_grad, Wt + b * H * N, M + b * N * W, G + b * H * W, dWt + b * H * N,
                              dM + b * N * W, count, H, N, W);
         }});
         {release}

@@ -68,6 +68,17 @@ reversed, then its first step), and PyTensor keeps the whole buffer for any slic
 steps backwards. The rewrite writes ``out[:stop:-1]`` of a scan's output as the tail
 ``out[stop + 1:]``, reversed when it has more than one step: the same values.
 
+:data:`scan_buffer_per_state` is for the C backends. A scan keeps each recurrent state in
+a buffer of its steps, made by ``AllocEmpty`` with the initial state set into its first step
+(``SetSubtensor``). PyTensor merges the ``AllocEmpty`` of buffers of one shape into one node,
+and then only one of the ``SetSubtensor`` may write into it in place: every other one copies
+the whole uninitialised buffer, at every call, before setting one step of it (the backward
+scan's buffers of the memory's gradient, ``(T + 1) x B x N x M`` values each). The rewrite
+gives each such ``SetSubtensor`` an ``AllocEmpty`` of its own, just before PyTensor's in-place
+rewrites, so that each sets its step in place; with storage kept between calls
+(:mod:`ntm.accel.modes`) each buffer is then allocated once. Same values: the copied part
+was never initialised.
+
 :data:`drop_unread_addressing_saves` is for every backend. The NTM's step addresses with
 ``Addressing(..., save_intermediates=True)``, whose second output keeps what the gradient
 needs (:mod:`ntm.accel.addressing_kernels`); a function compiled without the gradient drops the
@@ -84,21 +95,22 @@ from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
 from pytensor.scalar import Add as ScalarAdd
 from pytensor.scan.op import Scan
-from pytensor.tensor.basic import Alloc, Split, get_scalar_constant_value
+from pytensor.tensor.basic import Alloc, AllocEmpty, Split, get_scalar_constant_value
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.exceptions import NotScalarConstantError
 from pytensor.tensor.rewriting.elemwise import InplaceGraphOptimizer
 from pytensor.tensor.rewriting.ofg import inline_ofg_node
 from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.special import LogSoftmax, Softmax
-from pytensor.tensor.subtensor import Subtensor, get_idx_list
+from pytensor.tensor.subtensor import IncSubtensor, Subtensor, get_idx_list
 
 from .addressing_kernels import Addressing
 from .memory_kernels import SumInOrder
 
 __all__ = ["inline_softmax", "split_as_slices", "sum_in_order", "SumInOrderInplace",
            "scan_zero_gradient_taps", "scan_zero_gradient_states_as_sit_sot",
-           "scan_reversed_tail_as_slice", "drop_unread_addressing_saves", "mode_rewrites"]
+           "scan_reversed_tail_as_slice", "drop_unread_addressing_saves", "scan_buffer_per_state",
+           "mode_rewrites"]
 
 
 # Each rewrite object below refers to its function by a name of its own (_name), so that a
@@ -335,6 +347,22 @@ def _scan_reversed_tail_as_slice(fgraph, node):
 scan_reversed_tail_as_slice = node_rewriter([Subtensor])(_scan_reversed_tail_as_slice)
 
 
+def _scan_buffer_per_state(fgraph, node):
+    """Give an ``IncSubtensor`` that sets part of an ``AllocEmpty`` shared with other nodes an
+    ``AllocEmpty`` of its own (see the module docstring), so that it can set it in place."""
+    if node.op.inplace or not node.op.set_instead_of_inc:
+        return None
+    buffer = node.inputs[0]
+    if (buffer.owner is None or not isinstance(buffer.owner.op, AllocEmpty)
+            or len(fgraph.clients[buffer]) < 2):
+        return None
+    own = buffer.owner.op.make_node(*buffer.owner.inputs).outputs[0]
+    return [node.op(own, *node.inputs[1:])]
+
+
+scan_buffer_per_state = node_rewriter([IncSubtensor])(_scan_buffer_per_state)
+
+
 def mode_rewrites(backend):
     """The rewrites of this module for a mode of ``backend`` (``"c"``: PyTensor's C virtual
     machines; ``"numba"``; anything else: those every backend may run), as ``(rewriter,
@@ -344,7 +372,8 @@ def mode_rewrites(backend):
     The positions are PyTensor's phases: the scan rewrites in this order before those that
     remove a scan's unused inputs and outputs and shrink its buffers (1.605); the softmax and
     the addressing rewrites right after ``specialize`` (2); the sum after the elementwise
-    fusion (49) and its in-place version among the in-place rewrites (50.x).
+    fusion (49), the buffers of their own just before the in-place rewrites (50.05) and the
+    sum's in-place version among them (50.x).
     """
     rewrites = [
         (dfs_rewriter(scan_zero_gradient_taps, ignore_newtrees=True), 1.604),
@@ -355,6 +384,7 @@ def mode_rewrites(backend):
     if backend == "c":
         rewrites += [(dfs_rewriter(inline_softmax), 2.05),
                      (dfs_rewriter(sum_in_order), 49.2),
+                     (dfs_rewriter(scan_buffer_per_state, ignore_newtrees=True), 50.05),
                      (SumInOrderInplace(), 50.55)]
     elif backend == "numba":
         rewrites += [(dfs_rewriter(split_as_slices), 2.07)]

@@ -1,5 +1,6 @@
 """ntm.accel.kernel_threads: the C kernels split the batch between threads with the same
-results."""
+results; the automatic setting keeps calls of a training step's size on one thread, a set
+number of threads is taken."""
 import json
 import os
 import subprocess
@@ -14,12 +15,13 @@ from ntm.accel.memory_kernels import MemoryRead
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Computes every kernel and its gradient at batch 16 (enough work to be split between
-# threads) and prints them as JSON lists of float32 bit patterns.
+# Computes every kernel and its gradient at batch 16 on the threads given in argv[1] and
+# prints them as JSON lists of float32 bit patterns.
 WORKER = r"""
 import json, sys
 import numpy as np
 import pytensor, pytensor.tensor as pt
+from ntm.accel import kernel_threads
 from ntm.accel.addressing_kernels import Addressing
 from ntm.accel.memory_kernels import CosineSimilarity, MemoryRead, MemoryWrite
 
@@ -42,15 +44,18 @@ cost = (read * f32(rng.normal(size=(B, H, W)))).sum() + (written ** 2).sum()
 grads = pytensor.grad(cost, list(v.values()))
 function = pytensor.function(list(v.values()), [similarity, weights, written, read] + grads,
                              mode="CVM")
+kernel_threads.set_threads(int(sys.argv[1]))
 results = function(*values.values())
+assert kernel_threads.last_call_threads() == int(sys.argv[1]), kernel_threads.last_call_threads()
 print(json.dumps([np.asarray(r, dtype="float32").view("uint32").ravel().tolist()
                   for r in results]))
 """
 
 
 def run_worker(threads):
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1"}
-    finished = subprocess.run([sys.executable, "-c", WORKER], capture_output=True, text=True,
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    finished = subprocess.run([sys.executable, "-c", WORKER, str(threads)], capture_output=True,
+                              text=True,
                               cwd=ROOT, env=env, timeout=600)
     assert finished.returncode == 0, finished.stderr
     return [np.array(bits, dtype=np.uint32) for bits in
@@ -68,14 +73,64 @@ def test_results_do_not_depend_on_the_number_of_threads():
 
 
 def test_a_split_batch_matches_numpy():
-    """Large enough to be split (2 cores here): the C kernel against NumPy's matmul."""
+    """Split between two threads: the C kernel against NumPy's matmul."""
     rng = np.random.RandomState(1)
     weights = rng.dirichlet(np.ones(128), (16, 2))
     memory = rng.normal(size=(16, 128, 20))
     w, m = pytensor.tensor.tensor3("w"), pytensor.tensor.tensor3("m")
     read = pytensor.function([w, m], MemoryRead()(w, m), mode="CVM")
-    assert 16 * 2 * 128 * 20 >= kernel_threads.MIN_PARALLEL_WORK
-    np.testing.assert_allclose(read(weights, memory), np.matmul(weights, memory), rtol=1e-12)
+    with kernel_threads.threads(2):
+        result = read(weights, memory)
+        if kernel_threads.openmp_flags():
+            assert kernel_threads.last_call_threads() == 2
+    np.testing.assert_allclose(result, np.matmul(weights, memory), rtol=1e-12)
+
+
+# Prints the threads MemoryRead's calls could take in the automatic setting, for a batch of
+# 16 (a training step's) and for one of more than 2 * AUTO_PARALLEL_WORK values, and with
+# three threads set.
+AUTOMATIC = r"""
+import json
+import numpy as np
+import pytensor, pytensor.tensor as pt
+from ntm.accel import kernel_threads
+from ntm.accel.memory_kernels import MemoryRead
+
+w, m = pt.tensor3("w"), pt.tensor3("m")
+read = pytensor.function([w, m], MemoryRead()(w, m), mode="CVM")
+seen = []
+large = 2 * kernel_threads.AUTO_PARALLEL_WORK // (128 * 20) + 1
+for batch, setting in ((16, None), (large, None), (16, 3), (2, 3), (16, None)):
+    kernel_threads.set_threads(setting)
+    read(np.ones((batch, 1, 128)), np.ones((batch, 128, 20)))
+    seen.append(kernel_threads.last_call_threads())
+print(json.dumps(seen))
+"""
+
+
+def test_the_automatic_setting_splits_only_large_calls():
+    if not kernel_threads.openmp_flags():
+        pytest.skip("no OpenMP in this C++ compiler: the kernels run on one thread")
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"}
+    finished = subprocess.run([sys.executable, "-c", AUTOMATIC], capture_output=True,
+                              text=True, cwd=ROOT, env=env, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    # batch 16: one thread although OpenMP has two; a large call: two; set: three (at most
+    # one per item); automatic again: one
+    assert json.loads(finished.stdout.strip().splitlines()[-1]) == [1, 2, 3, 2, 1]
+
+
+def test_the_setting_is_checked_and_restored():
+    assert kernel_threads.get_threads() is None  # automatic by default
+    with kernel_threads.threads(3):
+        assert kernel_threads.get_threads() == 3
+        assert kernel_threads.set_threads(1) == 3
+        assert kernel_threads.get_threads() == 1
+    assert kernel_threads.get_threads() is None
+    for bad in (-1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="set_threads: count must be"):
+            kernel_threads.set_threads(bad)
+    assert kernel_threads.get_threads() is None
 
 
 def test_the_kernels_are_compiled_with_the_openmp_flags():

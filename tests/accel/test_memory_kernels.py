@@ -278,3 +278,46 @@ def test_the_ntm_computes_the_same_with_and_without_the_fused_ops(num_writes):
     for fused, plain in zip(fused_values, plain_values):
         assert fused.shape == plain.shape
         np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("num_heads", [1, 2])
+@pytest.mark.parametrize("width", [5, 20])
+def test_rows_of_a_width_known_when_compiling(dtype, num_heads, width):
+    """Memory rows whose width the graph knows (the kernels compiled for that width): values
+    and gradients of the C ops against the plain expressions."""
+    from ntm.accel.memory_kernels import _row_width
+
+    rng = np.random.RandomState(5)
+    B, N, W, H = 3, 9, width, num_heads
+    keys, memory, erase, add = (pt.tensor(name, dtype=dtype, shape=(None, None, W))
+                                for name in ("keys", "memory", "erase", "add"))
+    weights = pt.tensor("weights", dtype=dtype, shape=(None, None, N))
+    values = [np.asarray(v, dtype=dtype) for v in
+              (rng.normal(0, 1, (B, H, W)), *write_inputs(rng, B, N, W, H))]
+    coefficients = rng.normal(0, 1, (B, H, N)), rng.normal(0, 1, (B, N, W))
+    inputs = [keys, memory, weights, erase, add]
+
+    def outputs(cosine, write, read):
+        written = write(memory, weights, erase, add)
+        similarity = cosine(keys, written, 1e-6)
+        read_vectors = read(weights, written)
+        cost = (pt.sum(similarity * coefficients[0]) + pt.sum(written * coefficients[1])
+                + pt.sum(read_vectors ** 2) + pt.sum(read(pt.abs(similarity), written)))
+        return [similarity, written, read_vectors] + pytensor.grad(cost, inputs)
+
+    fused = pytensor.function(inputs, outputs(
+        lambda k, m, e: CosineSimilarity(e)(k, m), lambda *a: MemoryWrite()(*a),
+        lambda w, m: MemoryRead()(w, m)), mode="CVM")
+    kernels = [node for node in fused.maker.fgraph.apply_nodes
+               if isinstance(node.op, (CosineSimilarity, CosineSimilarityGrad, MemoryWrite,
+                                       MemoryWriteGrad, MemoryRead, MemoryReadGrad))]
+    assert len(kernels) == 7 and all(
+        _row_width(node.inputs[0 if isinstance(node.op, (MemoryWrite, MemoryWriteGrad)) else 1])
+        == W for node in kernels)
+    plain = pytensor.function(inputs, outputs(plain_cosine_similarity, plain_write,
+                                              lambda w, m: pt.matmul(w, m)),
+                              mode="FAST_COMPILE")
+    tolerance = 1e-10 if dtype == "float64" else 2e-4
+    for got, expected in zip(fused(*values), plain(*values)):
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)

@@ -60,7 +60,8 @@ def test_each_backend_gets_its_rewrites():
                 [r for r, _ in pairs if getattr(r, "node_rewriter", None) is None])
 
     c, c_others = node_rewriters("c")
-    assert c == common | {rewrites.inline_softmax, rewrites.sum_in_order}
+    assert c == common | {rewrites.inline_softmax, rewrites.sum_in_order,
+                          rewrites.scan_buffer_per_state}
     assert [type(r) for r in c_others] == [rewrites.SumInOrderInplace]
     assert node_rewriters("numba") == (common | {rewrites.split_as_slices}, [])
     assert node_rewriters("jax") == (common, [])
@@ -372,3 +373,44 @@ def test_a_reversed_tail_of_a_scan_is_read_from_a_trimmed_buffer(steps, mode_nam
         assert steps <= length <= steps + 1
 
 
+
+
+def copied_buffers(function):
+    """The ``SetSubtensor`` nodes of a compiled function that copy an ``AllocEmpty``."""
+    from pytensor.tensor.basic import AllocEmpty
+    from pytensor.tensor.subtensor import IncSubtensor
+    return [node for node in function.maker.fgraph.apply_nodes
+            if isinstance(node.op, IncSubtensor) and not node.op.inplace
+            and node.inputs[0].owner is not None
+            and isinstance(node.inputs[0].owner.op, AllocEmpty)]
+
+
+def test_each_scan_buffer_is_set_in_place_with_the_same_values():
+    """Two scans with states of one shape (their buffers' AllocEmpty merged by PyTensor):
+    without the rewrite all but one copy the buffer; with it none does, same values."""
+    x = pt.matrix("x")
+
+    def two_scans():
+        first = pytensor.scan(lambda xt, h: pt.tanh(h + xt), sequences=[x],
+                              outputs_info=[pt.zeros_like(x[0])], return_updates=False)
+        second = pytensor.scan(lambda xt, h: h * 0.5 + xt, sequences=[x[::-1]],
+                               outputs_info=[x[0]], return_updates=False)
+        return first.sum(axis=1) + second.sum(axis=1) + first[:, 0] * second[:, 1]
+
+    with_rewrite = pytensor.function([x], two_scans(), mode=ntm.accel.mode("CVM"))
+    without = pytensor.function([x], two_scans(), mode=accelerated_without(
+        "CVM", rewrites.scan_buffer_per_state))
+    assert copied_buffers(without)  # the case the rewrite is for
+    assert not copied_buffers(with_rewrite)
+    value = np.random.RandomState(0).normal(size=(7, 5)).astype(pytensor.config.floatX)
+    for _ in range(2):  # the second call reuses the kept buffers
+        np.testing.assert_array_equal(with_rewrite(value), without(value))
+    h, g = np.zeros(5), value[0].astype(float)
+    first, second = [], []
+    for xt, xr in zip(value, value[::-1]):
+        h, g = np.tanh(h + xt), g * 0.5 + xr
+        first.append(h)
+        second.append(g)
+    first, second = np.array(first), np.array(second)
+    expected = first.sum(axis=1) + second.sum(axis=1) + first[:, 0] * second[:, 1]
+    np.testing.assert_allclose(with_rewrite(value), expected, rtol=1e-5)
