@@ -150,14 +150,13 @@ class _Tally:
     def pytest_runtest_logreport(self, report):
         filename = report.nodeid.split("::")[0]
         if report.when == "call":
-            outcome = report.outcome
+            outcome = report.outcome  # passed, failed or skipped
         elif report.failed:
-            outcome = "errors"
+            outcome = "errors"  # in setup or teardown
         elif report.skipped and report.when == "setup":
             outcome = "skipped"
         else:
             return
-        outcome = {"passed": "passed", "failed": "failed"}.get(outcome, outcome)
         self.counts[filename][outcome] += 1
         if outcome in ("failed", "errors"):
             message = getattr(report.longrepr, "reprcrash", None)
