@@ -19,7 +19,9 @@ __all__ = ["Initializer", "Normal", "Uniform", "Glorot", "GlorotNormal", "Glorot
 def _check_shape(shape, minimum_ndim=1, who="initializer"):
     shape = tuple(shape)
     if len(shape) < minimum_ndim:
-        raise ValueError(f"{who} needs a shape with at least {minimum_ndim} dimensions, got {shape}")
+        # RuntimeError, as Lasagne raises
+        raise RuntimeError(f"{who} needs a shape with at least {minimum_ndim} dimensions, "
+                           f"got {shape}")
     return shape
 
 
@@ -202,7 +204,7 @@ class Sparse(Initializer):
     def sample(self, shape):
         shape = tuple(shape)
         if len(shape) != 2:
-            raise ValueError(f"Sparse initializer only works with 2D shapes, got {shape}")
+            raise RuntimeError(f"Sparse initializer only works with 2D shapes, got {shape}")
         w = floatX(np.zeros(shape))
         n_inputs, n_outputs = shape
         size = int(self.sparsity * n_inputs)

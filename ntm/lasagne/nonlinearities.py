@@ -61,6 +61,8 @@ class LeakyRectify:
         self.leakiness = leakiness
 
     def __call__(self, x):
+        if isinstance(x, np.ndarray):  # a NumPy array for a NumPy array, as rectify
+            return np.where(x > 0, x, self.leakiness * x)
         return pt.switch(x > 0, x, self.leakiness * x)
 
 

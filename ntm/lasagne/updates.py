@@ -564,8 +564,8 @@ def norm_constraint(tensor_var, max_norm, norm_axes=None, epsilon=1e-7):
     elif ndim in (3, 4, 5):
         sum_over = tuple(range(1, ndim))
     else:
-        raise ValueError(f"norm_constraint: unsupported tensor dimensionality {ndim} of "
-                         "tensor_var; specify norm_axes")
+        raise ValueError(f"Unsupported tensor dimensionality {ndim} of tensor_var in "
+                         "norm_constraint; specify norm_axes")
     dtype = np.dtype(pytensor.config.floatX).type
     norms = pt.sqrt(pt.sum(pt.sqr(tensor_var), axis=sum_over, keepdims=True))
     target_norms = pt.clip(norms, 0, dtype(max_norm))

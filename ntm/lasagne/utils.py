@@ -144,7 +144,9 @@ def create_param(spec, shape, name=None):
     Parameters
     ----------
     spec : number, numpy.ndarray, SharedVariable, Variable or callable
-        - number or array: wrapped in a new shared variable (cast to ``floatX`` if floating);
+        - number: wrapped in a new shared variable of ``floatX`` (if floating);
+        - array: wrapped in a new shared variable of the array's own dtype, as in Lasagne
+          (the initializers of :mod:`~ntm.lasagne.init` return ``floatX`` arrays);
         - shared variable or other expression: used as is, after a check of its dimensions (and,
           for a shared variable, of its current shape);
         - callable (e.g. an :class:`~ntm.lasagne.init.Initializer`): called with ``shape``; the
@@ -175,13 +177,16 @@ def create_param(spec, shape, name=None):
     if callable(spec) and not isinstance(spec, Variable):
         spec = spec(shape)
         what = "value returned by the callable"
-    if isinstance(spec, (numbers.Number, np.generic)) and not isinstance(spec, (bool, np.bool_)):
+    if isinstance(spec, numbers.Number) and not isinstance(spec, bool):
+        spec = np.asarray(spec)
+        if np.issubdtype(spec.dtype, np.floating):
+            spec = floatX(spec)
+    elif isinstance(spec, np.generic) and not isinstance(spec, np.bool_):
         spec = np.asarray(spec)
     if isinstance(spec, np.ndarray):
         if spec.shape != shape:
             raise ValueError(f"{label}: the {what} has shape {spec.shape}, should be {shape}")
-        arr = floatX(spec) if np.issubdtype(spec.dtype, np.floating) else spec
-        return pytensor.shared(arr, name=name, shape=tuple(1 if d == 1 else None for d in shape))
+        return pytensor.shared(spec, name=name, shape=tuple(1 if d == 1 else None for d in shape))
     if isinstance(spec, Variable):
         if spec.ndim != len(shape):
             raise ValueError(f"{label}: the {what} has {spec.ndim} dimensions, "
@@ -207,11 +212,11 @@ def unroll_scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backward
     fn : callable
         Called as ``fn(*sequence_steps, *previous_outputs, *non_sequences)``; returns one
         output or a list of them.
-    sequences : list of tensors
+    sequences : tensor or list of tensors
         Iterated over their first axis.
-    outputs_info : list
+    outputs_info : value or list
         Initial values of the outputs, which are all fed back to the next step.
-    non_sequences : list
+    non_sequences : value or list
         Passed to every step.
     n_steps : int
         The number of steps.
@@ -223,13 +228,16 @@ def unroll_scan(fn, sequences, outputs_info, non_sequences, n_steps, go_backward
     list of tensors
         Each output stacked over the steps (first axis).
     """
+    sequences, outputs_info, non_sequences = (
+        [] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]
+        for x in (sequences, outputs_info, non_sequences))
     counter = range(n_steps)
     if go_backwards:
         counter = counter[::-1]
     outputs = []
     previous = list(outputs_info)
     for i in counter:
-        result = fn(*([s[i] for s in sequences] + previous + list(non_sequences)))
+        result = fn(*([s[i] for s in sequences] + previous + non_sequences))
         result = list(result) if isinstance(result, (list, tuple)) else [result]
         outputs.append(result)
         previous = result

@@ -236,14 +236,40 @@ def test_theano_style_convolutions():
                      conv_ops.conv1d_sd, conv_ops.conv1d_md, conv_ops.conv1d_unstrided):
         np.testing.assert_allclose(function(pt.as_tensor(x), pt.as_tensor(w),
                                             border_mode="full").eval(), expected, rtol=1e-6)
-    with pytest.raises(NotImplementedError):
-        conv_ops.conv1d_unstrided(pt.as_tensor(x), pt.as_tensor(w), subsample=(2,))
+    # as Lasagne's, these three need a filter length that is a multiple of the stride
+    for function in (conv_ops.conv1d_sd, conv_ops.conv1d_md, conv_ops.conv1d_unstrided):
+        with pytest.raises(ValueError, match="multiple of the stride"):
+            function(pt.as_tensor(x), pt.as_tensor(w), subsample=(2,))
+        w4 = RNG.randn(4, 3, 4)
+        np.testing.assert_allclose(
+            function(pt.as_tensor(x), pt.as_tensor(w4), subsample=(2,)).eval(),
+            np_correlate(x, flip(w4), stride=2), rtol=1e-6)
     x2 = RNG.randn(1, 2, 6, 5)
     w2 = RNG.randn(3, 2, 3, 3)
     np.testing.assert_allclose(
         conv_ops.conv2d(pt.as_tensor(x2), pt.as_tensor(w2), border_mode="half",
                         subsample=(2, 1), filter_flip=False).eval(),
         np_correlate(x2, w2, stride=(2, 1), pad=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("stride, border_mode, flip_filters", [
+    (1, "valid", True), (2, "valid", False), (1, "full", True), (3, 2, True)])
+def test_conv1d_with_a_filter_length_known_only_at_run_time(stride, border_mode, flip_filters):
+    # filters of unknown static shape and no filter_shape: PyTensor's convolve1d per channel
+    x, w = pt.tensor3("x"), pt.tensor3("w")
+    output = conv_ops.conv1d_sc(x, w, None, None, border_mode=border_mode,
+                                subsample=(stride,), filter_flip=flip_filters)
+    xv, wv = RNG.randn(2, 3, 12), RNG.randn(4, 3, 5)
+    pad = {"valid": 0, "full": 4}.get(border_mode, border_mode)
+    expected = np_correlate(xv, flip(wv) if flip_filters else wv, stride=stride, pad=pad)
+    np.testing.assert_allclose(output.eval({x: xv, w: wv}), expected, rtol=1e-6, atol=1e-10)
+    # (slicing up to its own length hides the filters' static length)
+    verify_grad(lambda a, b: conv_ops.conv1d_sc(a, b[:, :, :b.shape[2]],
+                                                border_mode=border_mode, subsample=(stride,),
+                                                filter_flip=flip_filters),
+                [xv[:1, :2, :8], wv[:2, :2, :3]], rng=np.random.RandomState(0))
+    with pytest.raises(ValueError, match="filter length"):
+        conv_ops.conv1d_sc(x, w, border_mode="half")
 
 
 @pytest.mark.parametrize("stride, pad, dilation, groups", [(2, 1, 1, 1), (1, 0, 2, 2)])

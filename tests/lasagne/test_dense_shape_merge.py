@@ -164,13 +164,24 @@ def test_reshape_with_a_symbolic_size():
     ((None, 12), ([-1], 12), r"\[i\]"),
     ((None, 12), ([5], 12), "out of range"),
     ((None, 12), (pt.ivector(), 12), "scalar"),
-    ((2, 12), (5, 5), "number of elements"),
-    ((None, 12), ([0], 5), "number of elements"),
-    ((None, 12), ([0], 5, -1), "multiple"),
+    ((2, 12), (5, 5), "element counts do not match"),
+    ((None, 12), ([0], 5), "element counts do not match"),
+    ((None, 12), ([0], 5, -1), "cannot match .*not a multiple"),
 ])
 def test_reshape_errors(input_shape, shape, message):
     with pytest.raises(ValueError, match=message):
         ReshapeLayer(InputLayer(input_shape), shape)
+
+
+def test_reshape_output_shape_for_a_symbolic_input_shape():
+    # sizes taken from an expression's shape are unknown when the graph is built: None
+    x = pt.tensor3("x")
+    layer = ReshapeLayer(InputLayer((None, None, None)), (x.shape[0] * x.shape[1], [2]))
+    assert layer.get_output_shape_for(tuple(x.shape)) == (None, None)
+    assert layer.get_output_shape_for((3, x.shape[1], 6)) == (None, 6)
+    values = RNG.randn(3, 5, 6)
+    np.testing.assert_array_equal(get_output(layer, x).eval({x: values}),
+                                  values.reshape(15, 6))
 
 
 # FlattenLayer ------------------------------------------------------------------------------
@@ -390,6 +401,16 @@ def test_autocrop_and_merge_cropping():
     assert cat.output_shape == (1, 5, 3, 6)
     out = get_output(cat).eval({l_a.input_var: a, l_b.input_var: b})
     np.testing.assert_array_equal(out, np.concatenate([a[:, :, 1:4], b[:, :, :, 1:7]], axis=1))
+    # the concatenation axis is never cropped, whatever cropping says for it
+    l_d = InputLayer((4, 3))
+    l_e = InputLayer((5, 2))
+    for axis, expected in ((0, (9, 2)), (1, (4, 5)), (-1, (4, 5))):
+        cat = ConcatLayer([l_d, l_e], axis=axis, cropping=["lower", "lower"])
+        assert cat.output_shape == expected
+        d, e = RNG.randn(4, 3), RNG.randn(5, 2)
+        out = get_output(cat).eval({l_d.input_var: d, l_e.input_var: e})
+        np.testing.assert_array_equal(out, np.concatenate(
+            [d[:, :2], e] if axis == 0 else [d, e[:4]], axis=axis))
     l_c = InputLayer((1, 2, 3, 9))
     summed = ElemwiseSumLayer([l_a, l_c], cropping=[None, None, "lower", "lower"])
     assert summed.output_shape == (1, 2, 3, 6)

@@ -134,9 +134,10 @@ def test_get_output_dict_for_the_input_layer(diamond):
     np.testing.assert_allclose(out.eval(), _numpy_forward(d, x)[3], rtol=1e-6)
 
 
-def test_get_output_rejects_non_layer_dict_keys(diamond):
-    with pytest.raises(TypeError, match="layers"):
-        get_output(diamond["l_out"], {"in": np.zeros((1, 4))})
+def test_get_output_ignores_dict_keys_outside_the_network(diamond):
+    # as Lasagne: a key that is no layer of the network stands in for nothing
+    out = get_output(diamond["l_out"], {"in": np.zeros((1, 4))})
+    assert diamond["l_in"].input_var in ancestors([out])
 
 
 def test_get_output_single_expression_for_several_inputs():
@@ -330,3 +331,23 @@ def test_input_layer_has_no_input_layer_and_walks_stop_there():
     assert get_all_layers(mock_input) == [mock_input]
     dense = DenseLayer(l_in, 2)
     assert get_all_layers(dense) == [l_in, dense]
+
+
+def test_get_output_dict_keys_and_layers_built_from_shapes():
+    # a key that is not a layer of the network is ignored; a layer built from a shape then
+    # still has no input
+    layer = DenseLayer((None, 3), 2, W=init.Constant(1.0), b=init.Constant(0.0))
+    with pytest.raises(ValueError, match="built from a shape"):
+        get_output(layer, {object(): np.ones((1, 3))})
+    x = pt.matrix("x")
+    np.testing.assert_allclose(get_output(layer, {None: x}).eval({x: np.ones((2, 3))}),
+                               np.full((2, 2), 3.0))
+
+
+def test_get_output_shape_uses_input_layer_shape_and_the_none_key():
+    l_in = InputLayer((None, 4))
+    merged = ConcatLayer([l_in, (None, 3)], axis=1)
+    assert get_output_shape(merged) == (None, 7)
+    assert get_output_shape(merged, {None: (5, 6), l_in: (5, 4)}) == (5, 10)
+    single = DenseLayer((None, 3), 2)
+    assert get_output_shape(single, {None: (8, 3)}) == (8, 2)

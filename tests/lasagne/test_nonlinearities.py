@@ -79,3 +79,10 @@ def test_rectify_of_a_numpy_array_is_an_array():
     out = rectify(np.array([-1.0, 0.0, 2.0]))
     assert isinstance(out, np.ndarray)
     np.testing.assert_array_equal(out, [0.0, 0.0, 2.0])
+
+
+def test_leaky_rectify_of_a_numpy_array_is_a_numpy_array():
+    x = np.array([[-2.0, 0.5], [3.0, -0.1]])
+    result = nl.LeakyRectify(0.1)(x)
+    assert isinstance(result, np.ndarray)
+    np.testing.assert_allclose(result, np.where(x > 0, x, 0.1 * x))

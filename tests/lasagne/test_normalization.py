@@ -108,3 +108,18 @@ def test_instance_and_layer_norm_macros():
                          learn_bias=False)
     assert [type(l) for l in get_all_layers(bare)][2:] == [StandardizationLayer,
                                                           NonlinearityLayer]
+
+
+def test_batch_norm_updates_averages_for_an_input_of_fixed_shape():
+    # a constant input has a static shape the running averages' variables do not have
+    x = RNG.randn(6, 4, 5) + 2.0
+    layer = BatchNormLayer((6, 4, 5), alpha=0.25)
+    mean0, inv_std0 = layer.mean.get_value(), layer.inv_std.get_value()
+    out = layer.get_output_for(pytensor.tensor.constant(x)).eval()
+    batch_mean = x.mean(axis=(0, 2))
+    batch_inv_std = 1 / np.sqrt(x.var(axis=(0, 2)) + layer.epsilon)
+    np.testing.assert_allclose(layer.mean.get_value(), 0.75 * mean0 + 0.25 * batch_mean)
+    np.testing.assert_allclose(layer.inv_std.get_value(),
+                               0.75 * inv_std0 + 0.25 * batch_inv_std)
+    np.testing.assert_allclose(out, (x - batch_mean[None, :, None])
+                               * batch_inv_std[None, :, None], atol=1e-10)

@@ -181,3 +181,22 @@ def test_spatial_pyramid_pooling(implementation):
     assert get_output(layer).eval({l_in.input_var: y}).shape == (1, 3, 21)
     with pytest.raises(ValueError, match="Expected 4 input dimensions"):
         SpatialPyramidPoolingLayer(InputLayer((1, 2, 3)))
+
+
+@pytest.mark.parametrize("mode, reduce", [("max", np.max), ("average_exc_pad", np.mean)])
+def test_spatial_pyramid_pooling_kaiming_bins(mode, reduce):
+    # sizes not divisible by the grid: bin i spans floor(i n / d) .. ceil((i + 1) n / d) - 1
+    x = RNG.randn(2, 3, 17, 13)
+    layer = SpatialPyramidPoolingLayer(InputLayer((None, 3, None, None)), [3, 2],
+                                       mode=mode, implementation="kaiming")
+    expected = []
+    for d in (3, 2):
+        for i in range(d):
+            for j in range(d):
+                rows = slice(i * 17 // d, -(-(i + 1) * 17 // d))
+                cols = slice(j * 13 // d, -(-(j + 1) * 13 // d))
+                expected.append(reduce(x[:, :, rows, cols], axis=(2, 3)))
+    np.testing.assert_allclose(layer.get_output_for(pt.as_tensor_variable(x)).eval(),
+                               np.stack(expected, axis=2))
+    with pytest.raises(ValueError, match="Mode must be either 'max'"):
+        SpatialPyramidPoolingLayer(InputLayer((None, 3, 4, 4)), mode="other")

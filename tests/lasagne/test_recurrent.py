@@ -404,3 +404,22 @@ def test_one_unit_recurrent_layers_have_gradients(cls):
     values = pytensor.function([l_in.input_var], grads)(x)
     assert [v.shape for v in values] == [p.get_value().shape for p in params]
     assert any(np.abs(v).sum() > 0 for v in values)
+
+
+def test_custom_recurrent_checks_the_batch_size_of_input_to_hidden():
+    from ntm.lasagne.layers import Conv2DLayer
+    l_in = InputLayer((2, 3, 4, 5, 6))  # batch 2, 3 steps
+    hid_to_hid = Conv2DLayer(InputLayer((2, 7, 5, 6)), 7, 3, pad="same")
+
+    def in_to_hid(batch):
+        return Conv2DLayer(InputLayer((batch, 4, 5, 6)), 7, 3, pad="same")
+
+    # precompute_input: all steps go through input_to_hidden at once, batch * time = 6
+    CustomRecurrentLayer(l_in, in_to_hid(6), hid_to_hid, precompute_input=True)
+    CustomRecurrentLayer(l_in, in_to_hid(None), hid_to_hid, precompute_input=True)
+    with pytest.raises(ValueError, match="batch \\* time = 6"):
+        CustomRecurrentLayer(l_in, in_to_hid(2), hid_to_hid, precompute_input=True)
+    # step by step: the batch of input_to_hidden is that of hidden_to_hidden
+    CustomRecurrentLayer(l_in, in_to_hid(2), hid_to_hid, precompute_input=False)
+    with pytest.raises(ValueError, match="same batch size"):
+        CustomRecurrentLayer(l_in, in_to_hid(3), hid_to_hid, precompute_input=False)

@@ -44,17 +44,28 @@ def test_create_param_from_array():
     param = utils.create_param(arr, (2, 3), name="W")
     assert isinstance(param, SharedVariable)
     assert param.name == "W"
-    assert param.dtype == pytensor.config.floatX
+    assert param.dtype == "float64"
     np.testing.assert_array_equal(param.get_value(), arr)
     # a new variable, not a view of the caller's array
     arr[0, 0] = 100
     assert param.get_value()[0, 0] == 0
 
 
-def test_create_param_casts_float_arrays_to_floatX():
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int16"])
+def test_create_param_keeps_the_array_dtype(dtype):
+    # as Lasagne: an array keeps its dtype (initializers give floatX arrays themselves) ...
     with pytensor.config.change_flags(floatX="float32"):
-        param = utils.create_param(np.zeros((2, 2), dtype="float64"), (2, 2))
-        assert param.dtype == "float32"
+        param = utils.create_param(np.arange(4).reshape(2, 2).astype(dtype), (2, 2))
+        assert param.dtype == dtype
+        np.testing.assert_array_equal(param.get_value(), [[0, 1], [2, 3]])
+        # ... while a Python number becomes floatX
+        assert utils.create_param(0.5, ()).dtype == "float32"
+        assert utils.create_param(init_glorot, (3, 2)).dtype == "float32"
+
+
+def init_glorot(shape):
+    from ntm.lasagne import init
+    return init.GlorotUniform()(shape)
 
 
 def test_create_param_from_scalar():
@@ -222,3 +233,15 @@ def test_unroll_scan_matches_scan():
         scanned = pytensor.scan(step, sequences=[seq], outputs_info=[h0], non_sequences=[w],
                                 go_backwards=go_backwards, return_updates=False)
         np.testing.assert_allclose(unrolled.eval(values), scanned.eval(values), rtol=1e-10)
+
+
+def test_unroll_scan_takes_single_items_as_lists():
+    # a tensor as sequences and a number as outputs_info, as Lasagne's callers pass them
+    a = pt.scalar("a")
+    powers, = utils.unroll_scan(lambda step, prior, a: prior * a, sequences=pt.arange(3),
+                                outputs_info=[1.0], non_sequences=[a], n_steps=3)
+    np.testing.assert_allclose(powers.eval({a: 2.0}), [2.0, 4.0, 8.0])
+    steps, = utils.unroll_scan(lambda s, prior: prior + s, sequences=pt.arange(4),
+                               outputs_info=0, non_sequences=None, n_steps=4,
+                               go_backwards=True)
+    np.testing.assert_allclose(steps.eval(), [3, 5, 6, 6])  # 3, 3+2, 3+2+1, 3+2+1+0

@@ -85,17 +85,14 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
     -------
     An expression, or a list of expressions for a list of layers.
     """
-    from .base import Layer
-
     treat_as_input = list(inputs.keys()) if isinstance(inputs, dict) else []
     all_layers = get_all_layers(layer_or_layers, treat_as_input)
     outputs = {layer: layer.input_var for layer in all_layers if isinstance(layer, InputLayer)
                and layer not in treat_as_input}
     if isinstance(inputs, dict):
+        # keys are layers, or None for the input of a layer built from a shape; a key that is
+        # not in the network is ignored, as in Lasagne
         for layer, value in inputs.items():
-            if layer is not None and not isinstance(layer, Layer):
-                raise TypeError(f"keys of the inputs dict must be layers (or None for the input "
-                                f"of a layer built from a shape), got {layer!r}")
             outputs[layer] = as_pytensor_expression(value)
     elif inputs is not None:
         if not outputs:
@@ -165,11 +162,18 @@ def get_output_shape(layer_or_layers, input_shapes=None):
         if layer in shapes:
             continue
         if isinstance(layer, InputLayer):
-            shapes[layer] = layer.output_shape
+            shapes[layer] = layer.shape
         elif isinstance(layer, MergeLayer):
-            shapes[layer] = layer.get_output_shape_for([shapes[l] for l in layer.input_layers])
+            # an input built from a shape takes the shape given for None, if any
+            shapes[layer] = layer.get_output_shape_for(
+                [shapes[l] if l is not None else shapes.get(None, shape)
+                 for l, shape in zip(layer.input_layers, layer.input_shapes)])
         else:
-            shapes[layer] = layer.get_output_shape_for(shapes[layer.input_layer])
+            if layer.input_layer is None:
+                input_shape = shapes.get(None, layer.input_shape)
+            else:
+                input_shape = shapes[layer.input_layer]
+            shapes[layer] = layer.get_output_shape_for(input_shape)
     if isinstance(layer_or_layers, (list, tuple)):
         return [shapes[layer] for layer in layer_or_layers]
     return shapes[layer_or_layers]

@@ -129,14 +129,20 @@ class ConcatLayer(MergeLayer):
         The axis to concatenate along (default 1).
     cropping : None or list of {None, 'lower', 'center', 'upper'}
         Crop the inputs to a common size first (see :func:`autocrop`); the concatenation
-        axis should be ``None``.
+        axis is never cropped (its entry is taken as ``None``), since the inputs need not
+        agree along it.
     """
 
     def __init__(self, incomings, axis=1, cropping=None, **kwargs):
         super().__init__(incomings, **kwargs)
-        self.axis, self.cropping = axis, cropping
+        self.axis = axis
         if cropping is not None:
             _full_cropping(cropping, 0)
+            # the concatenation axis keeps each input's own size
+            crop_axis = axis % len(self.input_shapes[0]) if axis < 0 else axis
+            cropping = list(cropping) + [None] * max(0, crop_axis + 1 - len(cropping))
+            cropping[crop_axis] = None
+        self.cropping = cropping
 
     def get_output_shape_for(self, input_shapes):
         input_shapes = autocrop_array_shapes(input_shapes, self.cropping)

@@ -141,10 +141,11 @@ class BatchNormLayer(Layer):
             running_inv_std = self.inv_std.clone()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                running_mean.default_update = ((1 - self.alpha) * running_mean
-                                               + self.alpha * input_mean)
-                running_inv_std.default_update = ((1 - self.alpha) * running_inv_std
-                                                  + self.alpha * input_inv_std)
+                running_mean.default_update = _as_type_of(
+                    running_mean, (1 - self.alpha) * running_mean + self.alpha * input_mean)
+                running_inv_std.default_update = _as_type_of(
+                    running_inv_std,
+                    (1 - self.alpha) * running_inv_std + self.alpha * input_inv_std)
             # make the output depend on them, so that the updates happen
             mean = mean + 0 * running_mean
             inv_std = inv_std + 0 * running_inv_std
@@ -152,6 +153,20 @@ class BatchNormLayer(Layer):
         beta = 0 if self.beta is None else self.beta.dimshuffle(pattern)
         gamma = 1 if self.gamma is None else self.gamma.dimshuffle(pattern)
         return (input - mean.dimshuffle(pattern)) * (gamma * inv_std.dimshuffle(pattern)) + beta
+
+
+def _as_type_of(shared, value):
+    """``value`` with exactly the type of ``shared``, as an update must have.
+
+    A size that ``value`` knows statically (an input of fixed shape) but ``shared`` does not
+    is forgotten by slicing up to the shared variable's own size, which selects everything.
+    """
+    if value.type != shared.type:
+        value = value[tuple(
+            slice(None, shared.shape[i]) if known is None and value.type.shape[i] is not None
+            else slice(None) for i, known in enumerate(shared.type.shape))]
+        value = shared.type.filter_variable(value, allow_convert=True)
+    return value
 
 
 def _steal_nonlinearity_and_bias(layer):

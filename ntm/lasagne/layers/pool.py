@@ -433,8 +433,9 @@ class SpatialPyramidPoolingLayer(Layer):
 
     With the default ``implementation='fast'`` a level pools windows of
     :math:`\lceil n / d \rceil` entries, :math:`\lfloor n / d \rfloor` apart; with
-    ``'kaiming'`` the bins are those of the paper, windows of :math:`\lceil n / d \rceil`
-    starting :math:`\lfloor i n / d \rfloor` (the same for sizes divisible by ``d``).
+    ``'kaiming'`` the bins are those of the paper: bin :math:`i` covers the entries
+    :math:`\lfloor i n / d \rfloor` to :math:`\lceil (i + 1) n / d \rceil - 1` (the same
+    as ``'fast'`` for sizes divisible by ``d``).
 
     Parameters
     ----------
@@ -456,8 +457,8 @@ class SpatialPyramidPoolingLayer(Layer):
         if implementation not in ("fast", "kaiming"):
             raise ValueError(f"implementation must be 'fast' or 'kaiming', got {implementation!r}")
         if mode not in ("max", "average_inc_pad", "average_exc_pad"):
-            raise ValueError(f"mode must be 'max', 'average_inc_pad' or 'average_exc_pad', "
-                             f"got {mode!r}")
+            raise ValueError("Mode must be either 'max', 'average_inc_pad' or "
+                             f"'average_exc_pad'. Got {mode!r}")
         self.mode = mode
         self.implementation = implementation
         self.pool_dims = list(pool_dims)
@@ -477,11 +478,12 @@ class SpatialPyramidPoolingLayer(Layer):
                     if self.implementation == "fast":
                         step = [size // d for size in (rows, cols)]
                         starts = [i * step[0], j * step[1]]
+                        stops = [starts[0] + win[0], starts[1] + win[1]]
                     else:
-                        starts = [pt.cast(pt.floor(i * rows / np.float64(d)), "int64"),
-                                  pt.cast(pt.floor(j * cols / np.float64(d)), "int64")]
-                    region = input[:, :, starts[0]:starts[0] + win[0],
-                                   starts[1]:starts[1] + win[1]]
+                        starts = [(i * rows) // d, (j * cols) // d]
+                        # ceil((k + 1) n / d) in integers
+                        stops = [-((-(i + 1) * rows) // d), -((-(j + 1) * cols) // d)]
+                    region = input[:, :, starts[0]:stops[0], starts[1]:stops[1]]
                     bins.append(reduce(region, axis=(2, 3)))
         return pt.stack(bins, axis=2)
 

@@ -262,6 +262,19 @@ class CustomRecurrentLayer(_RecurrentBase):
         self.hidden_to_hidden = hidden_to_hidden
         in_to_hid_shape = tuple(input_to_hidden.output_shape)
         hid_to_hid_shape = tuple(hidden_to_hidden.output_shape)
+        n_batch, n_steps = self.input_shapes[0][:2]
+        if precompute_input:
+            # input_to_hidden then sees all time steps at once, as one batch
+            if None not in (in_to_hid_shape[0], n_batch, n_steps) \
+                    and in_to_hid_shape[0] != n_batch * n_steps:
+                raise ValueError(f"with precompute_input=True, input_to_hidden must take a batch "
+                                 f"of None or batch * time = {n_batch * n_steps} entries, but its "
+                                 f"output shape is {in_to_hid_shape}")
+        elif None not in (in_to_hid_shape[0], hid_to_hid_shape[0]) \
+                and in_to_hid_shape[0] != hid_to_hid_shape[0]:
+            raise ValueError(f"with precompute_input=False, input_to_hidden and hidden_to_hidden "
+                             f"must take the same batch size, got output shapes "
+                             f"{in_to_hid_shape} and {hid_to_hid_shape}")
         if in_to_hid_shape[1:] != hid_to_hid_shape[1:]:
             raise ValueError(f"input_to_hidden and hidden_to_hidden must give the same shape "
                              f"after the batch axis, got {in_to_hid_shape} and {hid_to_hid_shape}")

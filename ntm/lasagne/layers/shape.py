@@ -54,6 +54,8 @@ class ReshapeLayer(Layer):
         self.output_shape  # validate against the input shape now
 
     def get_output_shape_for(self, input_shape, **kwargs):
+        # a symbolic input size (from an expression's .shape) is unknown here
+        input_shape = tuple(None if isinstance(d, Variable) else d for d in input_shape)
         output = []
         for s in self.shape:
             if isinstance(s, list):
@@ -78,15 +80,15 @@ class ReshapeLayer(Layer):
                 total_out = int(np.prod(rest))
                 if total_in % total_out:
                     raise ValueError(f"cannot reshape input of shape {input_shape} to "
-                                     f"{self.shape}: {total_in} elements is not a multiple of "
-                                     f"{total_out}")
+                                     f"{self.shape}: the element counts cannot match "
+                                     f"({total_in} is not a multiple of {total_out})")
                 output[output.index(-1)] = total_in // total_out
             else:
                 output[output.index(-1)] = None
         elif None not in in_known and None not in out_known:
             if int(np.prod(in_known)) != int(np.prod(out_known)):
                 raise ValueError(f"cannot reshape input of shape {input_shape} to {self.shape}: "
-                                 "the number of elements differs")
+                                 "the element counts do not match")
         return tuple(output)
 
     def get_output_for(self, input, **kwargs):

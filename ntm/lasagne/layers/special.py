@@ -10,7 +10,7 @@ from .dense import NonlinearityLayer
 from .noise import _advance, _random_stream
 
 __all__ = ["NonlinearityLayer", "ExpressionLayer", "BiasLayer", "ScaleLayer", "standardize",
-           "InverseLayer", "TransformerLayer",
+           "InverseLayer", "TransformerLayer", "TPSTransformerLayer",
            "ParametricRectifierLayer", "prelu", "RandomizedRectifierLayer", "rrelu"]
 
 
@@ -173,6 +173,132 @@ class InverseLayer(MergeLayer):
         return pytensor.grad(None, wrt=layer_in, known_grads={layer_out: input})
 
 
+def _tps_kernel(squared_distance, log):
+    r"""The thin-plate-spline radial basis :math:`U(r) = r^2 \log r^2`, with :math:`U(0) = 0`,
+    of squared distances (``log`` is ``numpy.log`` or ``pytensor.tensor.log``)."""
+    # r^2 log r^2 -> 0 as r -> 0; the floor keeps the logarithm finite there
+    return squared_distance * log(squared_distance + (squared_distance <= 0))
+
+
+class TPSTransformerLayer(MergeLayer):
+    r"""A spatial transformer (Jaderberg et al., 2015) with a thin-plate-spline transformation
+    (Bookstein, 1989) given by the movement of control points.
+
+    ``control_points`` points :math:`c_k` sit on a regular square grid over the image
+    (coordinates in :math:`[-1, 1]`, ``x`` varying fastest). For each example the
+    ``localization_network`` gives their offsets :math:`\delta_k`, and the destination points
+    :math:`d_k = c_k + \delta_k`. Each coordinate of the sampling map is the thin-plate spline
+
+    .. math:: f(p) = a_0 + a_x x + a_y y + \sum_k w_k \, U(\lVert p - c_k \rVert),
+              \qquad U(r) = r^2 \log r^2,
+
+    that interpolates the destinations, :math:`f(c_k) = d_k`, with
+    :math:`\sum_k w_k = \sum_k w_k x_k = \sum_k w_k y_k = 0`; in matrix form
+    :math:`\begin{pmatrix} K & P \\ P^T & 0 \end{pmatrix}
+    \begin{pmatrix} w \\ a \end{pmatrix} = \begin{pmatrix} d \\ 0 \end{pmatrix}`
+    with :math:`K_{ij} = U(\lVert c_i - c_j \rVert)` and :math:`P = (1, x_k, y_k)`. The
+    output samples the input bilinearly at :math:`f(p)` for each point :math:`p` of a regular
+    output grid over :math:`[-1, 1]^2`; zero offsets reproduce the input.
+
+    The system depends on the control points only, so its inverse is computed once; with
+    ``precompute_grid`` the basis at every output point is too, and the sampling points are
+    one product :math:`\delta \mapsto (c + \delta) A^T` with a constant
+    ``(points, control_points)`` matrix :math:`A`.
+
+    Parameters
+    ----------
+    incoming : Layer or tuple
+        The images ``(batch, channels, height, width)``.
+    localization_network : Layer
+        Output of shape ``(batch, 2 * control_points)``: the ``x`` offsets of the control
+        points, then their ``y`` offsets (in the grid's order).
+    downsample_factor : float or tuple of float
+        The output is the input's height and width divided by this.
+    control_points : int
+        The number of control points, a perfect square of at least 4.
+    precompute_grid : 'auto' or bool
+        Compute the basis at the output points when the layer is built (needs the input's
+        height and width); ``'auto'`` does so whenever they are known.
+    border_mode : {'nearest', 'mirror', 'wrap'}
+        How points outside the image are sampled, as in :class:`TransformerLayer`.
+    """
+
+    def __init__(self, incoming, localization_network, downsample_factor=1,
+                 control_points=16, precompute_grid="auto", border_mode="nearest", **kwargs):
+        super().__init__([incoming, localization_network], **kwargs)
+        self.downsample_factor = (tuple(downsample_factor) if isinstance(
+            downsample_factor, (tuple, list)) else (downsample_factor,) * 2)
+        side = int(round(np.sqrt(control_points))) if control_points > 0 else 0
+        if side * side != control_points or side < 2:
+            raise ValueError("The number of control points must be a perfect square of at "
+                             f"least 4, got control_points={control_points!r}")
+        if border_mode not in ("nearest", "mirror", "wrap"):
+            raise ValueError(f"border_mode must be 'nearest', 'mirror' or 'wrap', got "
+                             f"{border_mode!r}")
+        input_shp, loc_shp = self.input_shapes
+        if len(loc_shp) != 2 or loc_shp[-1] != 2 * control_points:
+            raise ValueError("The localization network must have output shape: (batch_size, "
+                             f"2*control_points) = (batch_size, {2 * control_points}), "
+                             f"got {loc_shp}")
+        if len(input_shp) != 4:
+            raise ValueError("The input network must have a 4-dimensional output shape: "
+                             "(batch_size, num_input_channels, input_rows, input_columns), "
+                             f"got {input_shp}")
+        known = all(s is not None for s in input_shp[2:])
+        if precompute_grid == "auto":
+            precompute_grid = known
+        elif precompute_grid and not known:
+            raise ValueError("precompute_grid=True needs the input's height and width, got "
+                             f"input shape {input_shp}")
+        self.control_points = control_points
+        self.precompute_grid = bool(precompute_grid)
+        self.border_mode = border_mode
+        dtype = pytensor.config.floatX
+        axis = np.linspace(-1, 1, side)
+        grid_x, grid_y = np.meshgrid(axis, axis)
+        self.source_points = np.stack([grid_x.ravel(), grid_y.ravel()])  # (2, K)
+        # inverse of the system matrix, restricted to the columns the destinations multiply
+        c = self.source_points.T
+        kernel = _tps_kernel(((c[:, None] - c[None]) ** 2).sum(-1), np.log)
+        affine = np.hstack([np.ones((control_points, 1)), c])
+        system = np.block([[kernel, affine], [affine.T, np.zeros((3, 3))]])
+        self._solve = np.linalg.inv(system)[:, :control_points].astype(dtype)  # (K + 3, K)
+        if self.precompute_grid:
+            out_height, out_width = self.get_output_shape_for(self.input_shapes)[2:]
+            points = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-1, 1, out_width),
+                                                             np.linspace(-1, 1, out_height))],
+                              axis=1)
+            basis = np.hstack([_tps_kernel(((points[:, None] - c[None]) ** 2).sum(-1), np.log),
+                               np.ones((len(points), 1)), points])
+            self._interpolation = (basis @ self._solve.astype("float64")).astype(dtype)
+
+    def get_output_shape_for(self, input_shapes):
+        shape = input_shapes[0]
+        return shape[:2] + tuple(None if s is None else int(s // f)
+                                 for s, f in zip(shape[2:], self.downsample_factor))
+
+    def get_output_for(self, inputs, **kwargs):
+        input, offsets = (pt.as_tensor_variable(v) for v in inputs)
+        dtype = input.dtype
+        source = pt.constant(self.source_points.astype(dtype))
+        destinations = source + offsets.reshape((-1, 2, self.control_points))  # (batch, 2, K)
+        out_height = pt.cast(input.shape[2] // self.downsample_factor[0], "int64")
+        out_width = pt.cast(input.shape[3] // self.downsample_factor[1], "int64")
+        if self.precompute_grid:
+            interpolation = pt.constant(self._interpolation.astype(dtype))
+        else:
+            xs = pt.cast(-1 + 2 * pt.arange(out_width) / pt.maximum(out_width - 1, 1), dtype)
+            ys = pt.cast(-1 + 2 * pt.arange(out_height) / pt.maximum(out_height - 1, 1), dtype)
+            points = pt.stack([pt.tile(xs, (out_height,)), pt.repeat(ys, out_width)], axis=1)
+            squared = pt.sqr(points[:, None, :] - source.T[None]).sum(axis=-1)
+            basis = pt.concatenate([_tps_kernel(squared, pt.log),
+                                    pt.ones((points.shape[0], 1), dtype=dtype), points], axis=1)
+            interpolation = pt.dot(basis, pt.constant(self._solve.astype(dtype)))
+        sampling = pt.dot(destinations, interpolation.T)  # (batch, 2, points)
+        return _bilinear_sample(input, sampling[:, 0], sampling[:, 1], out_height, out_width,
+                                self.border_mode)
+
+
 class ParametricRectifierLayer(Layer):
     r"""A rectifier with learned leakiness (He et al., 2015),
     :math:`y = \max(x, 0) + \alpha \min(x, 0)`, with ``alpha`` shared over ``shared_axes``.
@@ -236,11 +362,12 @@ class RandomizedRectifierLayer(Layer):
         self._rng = _random_stream()
 
     def get_output_for(self, input, deterministic=False, **kwargs):
-        input = pt.as_tensor_variable(input)
         if deterministic or (not isinstance(self.upper, pt.TensorVariable)
                              and not isinstance(self.lower, pt.TensorVariable)
                              and self.upper == self.lower):
+            # the mean slope; a NumPy input gives a NumPy output, as in Lasagne
             return nonlinearities.LeakyRectify((self.upper + self.lower) / 2.0)(input)
+        input = pt.as_tensor_variable(input)
         shape = tuple(1 if axis in self.shared_axes else input.shape[axis]
                       for axis in range(input.ndim))
         next_rng, slopes = pt.random.uniform(self.lower, self.upper, size=shape, rng=self._rng,

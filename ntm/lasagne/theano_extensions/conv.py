@@ -15,13 +15,17 @@ with stride :math:`s` and dilation :math:`d`; a convolution flips the filters fi
 
 :func:`conv1d_sc`, :func:`conv1d_mc0`, :func:`conv1d_mc1`, :func:`conv1d_unstrided`,
 :func:`conv1d_sd` and :func:`conv1d_md` keep the names of Lasagne's one-dimensional
-convolutions; here they all compute the same thing with the same implementation.
+convolutions; here they all compute the same thing with the same implementation (the last
+three keep the restriction of Lasagne's: a filter length that is a multiple of the stride).
+A one-dimensional convolution whose filter length is symbolic uses PyTensor's
+``convolve1d`` instead.
 """
 import itertools
 import numbers
 
 import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.tensor.signal import convolve1d
 
 from .padding import pad as pad_tensor
 
@@ -39,7 +43,8 @@ def _as_tuple(value, n, what):
 
 
 def _filter_size(filters, n, filter_shape=None):
-    """The static spatial size of ``filters``: from ``filter_shape``, the type or the value."""
+    """The static spatial size of ``filters`` (from ``filter_shape``, the type or the value),
+    or None where none of them tells it."""
     if filter_shape is not None and all(s is not None for s in tuple(filter_shape)[-n:]):
         return tuple(int(s) for s in tuple(filter_shape)[-n:])
     static = filters.type.shape[-n:]
@@ -47,8 +52,28 @@ def _filter_size(filters, n, filter_shape=None):
         return tuple(int(s) for s in static)
     if isinstance(filters, SharedVariable):
         return tuple(filters.get_value(borrow=True).shape[-n:])
-    raise ValueError("the spatial size of the filters must be known when the graph is built; "
-                     "pass filter_shape")
+    return None
+
+
+def _conv1d_symbolic_length(input, filters, stride, pad, flip_filters):
+    r"""A one-dimensional convolution whose filter length is only known when it runs:
+    :math:`y_{b, f} = \sum_c x_{b, c} * W_{f, c}` with PyTensor's ``convolve1d`` for each
+    pair of signals, then every ``stride``-th output."""
+    if pad == "full":
+        mode = "full"
+    elif pad == "valid" or pad == (0,) or pad == 0:
+        mode = "valid"
+    elif isinstance(pad, numbers.Integral) or (isinstance(pad, tuple) and len(pad) == 1):
+        input = pad_tensor(input, _as_tuple(pad, 1, "pad"), batch_ndim=2)
+        mode = "valid"
+    else:
+        raise ValueError(f"pad {pad!r} needs the filter length when the graph is built; "
+                         "pass filter_shape")
+    if not flip_filters:  # convolve1d convolves; a correlation is a convolution flipped
+        filters = filters[:, :, ::-1]
+    # (batch, 1, channels, length) with (1, filters, channels, taps), summed over channels
+    output = convolve1d(input[:, None], filters[None], mode=mode).sum(axis=2)
+    return output[:, :, ::stride[0]] if stride[0] > 1 else output
 
 
 def _pads(border_mode, filter_size, dilation):
@@ -110,6 +135,11 @@ def conv_nd(input, filters, filter_size=None, stride=1, pad=0, dilation=1, flip_
     filter_size = _filter_size(filters, n) if filter_size is None else tuple(filter_size)
     stride = _as_tuple(stride, n, "stride")
     dilation = _as_tuple(dilation, n, "dilation")
+    if filter_size is None:
+        if n == 1 and dilation == (1,) and num_groups == 1:
+            return _conv1d_symbolic_length(input, filters, stride, pad, flip_filters)
+        raise ValueError("the spatial size of the filters must be known when the graph is "
+                         "built; pass filter_shape")
     pads = _pads(pad, filter_size, dilation)
     if flip_filters:
         filters = filters[(slice(None), slice(None)) + (slice(None, None, -1),) * n]
@@ -201,14 +231,41 @@ def conv1d_sc(input, filters, image_shape=None, filter_shape=None, border_mode="
 
 conv1d_mc0 = conv1d_sc
 conv1d_mc1 = conv1d_sc
-conv1d_sd = conv1d_sc
-conv1d_md = conv1d_sc
+
+
+def _stride_divides_filter(filters, filter_shape, subsample, name):
+    size = _filter_size(pt.as_tensor_variable(filters), 1, filter_shape)
+    stride = _as_tuple(subsample, 1, "subsample")[0]
+    if size is None and stride != 1:
+        raise ValueError(f"{name} with a stride needs the filter length when the graph is "
+                         "built; pass filter_shape")
+    if size is not None and size[0] % stride:
+        raise ValueError(f"{name} needs a filter length that is a multiple of the stride, "
+                         f"got filter length {size[0]} and stride {stride}")
 
 
 def conv1d_unstrided(input, filters, image_shape=None, filter_shape=None, border_mode="valid",
                      subsample=(1,), filter_flip=True):
-    """As :func:`conv1d_sc`, for a stride of 1 only (the restriction Lasagne's has)."""
-    if tuple(subsample) != (1,):
-        raise NotImplementedError("conv1d_unstrided only supports subsample=(1,)")
+    """As :func:`conv1d_sc`, with the restriction of Lasagne's (which reshapes the input so
+    that the stride becomes 1): the filter length must be a multiple of the stride."""
+    _stride_divides_filter(filters, filter_shape, subsample, "conv1d_unstrided")
+    return _conv1d(input, filters, image_shape, filter_shape, border_mode, subsample,
+                   filter_flip)
+
+
+def conv1d_sd(input, filters, image_shape=None, filter_shape=None, border_mode="valid",
+              subsample=(1,), filter_flip=True):
+    """As :func:`conv1d_sc`, with the restriction of Lasagne's (one matrix product over
+    stride-sized blocks): the filter length must be a multiple of the stride."""
+    _stride_divides_filter(filters, filter_shape, subsample, "conv1d_sd")
+    return _conv1d(input, filters, image_shape, filter_shape, border_mode, subsample,
+                   filter_flip)
+
+
+def conv1d_md(input, filters, image_shape=None, filter_shape=None, border_mode="valid",
+              subsample=(1,), filter_flip=True):
+    """As :func:`conv1d_sc`, with the restriction of Lasagne's (several matrix products over
+    stride-sized blocks): the filter length must be a multiple of the stride."""
+    _stride_divides_filter(filters, filter_shape, subsample, "conv1d_md")
     return _conv1d(input, filters, image_shape, filter_shape, border_mode, subsample,
                    filter_flip)
