@@ -77,7 +77,7 @@ def build_network(max_length, num_units=100, grad_clip=100.0):
 
 
 def main(num_epochs=10, epoch_size=100, batch_size=100, min_length=50, max_length=55,
-         num_units=100, learning_rate=0.001, grad_clip=100.0, val_size=1000, seed=0):
+         num_units=100, learning_rate=0.01, grad_clip=100.0, val_size=1000, seed=0):
     """Train on ``epoch_size`` fresh batches per epoch and report the costs.
 
     Returns
@@ -130,7 +130,7 @@ def build_parser():
     add("--min-length", type=int, default=50, help="shortest sequence (default: 50)")
     add("--max-length", type=int, default=55, help="longest sequence (default: 55)")
     add("--num-units", type=int, default=100, help="LSTM units (default: 100)")
-    add("--learning-rate", type=float, default=0.001, help="Adam's step size (default: 0.001)")
+    add("--learning-rate", type=float, default=0.01, help="Adam's step size (default: 0.01)")
     add("--grad-clip", type=float, default=100.0,
         help="clip the LSTM's gate gradients to [-x, x]; 0 for none (default: 100)")
     add("--val-size", type=int, default=1000, help="validation sequences (default: 1000)")
