@@ -85,7 +85,7 @@ def copy_args(*extra, iterations=3):
 
 
 def read_checkpoint(path):
-    """A checkpoint's arrays and document, read by :mod:`utils.checkpoints`; its readable copy
+    """A checkpoint's arrays and document, read by :mod:`utils.training.checkpoints`; its readable copy
     ``PATH.json`` must be the document."""
     arrays, info = checkpoints.read_checkpoint(path)
     with open(path[:-4] + ".json", encoding="utf-8") as stream:
