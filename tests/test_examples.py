@@ -69,7 +69,7 @@ SHARED_OPTIONS = ["--iterations", "--batch-size", "--seed", "--optimizer", "--le
                   "--learn-memory-init", "--model", "--save", "--load", "--resume", "--checkpoint-every", "--validate-every",
                   "--validation-batches", "--plot", "--plot-params", "--eval-lengths",
                   "--eval-batches", "--log", "--mode", "--quiet", "--keep-best",
-                  "--average-after", "--overwrite"]
+                  "--average-after", "--overwrite", "--kernel-threads"]
 COPY_TASK = SCRIPTS["copy"][1]
 
 
@@ -160,6 +160,8 @@ def test_help_lists_the_shared_options(name, capsys):
     (["--save", "run.pkl"], "--save"),
     (["--load", "no-such-checkpoint.npz"], "--load"),
     (["--mode", "NO_SUCH_MODE"], "--mode"),
+    (["--kernel-threads", "0"], "--kernel-threads"),
+    (["--kernel-threads", "many"], "--kernel-threads"),
     (["--mode", "JAX"], "--mode"),  # PyTensor 3.0.7's JAX backend cannot run a scan of these
 ])
 def test_bad_options_fail_early_naming_the_option(extra, option, capsys):
@@ -1267,3 +1269,42 @@ def test_a_trainer_with_the_focus_penalty_steps_without_it_on_the_same_state():
         differs = [not np.array_equal(focused.parameter_values()[name], value)
                    for name, value in plain.parameter_values().items()]
         assert any(differs)
+
+
+# --------------------------------------------------------------------------------------------
+# The kernels' threads
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def threads_of_steps(monkeypatch):
+    """The kernels' thread setting in force at each training step."""
+    from ntm.accel import kernel_threads
+    seen, original = [], training.Trainer.train_step
+
+    def recording(self, *args, **kwargs):
+        seen.append(kernel_threads.get_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "train_step", recording)
+    return seen
+
+
+def test_the_steps_take_the_kernel_threads_asked_for(threads_of_steps):
+    from ntm.accel import kernel_threads
+    copy_task.main(copy_args("--kernel-threads", "2"))
+    assert threads_of_steps == [2, 2, 2] and kernel_threads.get_threads() is None
+
+
+def test_automatic_kernel_threads_time_the_settings_in_turns_and_say_the_choice(
+        threads_of_steps, monkeypatch, capsys):
+    from ntm.accel import kernel_threads
+    from utils.training import loop
+    # FAST_COMPILE runs no C kernel, and this machine may have one core: the loop is told
+    # otherwise, to see what it does with the kernels' threads.
+    monkeypatch.setattr(kernel_threads, "available_threads", lambda: 2)
+    monkeypatch.setattr(loop, "backend_of", lambda mode: "c")
+    copy_task.main(MODEL + COPY_TASK + RUN + ["--iterations", "14"])
+    assert threads_of_steps[:12] == [None, 2] * 6
+    assert threads_of_steps[12:] in ([None] * 2, [2] * 2)
+    assert "iteration 12: kernel threads: " in capsys.readouterr().out
+    assert kernel_threads.get_threads() is None

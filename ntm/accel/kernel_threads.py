@@ -42,13 +42,15 @@ is true; without OpenMP they run on one thread whatever the setting.
 import hashlib
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 
 import numpy as np
 import pytensor
 
-__all__ = ["set_threads", "get_threads", "threads", "last_call_threads", "openmp_flags",
-           "OPENMP_ENABLED", "C_SUPPORT", "AUTO_PARALLEL_WORK", "GOMP_SPINCOUNT"]
+__all__ = ["set_threads", "get_threads", "threads", "last_call_threads", "available_threads",
+           "ThreadChoice", "openmp_flags", "OPENMP_ENABLED", "C_SUPPORT", "AUTO_PARALLEL_WORK",
+           "GOMP_SPINCOUNT"]
 
 #: whether the kernels may be compiled with OpenMP.
 OPENMP_ENABLED = True
@@ -117,6 +119,159 @@ def threads(count):
         yield
     finally:
         set_threads(previous)
+
+
+
+def available_threads():
+    """The threads a split call takes: ``OMP_NUM_THREADS`` when it is set to a number, else
+    the cores this process may use; 1 where the kernels are built without OpenMP."""
+    if not OPENMP_ENABLED or not pytensor.config.cxx:
+        return 1
+    setting = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+class ThreadChoice:
+    r"""Chooses the kernels' threads for a loop of like steps (a training loop) by timing the
+    steps themselves.
+
+    The automatic setting decides per call and cannot see what threads cost the rest of a
+    step (the module docstring says why), and which setting is the fastest for a whole step
+    depends on the processor and on what else the machine runs: on 2 cores, splitting every
+    call of a batch-16 step has been measured both faster and several times slower than the
+    automatic setting (the documentation's performance page has the figures). This compares them where it matters. The steps are taken in turns
+    with each setting, ``trial_steps`` each; the setting whose median time per unit of work
+    is the lowest,
+
+    .. math:: s^* = \arg\min_s \operatorname{median}_{k \in \text{trial}(s)} t_k / w_k,
+
+    serves the following steps, and a new trial starts every ``retry_every`` steps, since
+    the load of the machine may change. The kernels' results do not depend on their threads,
+    so neither the trial nor the choice changes what a step computes.
+
+    A setting made by :func:`set_threads` or :func:`threads` before the choice is built is
+    the user's: the choice then keeps it and times nothing. So it does with one setting to
+    compare (one core, ``OMP_NUM_THREADS=1``, no OpenMP).
+
+    Parameters
+    ----------
+    settings : sequence of (int or None), optional
+        The settings compared (``None``: automatic). Default: automatic and
+        :func:`available_threads` threads for every call.
+    trial_steps : int
+        Steps timed with each setting in a trial.
+    retry_every : int
+        Steps between the end of a trial and the next.
+    clock : callable
+        Returns seconds (``time.perf_counter``).
+
+    Examples
+    --------
+    >>> choice = ThreadChoice()
+    >>> for x, y in batches:                          # doctest: +SKIP
+    ...     with choice.step(work=x.shape[1]):        # the sequence's length
+    ...         train(x, y)
+    >>> choice.chosen                                 # doctest: +SKIP
+    2
+    """
+
+    def __init__(self, settings=None, trial_steps=6, retry_every=2000, clock=time.perf_counter):
+        if isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps < 1:
+            raise ValueError(f"ThreadChoice: trial_steps must be an int >= 1, got "
+                             f"{trial_steps!r}")
+        if isinstance(retry_every, bool) or not isinstance(retry_every, int) or retry_every < 1:
+            raise ValueError(f"ThreadChoice: retry_every must be an int >= 1, got "
+                             f"{retry_every!r}")
+        if get_threads() is not None:  # the user's setting
+            settings = [get_threads()]
+        elif settings is None:
+            settings = [None] + ([available_threads()] if available_threads() > 1 else [])
+        else:
+            settings = list(dict.fromkeys(settings))
+            for setting in settings:  # checked as set_threads checks them
+                if setting is not None and (isinstance(setting, bool) or
+                                            not isinstance(setting, (int, np.integer))
+                                            or setting < 1):
+                    raise ValueError(f"ThreadChoice: settings must be None (automatic) or "
+                                     f"ints >= 1, got {setting!r}")
+            if not settings:
+                raise ValueError("ThreadChoice: settings is empty")
+        self.settings = tuple(settings)
+        self.trial_steps = trial_steps
+        self.retry_every = retry_every
+        self.clock = clock
+        #: The setting the steps take between trials (the first of ``settings`` until the
+        #: first trial ends).
+        self.chosen = self.settings[0]
+        #: Each setting's median seconds per unit of work in the last trial.
+        self.measured = {}
+        #: How many trials have ended.
+        self.trials = 0
+        self._queue = self._trial_queue() if len(self.settings) > 1 else []
+        self._times = {setting: [] for setting in self.settings}
+        self._until_trial = 0
+
+    def _trial_queue(self):
+        # In turns, so that a change of load during the trial falls on every setting.
+        return [setting for _ in range(self.trial_steps) for setting in self.settings]
+
+    @property
+    def trying(self):
+        """Whether the next step is timed for a trial."""
+        return bool(self._queue)
+
+    @contextmanager
+    def step(self, work=1.0):
+        """One step, with the setting the choice gives it.
+
+        Parameters
+        ----------
+        work : float
+            The step's amount of work in any unit the loop's steps share (the sequence length
+            for steps of one batch size): trials compare seconds per unit.
+        """
+        if not work > 0:
+            raise ValueError(f"ThreadChoice.step: work must be > 0, got {work!r}")
+        if not self._queue and len(self.settings) > 1:
+            self._until_trial -= 1
+            if self._until_trial < 0:  # time for another trial
+                self._queue = self._trial_queue()
+                self._times = {setting: [] for setting in self.settings}
+        setting = self._queue[0] if self._queue else self.chosen
+        previous = set_threads(setting)
+        started = self.clock()
+        try:
+            yield setting
+        finally:
+            elapsed = self.clock() - started
+            set_threads(previous)
+        # Only a step that completed counts.
+        if self._queue:
+            self._queue.pop(0)
+            self._times[setting].append(elapsed / work)
+            if not self._queue:
+                self.measured = {s: float(np.median(t)) for s, t in self._times.items()}
+                self.chosen = min(self.settings, key=self.measured.__getitem__)
+                self.trials += 1
+                self._until_trial = self.retry_every
+
+    def describe(self, unit="unit of work"):
+        """One line: the setting chosen and, after a trial, each setting's median time per
+        ``unit``."""
+        if not self.measured:
+            return f"kernel threads: {_setting_name(self.chosen)}"
+        times = ", ".join(f"{_setting_name(s)} {1e3 * t:.3g} ms"
+                          for s, t in self.measured.items())
+        return f"kernel threads: {_setting_name(self.chosen)} (per {unit}: {times})"
+
+
+def _setting_name(setting):
+    return "automatic" if setting is None else str(setting)
 
 
 C_SUPPORT = r"""

@@ -155,3 +155,105 @@ def test_the_compilers_answer_is_kept_in_the_compile_directory(tmp_path):
     kept.write_text("0")  # the next process reads the answer instead of compiling
     assert kernel_threads._compiler_supports_openmp(str(tmp_path)) is False
     assert [p.name for p in tmp_path.iterdir()] == [kept.name]  # no temporary file left
+
+
+# --- ThreadChoice: the setting of a loop's steps, chosen by timing the steps ---------------
+
+class StepCosts:
+    """A fake clock whose steps cost, per unit of work, what ``costs`` gives for the thread
+    setting in force when the step ends."""
+
+    def __init__(self, costs):
+        self.costs, self.now, self.work = dict(costs), 0.0, 1.0
+
+    def __call__(self):
+        return self.now
+
+    def run(self, choice, work=1.0):
+        with choice.step(work=work) as setting:
+            assert setting == kernel_threads.get_threads()
+            self.now += self.costs[kernel_threads.get_threads()] * work
+        return setting
+
+
+@pytest.fixture
+def automatic():
+    previous = kernel_threads.set_threads(None)
+    yield
+    kernel_threads.set_threads(previous)
+
+
+def test_a_choice_tries_the_settings_in_turns_and_keeps_the_fastest(automatic):
+    clock = StepCosts({None: 3.0, 4: 1.0})
+    choice = kernel_threads.ThreadChoice(settings=[None, 4], trial_steps=3, retry_every=5,
+                                         clock=clock)
+    taken = [clock.run(choice, work=w) for w in (1, 2, 3, 1, 2, 3)]
+    assert taken == [None, 4, None, 4, None, 4]
+    assert choice.trials == 1 and choice.chosen == 4
+    assert choice.measured == {None: 3.0, 4: 1.0}  # seconds per unit of work
+    assert [clock.run(choice) for _ in range(5)] == [4] * 5
+    assert kernel_threads.get_threads() is None  # each step's setting is undone after it
+    # The load changes: the next trial finds the automatic setting faster and takes it.
+    clock.costs = {None: 1.0, 4: 2.0}
+    assert [clock.run(choice) for _ in range(6)] == [None, 4] * 3
+    assert choice.trials == 2 and choice.chosen is None
+    assert "kernel threads: automatic" in choice.describe("time step")
+    assert "per time step: automatic 1e+03 ms, 4 2e+03 ms" in choice.describe("time step")
+
+
+def test_a_trial_compares_medians_so_that_one_slow_step_does_not_decide(automatic):
+    clock = StepCosts({None: 2.0, 2: 1.0})
+    choice = kernel_threads.ThreadChoice(settings=[None, 2], trial_steps=5, clock=clock)
+    for index in range(10):
+        clock.costs[2] = 100.0 if index == 1 else 1.0  # one descheduled step of 2 threads
+        clock.run(choice)
+    assert choice.chosen == 2 and choice.measured[2] == 1.0
+
+
+def test_a_step_that_fails_is_not_counted_and_the_setting_is_restored(automatic):
+    clock = StepCosts({None: 1.0, 2: 5.0})
+    choice = kernel_threads.ThreadChoice(settings=[None, 2], trial_steps=1, clock=clock)
+    with pytest.raises(RuntimeError):
+        with choice.step():
+            raise RuntimeError("step failed")
+    assert kernel_threads.get_threads() is None and choice.trying
+    assert [clock.run(choice), clock.run(choice)] == [None, 2]
+    assert choice.chosen is None
+
+
+def test_the_users_setting_is_kept_and_nothing_is_timed(automatic):
+    with kernel_threads.threads(3):
+        clock = StepCosts({3: 1.0})
+        choice = kernel_threads.ThreadChoice(clock=clock)
+        assert choice.settings == (3,) and not choice.trying
+        assert [clock.run(choice) for _ in range(20)] == [3] * 20
+        assert choice.trials == 0 and choice.describe() == "kernel threads: 3"
+
+
+def test_the_default_settings_are_automatic_and_every_available_thread(automatic, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    if kernel_threads.available_threads() == 1:  # built without OpenMP or a C++ compiler
+        assert kernel_threads.ThreadChoice().settings == (None,)
+        return
+    assert kernel_threads.available_threads() == 3
+    assert kernel_threads.ThreadChoice().settings == (None, 3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    choice = kernel_threads.ThreadChoice()
+    assert choice.settings == (None,) and not choice.trying  # nothing to compare
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert kernel_threads.available_threads() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"trial_steps": 0}, "trial_steps"), ({"retry_every": 0}, "retry_every"),
+    ({"settings": [None, 0]}, "settings"), ({"settings": []}, "settings"),
+    ({"settings": [True]}, "settings")])
+def test_a_choice_checks_its_arguments(arguments, message, automatic):
+    with pytest.raises(ValueError, match=message):
+        kernel_threads.ThreadChoice(**arguments)
+
+
+def test_a_step_needs_positive_work(automatic):
+    with pytest.raises(ValueError, match="work"):
+        with kernel_threads.ThreadChoice().step(work=0):
+            pass

@@ -32,8 +32,8 @@ from .values import (PLOT_FORMATS, above_zero, at_least, check_average_after, ch
                      check_learning_rate, check_memory_shape, check_schedule, check_seed,
                      check_shifts, checkpoint_exists, directory_exists, format_schedule,
                      format_value, has_suffix, listed, needs_heads, not_both_checkpoints,
-                     one_of, option_name, parse_iterations_or_none, parse_key_values,
-                     parse_positive_ints, parse_schedule)
+                     one_of, option_name, parse_iterations_or_none, parse_kernel_threads,
+                     parse_key_values, parse_positive_ints, parse_schedule)
 
 __all__ = ["DEFAULT_MODE", "LEARNING_RATES", "CONTROLLERS", "OUTPUT_KINDS", "SPIKE_AVERAGE_DECAY",
            "JAX_UNSUPPORTED_PYTENSOR", "LOG_COLUMNS", "Option", "TaskOption", "OPTIONS",
@@ -260,6 +260,11 @@ OPTIONS = (
     Option("mode", str, None, "PyTensor mode: CVM (C backend, starts soonest), NUMBA (fastest "
            "steps; its first run compiles for minutes, then it is cached), or FAST_COMPILE; "
            f"default: the environment variable NTM_MODE, else {DEFAULT_MODE}", _TRAIN),
+    Option("kernel-threads", parse_kernel_threads, None, "threads of the NTM's memory "
+           "kernels: auto (time the first steps with the kernels' automatic setting and with "
+           "a thread per core, keep the faster, and time them again every 2000 steps) or a "
+           "number of threads for every call; the results are the same either way",
+           _TRAIN, metavar="auto|N"),
     Option("floatX", str, "float32", "float type of the parameters, data and computations "
            "(float32 is faster; float64 for exact comparisons)", _TRAIN,
            choices=("float32", "float64"), resumed=True),

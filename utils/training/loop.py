@@ -10,6 +10,9 @@ import time
 
 import numpy as np
 
+from ntm.accel import backend_of
+from ntm.accel.kernel_threads import ThreadChoice, threads
+
 from .checkpoints import checkpoint_paths
 from .config import last_focus_penalty, learning_rate_at, with_focus_penalty
 from .errors import CheckpointError, TrainingStopped
@@ -74,6 +77,20 @@ def train(state, script, progress, log):
         progress.info(f"learning rate {trainer.learning_rate:g}"
                       + (f", then {plan}" if plan else " to the end"))
 
+    if config.kernel_threads is not None:
+        with threads(config.kernel_threads):
+            _train_loop(state, config, trainer, task, validation, penalty_on, progress, log,
+                        ThreadChoice())
+        return
+    # Timed only where the fused C kernels run (their threads change nothing elsewhere).
+    choice = (ThreadChoice() if backend_of(trainer.mode) == "c"
+              else ThreadChoice(settings=[None]))
+    _train_loop(state, config, trainer, task, validation, penalty_on, progress, log, choice)
+
+
+def _train_loop(state, config, trainer, task, validation, penalty_on, progress, log, choice):
+    """:func:`train`'s iterations, each step with the kernels' threads ``choice`` gives."""
+    trials_seen, reported = 0, choice.chosen
     window = _new_window()
     loop_started = time.perf_counter()
     wall_before = state.wall_time
@@ -98,7 +115,12 @@ def train(state, script, progress, log):
             window["started"] += seconds
         elif changes:
             progress.info(f"iteration {iteration}: {' and '.join(changes)}")
-        step = trainer.train_step(x, y, mask, penalised)
+        with choice.step(work=x.shape[1]):  # seconds per time step compared
+            step = trainer.train_step(x, y, mask, penalised)
+        if choice.trials > trials_seen:  # a trial ended: said the first time and on a change
+            if trials_seen == 0 or choice.chosen != reported:
+                progress.info(f"iteration {iteration}: {choice.describe('time step')}")
+            trials_seen, reported = choice.trials, choice.chosen
         if not step.finite:
             kept = f"the parameters and optimizer state after iteration {state.iteration}"
             where = (f"; they are in the checkpoint {config.save}" if config.save

@@ -70,6 +70,20 @@ def parse_iterations_or_none(text):
         raise ConfigError(f"expected a number of iterations or 'none', got {text!r}") from None
 
 
+def parse_kernel_threads(text):
+    """``auto`` as None (the choice timed by :class:`ntm.accel.kernel_threads.ThreadChoice`),
+    or a number of threads (an int >= 1)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"expected 'auto' or a number of threads >= 1, got {text!r}")
+    return value
+
+
 def parse_schedule(text):
     """``ITERATIONS:RATE,...`` as ``[[iterations, rate], ...]`` (iterations increasing);
     ``none`` (or nothing) as ``[]``."""
