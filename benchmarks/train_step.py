@@ -4,8 +4,9 @@ The model is the copy task's (a dense controller of 100 units, one read and one 
 3 shifts, memory 128 x 20, a sigmoid output layer), built through the public API. One training
 step is forward, backward and an Adam update, on a copy sequence of ``length`` bits (so
 ``2 * length + 1`` time steps). For each mode and each setting of the memory kernels' threads
-(:mod:`ntm.accel.kernel_threads`: ``auto``, the default, and explicit counts), in a fresh
-process, it prints the time to build the gradient and compile the training function, the first
+(:mod:`ntm.accel.kernel_threads`: ``chosen``, the setting a ``ThreadChoice`` chooses by timing
+its trial's steps, as the examples train; ``auto``, the kernels' own default; explicit
+counts), in a fresh process, it prints the time to build the gradient and compile the training function, the first
 call's time (Numba compiles then, and caches what it compiled on disk for the next run), and
 for each batch size and length the median, min and max of ``--steps`` timed steps, the
 arithmetic rate of the median step (:func:`step_flops` / time) and the peak resident memory
@@ -187,7 +188,8 @@ def measure(mode, batch_sizes, lengths, steps, threads=None):
     from ntm.accel import kernel_threads
     from utils.generators import CopyTask
 
-    kernel_threads.set_threads(threads)
+    chosen = threads == "chosen"  # a ThreadChoice per configuration, as the examples train
+    kernel_threads.set_threads(None if chosen else threads)
     train, grad_s, compile_s = build_training_function(mode)
     result = {"mode": mode, "grad_s": grad_s, "compile_s": compile_s, "runs": []}
     # The first call compiles what the mode compiles lazily (Numba's kernels); it is timed
@@ -206,31 +208,47 @@ def measure(mode, batch_sizes, lengths, steps, threads=None):
         x, y = task.sample(length=length)
         can_reset = _reset_peak_memory()
         train(x, y)
+        choice = kernel_threads.ThreadChoice() if chosen else None
+        while choice is not None and choice.trying:  # its trial's steps, not timed here
+            with choice.step(work=length):
+                train(x, y)
         times = []
         for _ in range(steps):
             started = time.perf_counter()
-            train(x, y)
+            if choice is None:
+                train(x, y)
+            else:
+                with choice.step(work=length):
+                    train(x, y)
             times.append(time.perf_counter() - started)
         peak = _resident_kib("VmHWM") if can_reset else None
         times = np.array(times) * 1000
         result["runs"].append({
             "batch_size": batch_size, "length": length, "median_ms": float(np.median(times)),
+            "chosen": None if choice is None else _setting_label(choice.chosen),
             "flops": step_flops(batch_size, length),
             "min_ms": float(times.min()), "max_ms": float(times.max()),
             "peak_mib": None if peak is None else max(peak - compiled_kib, 0) / 1024})
     return result
 
 
+def _setting_label(setting):
+    return "auto" if setting is None else str(setting)
+
+
 def _threads_list(text):
-    """``auto,1,2`` -> ``[None, 1, 2]``; ``cores`` stands for the cores this process may use."""
+    """``chosen,auto,1,2`` -> ``["chosen", None, 1, 2]``; ``cores`` stands for the cores this
+    process may use, ``chosen`` for the setting a :class:`ThreadChoice` chooses."""
     settings = []
     for item in text.split(","):
         item = item.strip()
-        setting = (None if item == "auto" else cores() if item == "cores"
+        setting = ("chosen" if item == "chosen" else None if item == "auto"
+                   else cores() if item == "cores"
                    else int(item) if item.isdigit() and int(item) >= 1 else "bad")
         if setting == "bad":
             raise argparse.ArgumentTypeError(
-                f"expected 'auto', 'cores' or counts >= 1 separated by commas, got {item!r}")
+                f"expected 'chosen', 'auto', 'cores' or counts >= 1 separated by commas, "
+                f"got {item!r}")
         if setting not in settings:
             settings.append(setting)
     return settings
@@ -273,10 +291,14 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default="1,16")
     parser.add_argument("--lengths", default="20,120")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per configuration")
-    parser.add_argument("--threads", type=_threads_list, default=_threads_list("auto,1,cores"),
+    parser.add_argument("--threads", type=_threads_list,
+                        default=_threads_list("chosen,auto,1,cores"),
                         help="the memory kernels' thread settings to time, each in its own "
-                             "process: 'auto' (the default setting), counts, 'cores' "
-                             "(default: auto,1,cores)")
+                             "process: 'chosen' (what ntm.accel.kernel_threads.ThreadChoice "
+                             "chooses after timing its trial's steps, as the examples train), "
+                             "'auto' (the kernels' own setting, the default of a function "
+                             "called without a choice), counts, 'cores' (default: "
+                             "chosen,auto,1,cores)")
     parser.add_argument("--pytorch", default=None, metavar="PYTHON",
                         help="also time benchmarks/pytorch_ntm.py's model with this Python "
                              "(eager and torch.compile, one thread and every core) and print "
@@ -327,8 +349,9 @@ def main(argv=None):
     print(f"{machine()}; Python {sys.version.split()[0]}, PyTensor {pytensor.__version__}",
           flush=True)
     print(f"copy NTM (dense 100, 1 read + 1 write head, memory 128 x 20), {args.floatX}, Adam, "
-          f"{args.steps} steps per row; memory kernels' threads: 'auto' is the default "
-          f"(ntm.accel.kernel_threads), OMP_NUM_THREADS={omp or 'unset'}; C backend's BLAS: "
+          f"{args.steps} steps per row; memory kernels' threads (ntm.accel.kernel_threads): "
+          f"'chosen' is what the examples train with, 'auto' a function's default, "
+          f"OMP_NUM_THREADS={omp or 'unset'}; C backend's BLAS: "
           f"{blas}", flush=True)
     print("| mode | kernel threads | gradient + compile | first call | batch | length "
           "| step median (min-max) | GFLOP/s | peak memory |")
@@ -336,7 +359,7 @@ def main(argv=None):
     ours = {}
     for mode in args.modes.split(","):
         for threads in args.threads:
-            label = "auto" if threads is None else str(threads)
+            label = _setting_label(threads)
             command = [sys.executable, os.path.abspath(__file__), "--worker", mode,
                        "--worker-threads", label, "--batch-sizes", args.batch_sizes,
                        "--lengths", args.lengths, "--steps", str(args.steps)]
@@ -354,14 +377,15 @@ def main(argv=None):
             result = json.loads(finished.stdout.strip().splitlines()[-1])
             for i, run in enumerate(result["runs"]):
                 memory = "n/a" if run["peak_mib"] is None else f"{run['peak_mib']:.0f} MiB"
-                head = (f"| {mode} | {label} | {result['grad_s']:.1f} + "
+                shown = label if run.get("chosen") is None else f"chosen: {run['chosen']}"
+                head = (f"| {mode} | {shown} | {result['grad_s']:.1f} + "
                         f"{result['compile_s']:.1f} s | {result['first_call_s']:.1f} s"
-                        if i == 0 else f"| | {label} | |")
+                        if i == 0 else f"| | {shown} | |")
                 rate = run["flops"] / (run["median_ms"] / 1000) / 1e9
                 print(f"{head} | {run['batch_size']} | {run['length']} | {run['median_ms']:.1f} "
                       f"ms ({run['min_ms']:.1f}-{run['max_ms']:.1f}) | {rate:.2f} | {memory} |",
                       flush=True)
-                ours[mode, label, run["batch_size"], run["length"]] = run["median_ms"]
+                ours[mode, shown, run["batch_size"], run["length"]] = run["median_ms"]
     if args.pytorch:
         compare_with_pytorch(args, batch_sizes, lengths, ours)
 

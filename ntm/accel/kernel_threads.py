@@ -180,7 +180,7 @@ class ThreadChoice:
     2
     """
 
-    def __init__(self, settings=None, trial_steps=6, retry_every=2000, clock=time.perf_counter):
+    def __init__(self, settings=None, trial_steps=10, retry_every=2000, clock=time.perf_counter):
         if isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps < 1:
             raise ValueError(f"ThreadChoice: trial_steps must be an int >= 1, got "
                              f"{trial_steps!r}")
