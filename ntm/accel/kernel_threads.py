@@ -143,16 +143,23 @@ class ThreadChoice:
     The automatic setting decides per call and cannot see what threads cost the rest of a
     step (the module docstring says why), and which setting is the fastest for a whole step
     depends on the processor and on what else the machine runs: on 2 cores, splitting every
-    call of a batch-16 step has been measured both faster and several times slower than the
-    automatic setting (the documentation's performance page has the figures). This compares them where it matters. The steps are taken in turns
-    with each setting, ``trial_steps`` each; the setting whose median time per unit of work
-    is the lowest,
+    call of a batch-16 step has been measured both faster than the automatic setting and, with
+    another process on the other core, tens of times slower (the documentation's performance
+    page has the figures). This compares them where it matters.
+
+    A trial takes the steps in turns with each setting, up to ``trial_steps`` each (a
+    change of load during it then falls on every setting); a setting whose median so far is
+    more than ``DROP_RATIO`` times another's takes no more of its steps, so that a setting
+    that waits for descheduled threads costs one step, not ``trial_steps``. The setting
+    whose median time per unit of work is the lowest,
 
     .. math:: s^* = \arg\min_s \operatorname{median}_{k \in \text{trial}(s)} t_k / w_k,
 
-    serves the following steps, and a new trial starts every ``retry_every`` steps, since
-    the load of the machine may change. The kernels' results do not depend on their threads,
-    so neither the trial nor the choice changes what a step computes.
+    serves the following steps. A new trial starts every ``retry_every`` steps, or as soon
+    as the median of the last ``WATCHED_STEPS`` steps is more than ``WATCH_RATIO`` times what
+    the trial measured for the setting: the machine's load changed. The kernels' results do
+    not depend on their threads, so neither a trial nor the choice changes what a step
+    computes.
 
     A setting made by :func:`set_threads` or :func:`threads` before the choice is built is
     the user's: the choice then keeps it and times nothing. So it does with one setting to
@@ -164,7 +171,7 @@ class ThreadChoice:
         The settings compared (``None``: automatic). Default: automatic and
         :func:`available_threads` threads for every call.
     trial_steps : int
-        Steps timed with each setting in a trial.
+        Steps timed with each setting in a trial, at most.
     retry_every : int
         Steps between the end of a trial and the next.
     clock : callable
@@ -179,6 +186,12 @@ class ThreadChoice:
     >>> choice.chosen                                 # doctest: +SKIP
     2
     """
+
+    #: A setting whose median in a trial exceeds another's this many times is dropped from it.
+    DROP_RATIO = 3.0
+    #: The chosen setting's recent steps that are watched, and how many times slower than in
+    #: its trial their median may be before a new trial.
+    WATCHED_STEPS, WATCH_RATIO = 5, 1.5
 
     def __init__(self, settings=None, trial_steps=10, retry_every=2000, clock=time.perf_counter):
         if isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps < 1:
@@ -208,17 +221,20 @@ class ThreadChoice:
         #: The setting the steps take between trials (the first of ``settings`` until the
         #: first trial ends).
         self.chosen = self.settings[0]
-        #: Each setting's median seconds per unit of work in the last trial.
+        #: Each setting's median seconds per unit of work in the last trial (those dropped
+        #: from it: their median when they were).
         self.measured = {}
         #: How many trials have ended.
         self.trials = 0
-        self._queue = self._trial_queue() if len(self.settings) > 1 else []
-        self._times = {setting: [] for setting in self.settings}
-        self._until_trial = 0
+        self._queue, self._times, self._recent = [], {}, []
+        self._until_trial = 0 if len(self.settings) > 1 else None
+        self._start_trial_if_due()
 
-    def _trial_queue(self):
-        # In turns, so that a change of load during the trial falls on every setting.
-        return [setting for _ in range(self.trial_steps) for setting in self.settings]
+    def _start_trial_if_due(self):
+        if self._until_trial is not None and self._until_trial <= 0 and not self._queue:
+            # In turns, so that a change of load during the trial falls on every setting.
+            self._queue = [setting for _ in range(self.trial_steps) for setting in self.settings]
+            self._times = {setting: [] for setting in self.settings}
 
     @property
     def trying(self):
@@ -237,11 +253,6 @@ class ThreadChoice:
         """
         if not work > 0:
             raise ValueError(f"ThreadChoice.step: work must be > 0, got {work!r}")
-        if not self._queue and len(self.settings) > 1:
-            self._until_trial -= 1
-            if self._until_trial < 0:  # time for another trial
-                self._queue = self._trial_queue()
-                self._times = {setting: [] for setting in self.settings}
         setting = self._queue[0] if self._queue else self.chosen
         previous = set_threads(setting)
         started = self.clock()
@@ -252,13 +263,31 @@ class ThreadChoice:
             set_threads(previous)
         # Only a step that completed counts.
         if self._queue:
-            self._queue.pop(0)
-            self._times[setting].append(elapsed / work)
-            if not self._queue:
-                self.measured = {s: float(np.median(t)) for s, t in self._times.items()}
-                self.chosen = min(self.settings, key=self.measured.__getitem__)
-                self.trials += 1
-                self._until_trial = self.retry_every
+            self._trial_step(setting, elapsed / work)
+        elif self._until_trial is not None:
+            self._watch(elapsed / work)
+
+    def _trial_step(self, setting, seconds_per_unit):
+        self._queue.pop(0)
+        self._times[setting].append(seconds_per_unit)
+        medians = {s: float(np.median(t)) for s, t in self._times.items() if t}
+        for s, median in medians.items():
+            if any(median > self.DROP_RATIO * other for o, other in medians.items() if o != s):
+                self._queue = [queued for queued in self._queue if queued != s]
+        if not self._queue:
+            self.measured = medians
+            self.chosen = min(medians, key=medians.__getitem__)
+            self.trials += 1
+            self._until_trial = self.retry_every
+            self._recent = []
+
+    def _watch(self, seconds_per_unit):
+        self._until_trial -= 1
+        self._recent = (self._recent + [seconds_per_unit])[-self.WATCHED_STEPS:]
+        if len(self._recent) == self.WATCHED_STEPS and \
+                np.median(self._recent) > self.WATCH_RATIO * self.measured[self.chosen]:
+            self._until_trial = 0
+        self._start_trial_if_due()
 
     def describe(self, unit="unit of work"):
         """One line: the setting chosen and, after a trial, each setting's median time per

@@ -205,9 +205,32 @@ def test_a_trial_compares_medians_so_that_one_slow_step_does_not_decide(automati
     clock = StepCosts({None: 2.0, 2: 1.0})
     choice = kernel_threads.ThreadChoice(settings=[None, 2], trial_steps=5, clock=clock)
     for index in range(10):
-        clock.costs[2] = 100.0 if index == 1 else 1.0  # one descheduled step of 2 threads
+        clock.costs[2] = 100.0 if index == 5 else 1.0  # one descheduled step of 2 threads
         clock.run(choice)
     assert choice.chosen == 2 and choice.measured[2] == 1.0
+
+
+def test_a_setting_far_slower_than_another_is_dropped_from_the_trial(automatic):
+    clock = StepCosts({None: 1.0, 2: 10.0})  # two threads waiting for a busy core
+    choice = kernel_threads.ThreadChoice(settings=[None, 2], trial_steps=5, clock=clock)
+    taken = [clock.run(choice) for _ in range(6)]
+    assert taken == [None, 2, None, None, None, None] and not choice.trying
+    assert choice.chosen is None and choice.measured == {None: 1.0, 2: 10.0}
+
+
+def test_a_chosen_setting_that_slows_down_is_tried_again_at_once(automatic):
+    clock = StepCosts({None: 2.0, 2: 1.0})
+    choice = kernel_threads.ThreadChoice(settings=[None, 2], trial_steps=2, retry_every=1000,
+                                         clock=clock)
+    assert [clock.run(choice) for _ in range(4)] == [None, 2, None, 2]
+    assert choice.chosen == 2
+    clock.costs[2] = 1.4  # a little slower: kept
+    assert [clock.run(choice) for _ in range(10)] == [2] * 10 and not choice.trying
+    clock.costs[2] = 8.0  # another process took the other core
+    # The median of the last 5 steps is 8 after 3 of them.
+    assert [clock.run(choice) for _ in range(3)] == [2] * 3 and choice.trying
+    assert [clock.run(choice) for _ in range(3)] == [None, 2, None]
+    assert choice.trials == 2 and choice.chosen is None and not choice.trying
 
 
 def test_a_step_that_fails_is_not_counted_and_the_setting_is_restored(automatic):

@@ -262,8 +262,9 @@ OPTIONS = (
            f"default: the environment variable NTM_MODE, else {DEFAULT_MODE}", _TRAIN),
     Option("kernel-threads", parse_kernel_threads, None, "threads of the NTM's memory "
            "kernels: auto (time the first steps with the kernels' automatic setting and with "
-           "a thread per core, keep the faster, and time them again every 2000 steps) or a "
-           "number of threads for every call; the results are the same either way",
+           "a thread per core, keep the faster, and time them again every 2000 steps or when "
+           "the steps slow down) or a number of threads for every call; the results are the "
+           "same either way",
            _TRAIN, metavar="auto|N"),
     Option("floatX", str, "float32", "float type of the parameters, data and computations "
            "(float32 is faster; float64 for exact comparisons)", _TRAIN,
