@@ -178,7 +178,7 @@ class Addressing(_MemoryOp):
         """
 
     def c_support_code(self, **kwargs):
-        return super().c_support_code(**kwargs) + _C_SUPPORT
+        return super().c_support_code(**kwargs) + [_C_SUPPORT]
 
 
 def _pack_saved(content, u, gamma):
@@ -274,7 +274,7 @@ class AddressingGrad(_GradientOp):
             outputs[i][0] = value.astype(K.dtype, copy=False)
 
     def c_support_code(self, **kwargs):
-        return super().c_support_code(**kwargs) + _C_SUPPORT
+        return super().c_support_code(**kwargs) + [_C_SUPPORT]
 
     def c_code(self, node, name, inputs, outputs, sub):
         names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev")

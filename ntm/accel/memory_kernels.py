@@ -528,7 +528,8 @@ class _MemoryOp(COp):
         return ["<cmath>", "<string.h>"]
 
     def c_support_code(self, **kwargs):
-        return kernel_threads.C_SUPPORT + _C_SUPPORT
+        # A list: a linker that puts several ops in one module includes each part once.
+        return [kernel_threads.C_SUPPORT, _C_SUPPORT]
 
     def c_compile_args(self, **kwargs):
         # Let the compiler reorder sums so that the loops over a row are vectorised; the

@@ -321,3 +321,29 @@ def test_rows_of_a_width_known_when_compiling(dtype, num_heads, width):
     tolerance = 1e-10 if dtype == "float64" else 2e-4
     for got, expected in zip(fused(*values), plain(*values)):
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_every_kernel_and_gradient_compiles_into_one_module_with_the_whole_graph_c_linker():
+    """PyTensor's ``c`` linker puts a whole graph in one C module: the kernels' shared C code
+    must then be included once (each op gives it as parts of a list, which the linker
+    includes once each), and the module computes what the op-by-op C linker computes."""
+    rng = np.random.RandomState(3)
+    B, H, N, W, S = 3, 2, 7, 5, 3
+    memory, weights, erase, add = write_inputs(rng, B, N, W, H)
+    keys, beta, gate, gamma = (rng.normal(0, 1, (B, H, W)), rng.uniform(0.5, 3, (B, H)),
+                               rng.uniform(0, 1, (B, H)), rng.uniform(1, 3, (B, H)))
+    shift = rng.dirichlet(np.ones(S), (B, H))
+    M, K, w, e, a, s = tensors3("M", "K", "w", "e", "a", "s")
+    b, g, y = pt.matrix("beta"), pt.matrix("gate"), pt.matrix("gamma")
+    addressed = Addressing()(CosineSimilarity()(K, M), b, g, s, y, w)
+    written = MemoryWrite()(M, addressed, e, a)
+    read = MemoryRead()(addressed, written)
+    cost = (read ** 2).sum() + (written * M).sum()
+    outputs = [read, written] + pytensor.grad(cost, [M, K, w, e, a, s, b, g, y])
+    inputs = [M, K, w, e, a, s, b, g, y]
+    whole = pytensor.function(inputs, outputs, mode=pytensor.compile.mode.Mode(linker="c"))
+    by_op = pytensor.function(inputs, outputs, mode="CVM")
+    assert uses(whole, MemoryReadGrad) and uses(whole, AddressingGrad)
+    values = [memory, keys, weights, erase, add, shift, beta, gate, gamma]
+    for got, expected in zip(whole(*values), by_op(*values)):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
