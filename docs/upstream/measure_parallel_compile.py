@@ -45,8 +45,11 @@ def _measure(pythonpath, compiledir, threads):
     if threads is not None:
         env["PYTENSOR_FLAGS"] += f",compile__threads={threads}"
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], env=env,
+                           capture_output=True, text=True)
+    if child.returncode:
+        sys.exit(f"the measure failed:\n{child.stderr}")
+    out = child.stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["process_s"] = time.perf_counter() - started
     return result
@@ -54,7 +57,7 @@ def _measure(pythonpath, compiledir, threads):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patched-pytensor", required=True, metavar="DIR",
+    parser.add_argument("--patched-pytensor", metavar="DIR",
                         help="directory that holds the patched copy of pytensor/")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of both variants")
     parser.add_argument("--threads", type=int, default=None,
@@ -63,6 +66,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return _child()
+    if args.patched_pytensor is None:
+        parser.error("--patched-pytensor: expected the directory that holds pytensor/")
     patched = os.path.abspath(args.patched_pytensor)
     if not os.path.isfile(os.path.join(patched, "pytensor", "link", "vm.py")):
         parser.error(f"--patched-pytensor: expected a directory holding pytensor/, got {patched}")
