@@ -1305,8 +1305,8 @@ def test_automatic_kernel_threads_time_the_settings_in_turns_and_say_the_choice(
     monkeypatch.setattr(loop, "backend_of", lambda mode: "c")
     # Steps of a few milliseconds: no setting is dropped from the trial for one slow step.
     monkeypatch.setattr(kernel_threads.ThreadChoice, "DROP_RATIO", np.inf)
-    copy_task.main(MODEL + COPY_TASK + RUN + ["--iterations", "22"])
-    assert threads_of_steps[:20] == [None, 2] * 10
-    assert threads_of_steps[20:] in ([None] * 2, [2] * 2)
-    assert "iteration 20: kernel threads: " in capsys.readouterr().out
+    copy_task.main(MODEL + COPY_TASK + RUN + ["--iterations", "24"])
+    assert threads_of_steps[:22] == [None, 2] * 11  # one untimed step each, then 10 each
+    assert threads_of_steps[22:] in ([None] * 2, [2] * 2)
+    assert "iteration 22: kernel threads: " in capsys.readouterr().out
     assert kernel_threads.get_threads() is None

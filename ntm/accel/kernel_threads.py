@@ -147,10 +147,12 @@ class ThreadChoice:
     another process on the other core, tens of times slower (the documentation's performance
     page has the figures). This compares them where it matters.
 
-    A trial takes the steps in turns with each setting, up to ``trial_steps`` each (a
-    change of load during it then falls on every setting); a setting whose median so far is
-    more than ``DROP_RATIO`` times another's takes no more of its steps, so that a setting
-    that waits for descheduled threads costs one step, not ``trial_steps``. The setting
+    A trial takes the steps in turns with each setting (a change of load during it then
+    falls on every setting): one step each that is not timed (it pays what a setting costs
+    once: starting or waking OpenMP's threads), then up to ``trial_steps`` each; a setting
+    whose fastest step so far is more than ``DROP_RATIO`` times another's median takes no
+    more of its steps, so that a setting that waits for descheduled threads costs two steps, not
+    ``trial_steps``. The setting
     whose median time per unit of work is the lowest,
 
     .. math:: s^* = \arg\min_s \operatorname{median}_{k \in \text{trial}(s)} t_k / w_k,
@@ -171,7 +173,7 @@ class ThreadChoice:
         The settings compared (``None``: automatic). Default: automatic and
         :func:`available_threads` threads for every call.
     trial_steps : int
-        Steps timed with each setting in a trial, at most.
+        Steps timed with each setting in a trial, at most (after one that is not).
     retry_every : int
         Steps between the end of a trial and the next.
     clock : callable
@@ -187,7 +189,8 @@ class ThreadChoice:
     2
     """
 
-    #: A setting whose median in a trial exceeds another's this many times is dropped from it.
+    #: A setting whose fastest step in a trial exceeds another's median this many times is
+    #: dropped from it.
     DROP_RATIO = 3.0
     #: The chosen setting's recent steps that are watched, and how many times slower than in
     #: its trial their median may be before a new trial.
@@ -226,15 +229,19 @@ class ThreadChoice:
         self.measured = {}
         #: How many trials have ended.
         self.trials = 0
-        self._queue, self._times, self._recent = [], {}, []
+        self._queue, self._times, self._recent, self._warming = [], {}, [], set()
         self._until_trial = 0 if len(self.settings) > 1 else None
         self._start_trial_if_due()
 
     def _start_trial_if_due(self):
         if self._until_trial is not None and self._until_trial <= 0 and not self._queue:
-            # In turns, so that a change of load during the trial falls on every setting.
-            self._queue = [setting for _ in range(self.trial_steps) for setting in self.settings]
+            # In turns, so that a change of load during the trial falls on every setting; one
+            # more step each, the first, which is not timed: it pays what a setting costs
+            # once (starting OpenMP's threads, waking them, warming the caches).
+            self._queue = [setting for _ in range(self.trial_steps + 1)
+                           for setting in self.settings]
             self._times = {setting: [] for setting in self.settings}
+            self._warming = set(self.settings)
 
     @property
     def trying(self):
@@ -269,12 +276,18 @@ class ThreadChoice:
 
     def _trial_step(self, setting, seconds_per_unit):
         self._queue.pop(0)
-        self._times[setting].append(seconds_per_unit)
+        if setting in self._warming:
+            self._warming.discard(setting)
+        else:
+            self._times[setting].append(seconds_per_unit)
         medians = {s: float(np.median(t)) for s, t in self._times.items() if t}
-        for s, median in medians.items():
-            if any(median > self.DROP_RATIO * other for o, other in medians.items() if o != s):
+        for s, times in self._times.items():
+            # Its fastest step, so that one step that waited for another process does not
+            # drop it.
+            if times and any(min(times) > self.DROP_RATIO * other
+                             for o, other in medians.items() if o != s):
                 self._queue = [queued for queued in self._queue if queued != s]
-        if not self._queue:
+        if not self._queue and medians:
             self.measured = medians
             self.chosen = min(medians, key=medians.__getitem__)
             self.trials += 1

@@ -187,15 +187,19 @@ def test_a_choice_tries_the_settings_in_turns_and_keeps_the_fastest(automatic):
     clock = StepCosts({None: 3.0, 4: 1.0})
     choice = kernel_threads.ThreadChoice(settings=[None, 4], trial_steps=3, retry_every=5,
                                          clock=clock)
-    taken = [clock.run(choice, work=w) for w in (1, 2, 3, 1, 2, 3)]
-    assert taken == [None, 4, None, 4, None, 4]
+    # One step each not timed (it pays for starting threads), then three each, in turns.
+    clock.costs[4] = 50.0
+    taken = [clock.run(choice)]
+    clock.costs[4] = 1.0
+    taken += [clock.run(choice, work=w) for w in (1, 2, 3, 1, 2, 3, 1)]
+    assert taken == [None, 4] * 4
     assert choice.trials == 1 and choice.chosen == 4
     assert choice.measured == {None: 3.0, 4: 1.0}  # seconds per unit of work
     assert [clock.run(choice) for _ in range(5)] == [4] * 5
     assert kernel_threads.get_threads() is None  # each step's setting is undone after it
     # The load changes: the next trial finds the automatic setting faster and takes it.
     clock.costs = {None: 1.0, 4: 2.0}
-    assert [clock.run(choice) for _ in range(6)] == [None, 4] * 3
+    assert [clock.run(choice) for _ in range(8)] == [None, 4] * 4
     assert choice.trials == 2 and choice.chosen is None
     assert "kernel threads: automatic" in choice.describe("time step")
     assert "per time step: automatic 1e+03 ms, 4 2e+03 ms" in choice.describe("time step")
@@ -204,7 +208,7 @@ def test_a_choice_tries_the_settings_in_turns_and_keeps_the_fastest(automatic):
 def test_a_trial_compares_medians_so_that_one_slow_step_does_not_decide(automatic):
     clock = StepCosts({None: 2.0, 2: 1.0})
     choice = kernel_threads.ThreadChoice(settings=[None, 2], trial_steps=5, clock=clock)
-    for index in range(10):
+    for index in range(12):
         clock.costs[2] = 100.0 if index == 5 else 1.0  # one descheduled step of 2 threads
         clock.run(choice)
     assert choice.chosen == 2 and choice.measured[2] == 1.0
@@ -213,8 +217,8 @@ def test_a_trial_compares_medians_so_that_one_slow_step_does_not_decide(automati
 def test_a_setting_far_slower_than_another_is_dropped_from_the_trial(automatic):
     clock = StepCosts({None: 1.0, 2: 10.0})  # two threads waiting for a busy core
     choice = kernel_threads.ThreadChoice(settings=[None, 2], trial_steps=5, clock=clock)
-    taken = [clock.run(choice) for _ in range(6)]
-    assert taken == [None, 2, None, None, None, None] and not choice.trying
+    taken = [clock.run(choice) for _ in range(8)]
+    assert taken == [None, 2, None, 2, None, None, None, None] and not choice.trying
     assert choice.chosen is None and choice.measured == {None: 1.0, 2: 10.0}
 
 
@@ -222,14 +226,14 @@ def test_a_chosen_setting_that_slows_down_is_tried_again_at_once(automatic):
     clock = StepCosts({None: 2.0, 2: 1.0})
     choice = kernel_threads.ThreadChoice(settings=[None, 2], trial_steps=2, retry_every=1000,
                                          clock=clock)
-    assert [clock.run(choice) for _ in range(4)] == [None, 2, None, 2]
+    assert [clock.run(choice) for _ in range(6)] == [None, 2] * 3
     assert choice.chosen == 2
     clock.costs[2] = 1.4  # a little slower: kept
     assert [clock.run(choice) for _ in range(10)] == [2] * 10 and not choice.trying
     clock.costs[2] = 8.0  # another process took the other core
     # The median of the last 5 steps is 8 after 3 of them.
     assert [clock.run(choice) for _ in range(3)] == [2] * 3 and choice.trying
-    assert [clock.run(choice) for _ in range(3)] == [None, 2, None]
+    assert [clock.run(choice) for _ in range(5)] == [None, 2, None, 2, None]
     assert choice.trials == 2 and choice.chosen is None and not choice.trying
 
 
@@ -240,7 +244,7 @@ def test_a_step_that_fails_is_not_counted_and_the_setting_is_restored(automatic)
         with choice.step():
             raise RuntimeError("step failed")
     assert kernel_threads.get_threads() is None and choice.trying
-    assert [clock.run(choice), clock.run(choice)] == [None, 2]
+    assert [clock.run(choice) for _ in range(4)] == [None, 2, None, 2]
     assert choice.chosen is None
 
 
