@@ -75,6 +75,12 @@ _FLAGS = ["-fopenmp"]
 _checked = {}
 
 
+def _int_at_least(value, minimum):
+    """Whether ``value`` is an integer (not a bool) of at least ``minimum``."""
+    return (not isinstance(value, bool) and isinstance(value, (int, np.integer))
+            and value >= minimum)
+
+
 def set_threads(count):
     """Set how many threads the kernels' calls take, for the whole process.
 
@@ -90,8 +96,7 @@ def set_threads(count):
     int or None
         The previous setting.
     """
-    if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer))
-                              or count < 0):
+    if count is not None and not _int_at_least(count, 0):
         raise ValueError(f"set_threads: count must be None (automatic) or an int >= 1, "
                          f"got {count!r}")
     previous = get_threads()
@@ -197,22 +202,21 @@ class ThreadChoice:
     WATCHED_STEPS, WATCH_RATIO = 5, 1.5
 
     def __init__(self, settings=None, trial_steps=10, retry_every=2000, clock=time.perf_counter):
-        if isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps < 1:
+        if not _int_at_least(trial_steps, 1):
             raise ValueError(f"ThreadChoice: trial_steps must be an int >= 1, got "
                              f"{trial_steps!r}")
-        if isinstance(retry_every, bool) or not isinstance(retry_every, int) or retry_every < 1:
+        if not _int_at_least(retry_every, 1):
             raise ValueError(f"ThreadChoice: retry_every must be an int >= 1, got "
                              f"{retry_every!r}")
         if get_threads() is not None:  # the user's setting
             settings = [get_threads()]
         elif settings is None:
-            settings = [None] + ([available_threads()] if available_threads() > 1 else [])
+            every_core = available_threads()
+            settings = [None] + ([every_core] if every_core > 1 else [])
         else:
             settings = list(dict.fromkeys(settings))
-            for setting in settings:  # checked as set_threads checks them
-                if setting is not None and (isinstance(setting, bool) or
-                                            not isinstance(setting, (int, np.integer))
-                                            or setting < 1):
+            for setting in settings:
+                if setting is not None and not _int_at_least(setting, 1):
                     raise ValueError(f"ThreadChoice: settings must be None (automatic) or "
                                      f"ints >= 1, got {setting!r}")
             if not settings:

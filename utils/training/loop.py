@@ -7,6 +7,7 @@ last good state first with ``--save``. A first Ctrl-C, SIGTERM or SIGHUP ends th
 the iteration under way, and the run saves (:func:`interrupted`).
 """
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -77,15 +78,13 @@ def train(state, script, progress, log):
         progress.info(f"learning rate {trainer.learning_rate:g}"
                       + (f", then {plan}" if plan else " to the end"))
 
-    if config.kernel_threads is not None:
-        with threads(config.kernel_threads):
-            _train_loop(state, config, trainer, task, validation, penalty_on, progress, log,
-                        ThreadChoice())
-        return
-    # Timed only where the fused C kernels run (their threads change nothing elsewhere).
-    choice = (ThreadChoice() if backend_of(trainer.mode) == "c"
-              else ThreadChoice(settings=[None]))
-    _train_loop(state, config, trainer, task, validation, penalty_on, progress, log, choice)
+    # --kernel-threads N holds for the whole loop, validations included, and a choice made
+    # under it keeps it; otherwise the choice times the settings where the fused C kernels
+    # run (their threads change nothing elsewhere).
+    with threads(config.kernel_threads) if config.kernel_threads is not None else nullcontext():
+        choice = (ThreadChoice() if backend_of(trainer.mode) == "c"
+                  else ThreadChoice(settings=[None]))
+        _train_loop(state, config, trainer, task, validation, penalty_on, progress, log, choice)
 
 
 def _train_loop(state, config, trainer, task, validation, penalty_on, progress, log, choice):
