@@ -1,8 +1,8 @@
 r"""The fused kernels on several cores: their batch split between OpenMP threads.
 
-The C code of the ops in :mod:`ntm.accel.memory_kernels` and :mod:`ntm.accel.addressing_kernels` loops
-over the batch (the addressing over batch x heads), and each item's arithmetic depends on that
-item only. :data:`C_SUPPORT`'s ``ntm_for_chunks(items, work_per_item, body)`` cuts that loop
+The C code of the ops in :mod:`ntm.accel.memory_kernels` and
+:mod:`ntm.accel.addressing_kernels` loops over the batch (the addressing over batch x heads),
+and each item's arithmetic depends on that item only. :data:`C_SUPPORT`'s ``ntm_for_chunks(items, work_per_item, body)`` cuts that loop
 into one contiguous chunk per thread; every item is computed by the same code as in one
 thread, so results are bit for bit the same whatever the number of threads.
 
