@@ -151,137 +151,261 @@ static inline void ntm_axpy(T alpha, const T* __restrict__ x, T* __restrict__ y,
     for (npy_intp i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-/* S[b, h, n] = K[b, h] . M[b, n] / (|K[b, h]| |M[b, n]| + eps) */
-template <typename T, int WC>
-static NTMK_NOINLINE void ntm_cosine(const T* K, const T* M, T* __restrict__ S, npy_intp B,
-                                  npy_intp H,
-                       npy_intp N, npy_intp W_, T eps, T* __restrict__ knorm) {
-    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
-    if (H == 1) {  /* one pass over each row for both of its sums; then the norms, vectorised */
-        T* __restrict__ squares = knorm + 1;
-        for (npy_intp b = 0; b < B; ++b) {
-            const T* __restrict__ k = K + b * W;
-            const T* __restrict__ Mb = M + b * N * W;
-            T* __restrict__ Sb = S + b * N;
-            const T kn = std::sqrt(ntm_dot(k, k, W));
-            for (npy_intp n = 0; n < N; ++n) {
-                const T* __restrict__ row = Mb + n * W;
-                T dot = 0, square = 0;
-                for (npy_intp m = 0; m < W; ++m) { dot += k[m] * row[m]; square += row[m] * row[m]; }
-                Sb[n] = dot;
-                squares[n] = square;
-            }
-            for (npy_intp n = 0; n < N; ++n) Sb[n] = Sb[n] / (kn * std::sqrt(squares[n]) + eps);
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+/* Single-precision rows eight at a time: each row's sum kept in its own vector over the row,
+   then the eight vectors reduced together (three rounds of pairwise sums), instead of one
+   horizontal reduction per row, which costs more than the row's arithmetic for rows of tens
+   of values. */
+#define NTM_ROWS_AT_ONCE 8
+
+static inline __m256 ntm_sum8(const __m256* s) {
+    const __m256 t0 = _mm256_hadd_ps(s[0], s[1]), t1 = _mm256_hadd_ps(s[2], s[3]);
+    const __m256 t2 = _mm256_hadd_ps(s[4], s[5]), t3 = _mm256_hadd_ps(s[6], s[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                         _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* Lanes below W % 8 set: the mask of a row's last, partial vector. */
+static inline __m256i ntm_tail_mask(npy_intp W) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(W % 8)), lanes);
+}
+
+/* The first `count` (1 to 8) lanes of x stored at out; not a masked store, which some
+   processors (AMD's) run as microcode. */
+static inline void ntm_store_lanes(float* __restrict__ out, __m256 x, int count) {
+    if (count == 8) { _mm256_storeu_ps(out, x); return; }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, x);
+    for (int i = 0; i < count; ++i) out[i] = lanes[i];
+}
+
+/* out[j] = x . rows[j] for the 8 rows at rows (row j at rows + j W); x == rows: their squares */
+template <int WC>
+static inline void ntm_dots8(const float* __restrict__ rows, const float* __restrict__ x,
+                             bool squares, npy_intp W_, __m256i tail, float* __restrict__ out) {
+    const npy_intp W = WC ? WC : W_;
+    __m256 s[8];
+    for (int j = 0; j < 8; ++j) {
+        const float* r = rows + j * W;
+        __m256 acc = _mm256_setzero_ps();
+        npy_intp m = 0;
+        for (; m + 8 <= W; m += 8) {
+            const __m256 v = _mm256_loadu_ps(r + m);
+            acc = _mm256_fmadd_ps(v, squares ? v : _mm256_loadu_ps(x + m), acc);
         }
-        return;
+        if (m < W) {
+            const __m256 v = _mm256_maskload_ps(r + m, tail);
+            acc = _mm256_fmadd_ps(v, squares ? v : _mm256_maskload_ps(x + m, tail), acc);
+        }
+        s[j] = acc;
     }
-    for (npy_intp b = 0; b < B; ++b) {
-        const T* kb = K + b * H * W;
-        for (npy_intp h = 0; h < H; ++h) knorm[h] = std::sqrt(ntm_dot(kb + h * W, kb + h * W, W));
-        for (npy_intp n = 0; n < N; ++n) {
-            const T* row = M + (b * N + n) * W;
-            const T rnorm = std::sqrt(ntm_dot(row, row, W));
+    _mm256_storeu_ps(out, ntm_sum8(s));
+}
+
+/* The second pass of the cosine similarity's gradient over single-precision rows of a width
+   WC known when compiling, for HC keys: dM_n = sum_h a_hn k_h - s_n M_n and dk_h += a_hn M_n,
+   with the keys and their gradients in vector registers for the whole pass. */
+template <int WC, int HC>
+static inline void ntm_cosine_grad_rows8(const float* __restrict__ kb,
+                                         const float* __restrict__ Mb,
+                                         const float* __restrict__ a,
+                                         const float* __restrict__ s, float* __restrict__ dMb,
+                                         float* __restrict__ dk, npy_intp N) {
+    constexpr int W = WC > 0 ? WC : 1, H = HC > 0 ? HC : 1, NV = (W + 7) / 8;
+    const __m256i tail = W % 8 ? ntm_tail_mask(W) : _mm256_set1_epi32(-1);
+    __m256 keys[H][NV], grads[H][NV];
+    for (int h = 0; h < H; ++h)
+        for (int v = 0; v < NV; ++v) {
+            keys[h][v] = v + 1 < NV ? _mm256_loadu_ps(kb + h * W + 8 * v)
+                                    : _mm256_maskload_ps(kb + h * W + 8 * v, tail);
+            grads[h][v] = _mm256_setzero_ps();
+        }
+    for (npy_intp n = 0; n < N; ++n) {
+        const float* row = Mb + n * W;
+        float* drow = dMb + n * W;
+        const __m256 minus_s = _mm256_set1_ps(-s[n]);
+        __m256 an[H];
+        for (int h = 0; h < H; ++h) an[h] = _mm256_set1_ps(a[h * N + n]);
+        for (int v = 0; v < NV; ++v) {
+            const __m256 r = v + 1 < NV ? _mm256_loadu_ps(row + 8 * v)
+                                        : _mm256_maskload_ps(row + 8 * v, tail);
+            __m256 d = _mm256_mul_ps(minus_s, r);
+            for (int h = 0; h < H; ++h) {
+                d = _mm256_fmadd_ps(an[h], keys[h][v], d);
+                grads[h][v] = _mm256_fmadd_ps(an[h], r, grads[h][v]);
+            }
+            ntm_store_lanes(drow + 8 * v, d, v + 1 < NV ? 8 : W - 8 * v);
+        }
+    }
+    for (int h = 0; h < H; ++h)
+        for (int v = 0; v < NV; ++v)
+            ntm_store_lanes(dk + h * W + 8 * v, grads[h][v], v + 1 < NV ? 8 : W - 8 * v);
+}
+#endif
+
+/* The keys of a cosine similarity are compiled for their number HC (a template constant) up to
+   two, as many as one kind of head, or the similarities of two kinds merged into one call
+   (ntm.accel.rewrites.merge_similarities), usually have; HC = 0 is the same code for any
+   number H. A row's sums and the keys' gradients then stay in registers over the row. */
+#define NTM_BY_KEYS(kernel, ...) do { \
+        if (H == 1) kernel<T, WC, 1>(__VA_ARGS__); \
+        else if (H == 2) kernel<T, WC, 2>(__VA_ARGS__); \
+        else kernel<T, WC, 0>(__VA_ARGS__); \
+    } while (0)
+
+/* A row's square and its dot products with the H keys at kb, in one pass over the row. */
+template <typename T, int WC, int HC>
+static inline T ntm_row_sums(const T* __restrict__ kb, const T* __restrict__ row, npy_intp H,
+                             npy_intp W, T* __restrict__ dots, npy_intp stride) {
+    if (HC == 0) {
+        for (npy_intp h = 0; h < H; ++h) dots[h * stride] = ntm_dot(kb + h * W, row, W);
+        return ntm_dot(row, row, W);
+    }
+    T square = 0, sums[HC > 0 ? HC : 1] = {};
+    for (npy_intp m = 0; m < W; ++m) {
+        square += row[m] * row[m];
+        for (npy_intp h = 0; h < HC; ++h) sums[h] += kb[h * W + m] * row[m];
+    }
+    for (npy_intp h = 0; h < HC; ++h) dots[h * stride] = sums[h];
+    return square;
+}
+
+/* Every row's square (squares[n]) and dot product with each of the H keys at kb
+   (dots[h N + n]). */
+template <typename T, int WC, int HC>
+static inline void ntm_rows_sums(const T* __restrict__ kb, const T* __restrict__ Mb,
+                                 npy_intp H, npy_intp N, npy_intp W, T* __restrict__ dots,
+                                 T* __restrict__ squares) {
+    npy_intp n = 0;
+#ifdef NTM_ROWS_AT_ONCE
+    if (sizeof(T) == sizeof(float)) {
+        const float* k = reinterpret_cast<const float*>(kb);
+        const float* rows = reinterpret_cast<const float*>(Mb);
+        const __m256i tail = ntm_tail_mask(W);
+        for (; n + NTM_ROWS_AT_ONCE <= N; n += NTM_ROWS_AT_ONCE) {
+            ntm_dots8<WC>(rows + n * W, rows, true, W, tail,
+                          reinterpret_cast<float*>(squares + n));
             for (npy_intp h = 0; h < H; ++h)
-                S[(b * H + h) * N + n] = ntm_dot(kb + h * W, row, W) / (knorm[h] * rnorm + eps);
+                ntm_dots8<WC>(rows + n * W, k + h * W, false, W, tail,
+                              reinterpret_cast<float*>(dots + h * N + n));
+        }
+    }
+#endif
+    for (; n < N; ++n) squares[n] = ntm_row_sums<T, WC, HC>(kb, Mb + n * W, H, W, dots + n, N);
+}
+
+/* S[b, h, n] = K[b, h] . M[b, n] / (|K[b, h]| |M[b, n]| + eps): one pass over the rows for
+   their sums, then the quotients, vectorised over the rows (scratch: N + H values). */
+template <typename T, int WC, int HC>
+static NTMK_NOINLINE void ntm_cosine_keys(const T* __restrict__ K, const T* __restrict__ M,
+                                          T* __restrict__ S, npy_intp B, npy_intp H_,
+                                          npy_intp N, npy_intp W_, T eps,
+                                          T* __restrict__ scratch) {
+    const npy_intp W = WC ? WC : W_;  /* constants where the node knows them */
+    const npy_intp H = HC ? HC : H_;
+    T* __restrict__ squares = scratch;
+    T* __restrict__ knorm = scratch + N;
+    for (npy_intp b = 0; b < B; ++b) {
+        const T* __restrict__ kb = K + b * H * W;
+        const T* __restrict__ Mb = M + b * N * W;
+        T* __restrict__ Sb = S + b * H * N;
+        for (npy_intp h = 0; h < H; ++h) knorm[h] = std::sqrt(ntm_dot(kb + h * W, kb + h * W, W));
+        ntm_rows_sums<T, WC, HC>(kb, Mb, H, N, W, Sb, squares);
+        for (npy_intp h = 0; h < H; ++h) {
+            T* __restrict__ Sh = Sb + h * N;
+            const T kn = knorm[h];
+            for (npy_intp n = 0; n < N; ++n) Sh[n] = Sh[n] / (kn * std::sqrt(squares[n]) + eps);
         }
     }
 }
 
-/* ntm_cosine_grad for one key per batch entry: a row's two sums in one pass over the rows,
-   their coefficients vectorised over the rows, then a second pass (scratch: 3 N values). */
 template <typename T, int WC>
-static NTMK_NOINLINE void ntm_cosine_grad_one(const T* __restrict__ K, const T* __restrict__ M,
-                                           const T* __restrict__ G, T* __restrict__ dK,
-                                           T* __restrict__ dM, npy_intp B, npy_intp N,
-                                           npy_intp W_, T eps, T* __restrict__ scratch) {
-    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
-    T* __restrict__ a = scratch;          /* G / D */
-    T* __restrict__ scale = scratch + N;  /* c |k| / |M_n| */
-    T* __restrict__ kterm = scratch + 2 * N;  /* c |M_n| */
+static void ntm_cosine(const T* K, const T* M, T* S, npy_intp B, npy_intp H, npy_intp N,
+                       npy_intp W, T eps, T* scratch) {
+    NTM_BY_KEYS(ntm_cosine_keys, K, M, S, B, H, N, W, eps, scratch);
+}
+
+/* Gradients of ntm_cosine given G = dL/dS (see the module docstring): one pass over the rows
+   for their sums, the coefficients vectorised over the rows, then a second pass for the rows'
+   and the keys' gradients (scratch: (H + 2) N + 2 H values). */
+template <typename T, int WC, int HC>
+static NTMK_NOINLINE void ntm_cosine_grad_keys(const T* __restrict__ K, const T* __restrict__ M,
+                                               const T* __restrict__ G, T* __restrict__ dK,
+                                               T* __restrict__ dM, npy_intp B, npy_intp H_,
+                                               npy_intp N, npy_intp W_, T eps,
+                                               T* __restrict__ scratch) {
+    const npy_intp W = WC ? WC : W_;  /* constants where the node knows them */
+    const npy_intp H = HC ? HC : H_;
+    T* __restrict__ a = scratch;                   /* (H, N): dot products, then G / D */
+    T* __restrict__ rnorm = scratch + H * N;       /* |M_n| */
+    T* __restrict__ rcoef = scratch + (H + 1) * N; /* sum_h c_hn |k_h|, then over |M_n| */
+    T* __restrict__ knorm = scratch + (H + 2) * N;
+    T* __restrict__ kcoef = knorm + H;             /* sum_n c_hn |M_n| */
+    /* the keys' gradients summed in local rows (kept in registers) when H and W are
+       constants */
+    T local[HC > 0 && WC > 0 ? HC * WC : 1];
     for (npy_intp b = 0; b < B; ++b) {
-        const T* __restrict__ k = K + b * W;
+        const T* __restrict__ kb = K + b * H * W;
         const T* __restrict__ Mb = M + b * N * W;
-        const T* __restrict__ Gb = G + b * N;
+        const T* __restrict__ Gb = G + b * H * N;
         T* __restrict__ dMb = dM + b * N * W;
-        /* the key's gradient summed in a local row (kept in registers) when W is a constant */
-        T local[WC > 0 ? WC : 1];
-        T* __restrict__ dk = WC > 0 ? local : dK + b * W;
-        const T knorm = std::sqrt(ntm_dot(k, k, W));
-        for (npy_intp n = 0; n < N; ++n) {  /* dot products in a, squares in scale */
-            const T* __restrict__ row = Mb + n * W;
-            T squares = 0, dot = 0;
-            for (npy_intp m = 0; m < W; ++m) {
-                squares += row[m] * row[m];
-                dot += k[m] * row[m];
+        T* __restrict__ dk = HC > 0 && WC > 0 ? local : dK + b * H * W;
+        for (npy_intp h = 0; h < H; ++h) knorm[h] = std::sqrt(ntm_dot(kb + h * W, kb + h * W, W));
+        ntm_rows_sums<T, WC, HC>(kb, Mb, H, N, W, a, rnorm);
+        for (npy_intp n = 0; n < N; ++n) rnorm[n] = std::sqrt(rnorm[n]);
+        for (npy_intp h = 0; h < H; ++h) {  /* c = G P / D^2, a = G / D */
+            const T* __restrict__ Gh = Gb + h * N;
+            T* __restrict__ ah = a + h * N;
+            const T kn = knorm[h];
+            T coef = 0;
+            for (npy_intp n = 0; n < N; ++n) {
+                const T den = kn * rnorm[n] + eps;
+                const T c = Gh[n] * ah[n] / (den * den);
+                ah[n] = Gh[n] / den;
+                coef += c * rnorm[n];
+                rcoef[n] = h == 0 ? c * kn : rcoef[n] + c * kn;
             }
-            a[n] = dot;
-            scale[n] = squares;
+            kcoef[h] = coef;
         }
-        T kcoef = 0;
-        for (npy_intp n = 0; n < N; ++n) {
-            const T rnorm = std::sqrt(scale[n]);
-            const T g = Gb[n];
-            const T den = knorm * rnorm + eps;
-            const T c = g * a[n] / (den * den);
-            a[n] = g / den;
-            scale[n] = rnorm > 0 ? c * knorm / rnorm : 0;
-            kterm[n] = c * rnorm;
-            kcoef += kterm[n];
-        }
-        for (npy_intp m = 0; m < W; ++m) dk[m] = 0;
+        for (npy_intp n = 0; n < N; ++n) rcoef[n] = rnorm[n] > 0 ? rcoef[n] / rnorm[n] : 0;
+#ifdef NTM_ROWS_AT_ONCE
+        if (sizeof(T) == sizeof(float) && HC > 0 && WC > 0 && WC <= 32) {
+            ntm_cosine_grad_rows8<WC, HC>(
+                reinterpret_cast<const float*>(kb), reinterpret_cast<const float*>(Mb),
+                reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(rcoef),
+                reinterpret_cast<float*>(dMb), reinterpret_cast<float*>(dk), N);
+        } else
+#endif
+        {
+        for (npy_intp i = 0; i < H * W; ++i) dk[i] = 0;
         for (npy_intp n = 0; n < N; ++n) {
             const T* __restrict__ row = Mb + n * W;
             T* __restrict__ drow = dMb + n * W;
-            const T an = a[n], sn = scale[n];
+            const T sn = rcoef[n];
             for (npy_intp m = 0; m < W; ++m) {
-                drow[m] = an * k[m] - sn * row[m];
-                dk[m] += an * row[m];
+                T sum = 0;
+                for (npy_intp h = 0; h < H; ++h) {
+                    sum += a[h * N + n] * kb[h * W + m];
+                    dk[h * W + m] += a[h * N + n] * row[m];
+                }
+                drow[m] = sum - sn * row[m];
             }
         }
-        if (knorm > 0) ntm_axpy(-kcoef / knorm, k, dk, W);
-        if (WC > 0) for (npy_intp m = 0; m < W; ++m) dK[b * W + m] = dk[m];
+        }
+        for (npy_intp h = 0; h < H; ++h)
+            if (knorm[h] > 0) ntm_axpy(-kcoef[h] / knorm[h], kb + h * W, dk + h * W, W);
+        if (HC > 0 && WC > 0)
+            for (npy_intp i = 0; i < H * W; ++i) dK[b * H * W + i] = dk[i];
     }
 }
 
-/* Gradients of ntm_cosine given G = dL/dS (see the module docstring). */
 template <typename T, int WC>
-static NTMK_NOINLINE void ntm_cosine_grad(const T* K, const T* M, const T* G, T* __restrict__ dK,
-                            T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W_,
-                            T eps, T* __restrict__ knorm, T* __restrict__ kcoef) {
-    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
-    if (H == 1) {
-        ntm_cosine_grad_one<T, WC>(K, M, G, dK, dM, B, N, W, eps, knorm);
-        return;
-    }
-    memset(dK, 0, sizeof(T) * B * H * W);
-    for (npy_intp b = 0; b < B; ++b) {
-        const T* kb = K + b * H * W;
-        T* dkb = dK + b * H * W;
-        for (npy_intp h = 0; h < H; ++h) {
-            knorm[h] = std::sqrt(ntm_dot(kb + h * W, kb + h * W, W));
-            kcoef[h] = 0;
-        }
-        for (npy_intp n = 0; n < N; ++n) {
-            const T* row = M + (b * N + n) * W;
-            T* drow = dM + (b * N + n) * W;
-            const T rnorm = std::sqrt(ntm_dot(row, row, W));
-            T rcoef = 0;
-            for (npy_intp m = 0; m < W; ++m) drow[m] = 0;
-            for (npy_intp h = 0; h < H; ++h) {
-                const T g = G[(b * H + h) * N + n];
-                const T den = knorm[h] * rnorm + eps;
-                const T a = g / den;
-                const T c = g * ntm_dot(kb + h * W, row, W) / (den * den);
-                ntm_axpy(a, kb + h * W, drow, W);
-                ntm_axpy(a, row, dkb + h * W, W);
-                rcoef += c * knorm[h];
-                kcoef[h] += c * rnorm;
-            }
-            if (rnorm > 0) ntm_axpy(-rcoef / rnorm, row, drow, W);
-        }
-        for (npy_intp h = 0; h < H; ++h)
-            if (knorm[h] > 0) ntm_axpy(-kcoef[h] / knorm[h], kb + h * W, dkb + h * W, W);
-    }
+static void ntm_cosine_grad(const T* K, const T* M, const T* G, T* dK, T* dM, npy_intp B,
+                            npy_intp H, npy_intp N, npy_intp W, T eps, T* scratch) {
+    NTM_BY_KEYS(ntm_cosine_grad_keys, K, M, G, dK, dM, B, H, N, W, eps, scratch);
 }
 
 /* ntm_write for one write head */
@@ -618,10 +742,10 @@ class CosineSimilarity(_MemoryOp):
         if (ntm_prepare_output(&{out}, 3, dims, c_k) != 0) {{ {release} {fail} }}
         {_c_pointers((("K", "c_k"), ("M", "c_mem")), (("S", out),))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
-            T* knorm = (T*)malloc(sizeof(T) * (H + N > 0 ? H + N : 1));  /* and N squares */
-            NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_cosine, K + b * H * W, M + b * N * W, S + b * H * N, count, H, N, W,
-                          (T){self.eps!r}, knorm);
-            free(knorm);
+            T* scratch = (T*)malloc(sizeof(T) * (N + H > 0 ? N + H : 1));
+            NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_cosine, K + b * H * W, M + b * N * W,
+                         S + b * H * N, count, H, N, W, (T){self.eps!r}, scratch);
+            free(scratch);
         }});
         {release}
         }}
@@ -680,14 +804,12 @@ class CosineSimilarityGrad(_GradientOp):
         {_c_pointers((("K", "c_k"), ("M", "c_mem"), ("G", "c_g")),
                      (("dK", d_keys), ("dM", d_memory)))}
         ntm_for_chunks(B, H * N * W, [&](npy_intp b, npy_intp count) {{
-            /* 2 H values (the keys' norms and coefficients), or 3 N for one key (a row's
-               sums and coefficients) */
-            const npy_intp scratch = 2 * H > 3 * N ? 2 * H : 3 * N;
-            T* knorm = (T*)malloc(sizeof(T) * (scratch > 0 ? scratch + 1 : 2));
-            NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_cosine_grad, K + b * H * W, M + b * N * W, G + b * H * N, dK + b * H * W,
-                               dM + b * N * W, count, H, N, W, (T){self.eps!r}, knorm,
-                               knorm + (H > 0 ? H : 1));
-            free(knorm);
+            const npy_intp scratch_size = (H + 2) * N + 2 * H;
+            T* scratch = (T*)malloc(sizeof(T) * (scratch_size > 0 ? scratch_size : 1));
+            NTM_BY_WIDTH({_row_width(node.inputs[1])}, ntm_cosine_grad, K + b * H * W,
+                         M + b * N * W, G + b * H * N, dK + b * H * W, dM + b * N * W, count,
+                         H, N, W, (T){self.eps!r}, scratch);
+            free(scratch);
         }});
         {release}
         }}
