@@ -177,8 +177,14 @@ static inline __m256i ntm_tail_mask(npy_intp W) {
    processors (AMD's) run as microcode. */
 static inline void ntm_store_lanes(float* __restrict__ out, __m256 x, int count) {
     if (count == 8) { _mm256_storeu_ps(out, x); return; }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, x);
+    __m128 part = _mm256_castps256_ps128(x);
+    if (count >= 4) {
+        _mm_storeu_ps(out, part);
+        out += 4, count -= 4;
+        part = _mm256_extractf128_ps(x, 1);
+    }
+    alignas(16) float lanes[4];
+    _mm_store_ps(lanes, part);
     for (int i = 0; i < count; ++i) out[i] = lanes[i];
 }
 
@@ -243,6 +249,60 @@ static inline void ntm_cosine_grad_rows8(const float* __restrict__ kb,
     for (int h = 0; h < H; ++h)
         for (int v = 0; v < NV; ++v)
             ntm_store_lanes(dk + h * W + 8 * v, grads[h][v], v + 1 < NV ? 8 : W - 8 * v);
+}
+
+/* ntm_write_grad_one over single-precision rows of a width WC known when compiling: each row's
+   weighting gradient summed in a vector, eight rows' vectors reduced together; the erase and
+   add gradients in vector registers for the whole pass. */
+template <int WC>
+static inline void ntm_write_grad_rows8(const float* __restrict__ Mb,
+                                        const float* __restrict__ w, const float* __restrict__ e,
+                                        const float* __restrict__ a,
+                                        const float* __restrict__ Gb, float* __restrict__ dMb,
+                                        float* __restrict__ dw, float* __restrict__ de,
+                                        float* __restrict__ da, npy_intp N) {
+    constexpr int W = WC > 0 ? WC : 1, NV = (W + 7) / 8;
+    const __m256i tail = W % 8 ? ntm_tail_mask(W) : _mm256_set1_epi32(-1);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    /* the erase and add gradients in two sets, of the even and the odd rows, so that each
+       addition waits for the one two rows before */
+    __m256 ev[NV], av[NV], dev[2][NV], dav[2][NV];
+    for (int v = 0; v < NV; ++v) {
+        ev[v] = v + 1 < NV ? _mm256_loadu_ps(e + 8 * v) : _mm256_maskload_ps(e + 8 * v, tail);
+        av[v] = v + 1 < NV ? _mm256_loadu_ps(a + 8 * v) : _mm256_maskload_ps(a + 8 * v, tail);
+        dev[0][v] = dav[0][v] = dev[1][v] = dav[1][v] = _mm256_setzero_ps();
+    }
+    for (npy_intp n = 0; n < N; n += 8) {
+        const int count = N - n < 8 ? (int)(N - n) : 8;
+        __m256 sums[8];
+        for (int j = 0; j < 8; ++j) {
+            sums[j] = _mm256_setzero_ps();
+            if (j >= count) continue;
+            const float* row = Mb + (n + j) * W;
+            const float* g = Gb + (n + j) * W;
+            float* drow = dMb + (n + j) * W;
+            const __m256 wn = _mm256_set1_ps(w[n + j]);
+            for (int v = 0; v < NV; ++v) {
+                const bool full = v + 1 < NV;
+                const __m256 r = full ? _mm256_loadu_ps(row + 8 * v)
+                                      : _mm256_maskload_ps(row + 8 * v, tail);
+                const __m256 gv = full ? _mm256_loadu_ps(g + 8 * v)
+                                       : _mm256_maskload_ps(g + 8 * v, tail);
+                const __m256 q = _mm256_mul_ps(gv, r);
+                /* dM = g (1 - w e), dw += g a - q e, de -= q w, da += g w */
+                ntm_store_lanes(drow + 8 * v, _mm256_mul_ps(gv, _mm256_fnmadd_ps(wn, ev[v], one)),
+                                full ? 8 : W - 8 * v);
+                sums[j] = _mm256_fnmadd_ps(q, ev[v], _mm256_fmadd_ps(gv, av[v], sums[j]));
+                dev[j % 2][v] = _mm256_fnmadd_ps(q, wn, dev[j % 2][v]);
+                dav[j % 2][v] = _mm256_fmadd_ps(gv, wn, dav[j % 2][v]);
+            }
+        }
+        ntm_store_lanes(dw + n, ntm_sum8(sums), count);
+    }
+    for (int v = 0; v < NV; ++v) {
+        ntm_store_lanes(de + 8 * v, _mm256_add_ps(dev[0][v], dev[1][v]), v + 1 < NV ? 8 : W - 8 * v);
+        ntm_store_lanes(da + 8 * v, _mm256_add_ps(dav[0][v], dav[1][v]), v + 1 < NV ? 8 : W - 8 * v);
+    }
 }
 #endif
 
@@ -460,6 +520,20 @@ static NTMK_NOINLINE void ntm_write_grad_one(const T* __restrict__ M, const T* _
                                T* __restrict__ dE, T* __restrict__ dA, npy_intp B, npy_intp N,
                                npy_intp W_) {
     const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
+#ifdef NTM_ROWS_AT_ONCE
+    if (sizeof(T) == sizeof(float) && WC > 0 && WC <= 32) {
+        for (npy_intp b = 0; b < B; ++b)
+            ntm_write_grad_rows8<WC>(
+                reinterpret_cast<const float*>(M + b * N * W),
+                reinterpret_cast<const float*>(Wt + b * N),
+                reinterpret_cast<const float*>(E + b * W),
+                reinterpret_cast<const float*>(A + b * W),
+                reinterpret_cast<const float*>(G + b * N * W), reinterpret_cast<float*>(dM + b * N * W),
+                reinterpret_cast<float*>(dW + b * N), reinterpret_cast<float*>(dE + b * W),
+                reinterpret_cast<float*>(dA + b * W), N);
+        return;
+    }
+#endif
     for (npy_intp b = 0; b < B; ++b) {
         const T* __restrict__ e = E + b * W;
         const T* __restrict__ a = A + b * W;
@@ -539,15 +613,22 @@ template <typename T, int WC>
 static NTMK_NOINLINE void ntm_read(const T* Wt, const T* M, T* __restrict__ R, npy_intp B, npy_intp H,
                      npy_intp N, npy_intp W_) {
     const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
-    if (WC > 0 && H == 1) {  /* the read vector summed in registers */
+    if (WC > 0 && H == 1) {
+        /* the read vector summed in registers, in two sums (even and odd rows) so that each
+           addition waits for the one two rows before */
         for (npy_intp b = 0; b < B; ++b) {
-            T sum[WC > 0 ? WC : 1] = {};
+            T even[WC > 0 ? WC : 1] = {}, odd[WC > 0 ? WC : 1] = {};
             const T* __restrict__ Mb = M + b * N * W;
-            for (npy_intp n = 0; n < N; ++n) {
-                const T w = Wt[b * N + n];
-                for (npy_intp m = 0; m < W; ++m) sum[m] += w * Mb[n * W + m];
-            }
-            for (npy_intp m = 0; m < W; ++m) R[b * W + m] = sum[m];
+            const T* __restrict__ w = Wt + b * N;
+            npy_intp n = 0;
+            for (; n + 2 <= N; n += 2)
+                for (npy_intp m = 0; m < W; ++m) {
+                    even[m] += w[n] * Mb[n * W + m];
+                    odd[m] += w[n + 1] * Mb[(n + 1) * W + m];
+                }
+            if (n < N)
+                for (npy_intp m = 0; m < W; ++m) even[m] += w[n] * Mb[n * W + m];
+            for (npy_intp m = 0; m < W; ++m) R[b * W + m] = even[m] + odd[m];
         }
         return;
     }
@@ -558,22 +639,49 @@ static NTMK_NOINLINE void ntm_read(const T* Wt, const T* M, T* __restrict__ R, n
                 ntm_axpy(Wt[(b * H + h) * N + n], M + (b * N + n) * W, R + (b * H + h) * W, W);
 }
 
-/* Gradients of ntm_read given G = dL/dR. */
+/* dM_n = sum_h w_h[n] G_h for one batch entry, in a function of its own so that the
+   compiler sees its pointers restrict-qualified and vectorises the rows. */
+template <typename T, int WC>
+static NTMK_NOINLINE void ntm_read_grad_memory(const T* __restrict__ Wb,
+                                               const T* __restrict__ Gb, T* __restrict__ dMb,
+                                               npy_intp H, npy_intp N, npy_intp W_) {
+    const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
+    for (npy_intp n = 0; n < N; ++n) {
+        T* __restrict__ drow = dMb + n * W;
+        const T w = Wb[n];
+        for (npy_intp m = 0; m < W; ++m) drow[m] = w * Gb[m];
+        for (npy_intp h = 1; h < H; ++h) {
+            const T wh = Wb[h * N + n];
+            const T* __restrict__ g = Gb + h * W;
+            for (npy_intp m = 0; m < W; ++m) drow[m] += wh * g[m];
+        }
+    }
+}
+
+/* Gradients of ntm_read given G = dL/dR: the weightings' (dot products with the rows,
+   single-precision rows eight at a time), then the memory's. */
 template <typename T, int WC>
 static NTMK_NOINLINE void ntm_read_grad(const T* Wt, const T* M, const T* G, T* __restrict__ dW,
                           T* __restrict__ dM, npy_intp B, npy_intp H, npy_intp N, npy_intp W_) {
     const npy_intp W = WC ? WC : W_;  /* a constant where the node knows it */
     for (npy_intp b = 0; b < B; ++b) {
-        for (npy_intp n = 0; n < N; ++n) {
-            const T* row = M + (b * N + n) * W;
-            T* drow = dM + (b * N + n) * W;
-            for (npy_intp m = 0; m < W; ++m) drow[m] = 0;
-            for (npy_intp h = 0; h < H; ++h) {
-                const T* g = G + (b * H + h) * W;
-                dW[(b * H + h) * N + n] = ntm_dot(g, row, W);
-                ntm_axpy(Wt[(b * H + h) * N + n], g, drow, W);
+        const T* Mb = M + b * N * W;
+        for (npy_intp h = 0; h < H; ++h) {
+            const T* g = G + (b * H + h) * W;
+            T* dWh = dW + (b * H + h) * N;
+            npy_intp n = 0;
+#ifdef NTM_ROWS_AT_ONCE
+            if (sizeof(T) == sizeof(float)) {
+                const __m256i tail = ntm_tail_mask(W);
+                for (; n + NTM_ROWS_AT_ONCE <= N; n += NTM_ROWS_AT_ONCE)
+                    ntm_dots8<WC>(reinterpret_cast<const float*>(Mb + n * W),
+                                  reinterpret_cast<const float*>(g), false, W, tail,
+                                  reinterpret_cast<float*>(dWh + n));
             }
+#endif
+            for (; n < N; ++n) dWh[n] = ntm_dot(g, Mb + n * W, W);
         }
+        ntm_read_grad_memory<T, WC>(Wt + b * H * N, G + b * H * W, dM + b * N * W, H, N, W);
     }
 }
 """
