@@ -84,6 +84,16 @@ was never initialised.
 needs (:mod:`ntm.accel.addressing_kernels`); a function compiled without the gradient drops the
 scan's outputs of them, and the rewrite then gives the step the op without that output, so
 that it does not write them at all. The weightings are computed by the same code either way.
+
+:data:`merge_similarities` and :data:`merge_similarity_gradients` are for the C backends. An
+NTM with read and write heads addresses the same memory with each kind of head: two
+:class:`~ntm.accel.memory_kernels.CosineSimilarity` of one memory per time step, and in the
+backward step two :class:`~ntm.accel.memory_kernels.CosineSimilarityGrad` whose memory
+gradients are added. The first rewrite computes the similarities of every key of one memory in
+one op (the keys joined, the result cut back into each kind's); the second does the same for
+the gradients, whose memory gradient is then one array, already summed, in the addition: one pass
+over the memory instead of two, and one array less to add (``docs/performance.md``). The values
+are those of the same equations; only the order of the additions over the keys differs.
 """
 import dataclasses
 
@@ -105,12 +115,12 @@ from pytensor.tensor.special import LogSoftmax, Softmax
 from pytensor.tensor.subtensor import IncSubtensor, Subtensor, get_idx_list
 
 from .addressing_kernels import Addressing
-from .memory_kernels import SumInOrder
+from .memory_kernels import CosineSimilarity, CosineSimilarityGrad, SumInOrder
 
 __all__ = ["inline_softmax", "split_as_slices", "sum_in_order", "SumInOrderInplace",
            "scan_zero_gradient_taps", "scan_zero_gradient_states_as_sit_sot",
            "scan_reversed_tail_as_slice", "drop_unread_addressing_saves", "scan_buffer_per_state",
-           "mode_rewrites"]
+           "merge_similarities", "merge_similarity_gradients", "mode_rewrites"]
 
 
 # Each rewrite object below refers to its function by a name of its own (_name), so that a
@@ -175,6 +185,77 @@ def _sum_in_order(fgraph, node):
 
 
 sum_in_order = node_rewriter([Elemwise])(_sum_in_order)
+
+
+def _static_heads(keys):
+    """The number of keys (axis 1) where the type knows it, else ``None``."""
+    return keys.type.shape[1]
+
+
+def _cut(joined, sizes, like):
+    """``joined[:, a:b]`` for consecutive ``sizes`` along axis 1, each of the type of the
+    corresponding variable in ``like``."""
+    pieces, start = [], 0
+    for size, variable in zip(sizes, like):
+        pieces.append(variable.type.filter_variable(joined[:, start:start + size]))
+        start += size
+    return pieces
+
+
+def _merge_similarities(fgraph, node):
+    """Replace the ``CosineSimilarity`` nodes of one memory (and ``eps``) by one, of their keys
+    joined, cut back into each node's similarities."""
+    memory = node.inputs[1]
+    nodes = []
+    for client, _ in fgraph.clients[memory]:
+        if (client not in nodes and client.op == node.op and client.inputs[1] is memory
+                and _static_heads(client.inputs[0]) is not None
+                and client.inputs[0].type.dtype == node.inputs[0].type.dtype):
+            nodes.append(client)
+    if len(nodes) < 2 or node not in nodes:
+        return None
+    merged = node.op(pt.join(1, *[n.inputs[0] for n in nodes]), memory)
+    sizes = [_static_heads(n.inputs[0]) for n in nodes]
+    outputs = [n.outputs[0] for n in nodes]
+    return dict(zip(outputs, _cut(merged, sizes, outputs)))
+
+
+merge_similarities = node_rewriter([CosineSimilarity])(_merge_similarities)
+
+
+def _merge_similarity_gradients(fgraph, node):
+    """In an ``Add``, replace the memory gradients of ``CosineSimilarityGrad`` nodes of one
+    memory (read by nothing else) by the memory gradient of one node of their keys and output
+    gradients joined; its key gradient is cut back into each node's."""
+    if not isinstance(node.op.scalar_op, ScalarAdd):
+        return None
+    groups = {}
+    for i, x in enumerate(node.inputs):
+        grad = x.owner
+        if (grad is not None and isinstance(grad.op, CosineSimilarityGrad)
+                and x is grad.outputs[1] and len(fgraph.clients[x]) == 1
+                and _static_heads(grad.inputs[0]) is not None):
+            groups.setdefault((grad.inputs[1], grad.op), []).append(i)
+    merged = next((g for g in groups.values() if len(g) > 1), None)
+    if merged is None:
+        return None
+    grads = [node.inputs[i].owner for i in merged]
+    (memory, op) = grads[0].inputs[1], grads[0].op
+    d_keys, d_memory = op(pt.join(1, *[g.inputs[0] for g in grads]), memory,
+                          pt.join(1, *[g.inputs[2] for g in grads]))
+    inputs = [d_memory if i == merged[0] else x for i, x in enumerate(node.inputs)
+              if i not in merged[1:]]
+    total = node.op(*inputs) if len(inputs) > 1 else inputs[0]
+    replacements = {node.outputs[0]: node.outputs[0].type.filter_variable(total)}
+    key_grads = [g.outputs[0] for g in grads]
+    for old, new in zip(key_grads, _cut(d_keys, [_static_heads(g.inputs[0]) for g in grads],
+                                        key_grads)):
+        if fgraph.clients.get(old):
+            replacements[old] = new
+    return replacements
+
+
+merge_similarity_gradients = node_rewriter([Elemwise])(_merge_similarity_gradients)
 
 
 class SumInOrderInplace(InplaceGraphOptimizer):
@@ -370,10 +451,10 @@ def mode_rewrites(backend):
     so they run only in the modes :func:`ntm.accel.mode` builds.
 
     The positions are PyTensor's phases: the scan rewrites in this order before those that
-    remove a scan's unused inputs and outputs and shrink its buffers (1.605); the softmax and
-    the addressing rewrites right after ``specialize`` (2); the sum after the elementwise
-    fusion (49), the buffers of their own just before the in-place rewrites (50.05) and the
-    sum's in-place version among them (50.x).
+    remove a scan's unused inputs and outputs and shrink its buffers (1.605); the softmax, the
+    addressing and the similarity rewrites right after ``specialize`` (2); the sum after the
+    elementwise fusion (49), the buffers of their own just before the in-place rewrites (50.05)
+    and the sum's in-place version among them (50.x).
     """
     rewrites = [
         (dfs_rewriter(scan_zero_gradient_taps, ignore_newtrees=True), 1.604),
@@ -383,6 +464,8 @@ def mode_rewrites(backend):
     ]
     if backend == "c":
         rewrites += [(dfs_rewriter(inline_softmax), 2.05),
+                     (dfs_rewriter(merge_similarities), 2.08),
+                     (dfs_rewriter(merge_similarity_gradients), 2.09),
                      (dfs_rewriter(sum_in_order), 49.2),
                      (dfs_rewriter(scan_buffer_per_state, ignore_newtrees=True), 50.05),
                      (SumInOrderInplace(), 50.55)]

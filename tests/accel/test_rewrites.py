@@ -13,6 +13,7 @@ from pytensor.tensor.special import LogSoftmax, Softmax, log_softmax, softmax
 
 import ntm.accel
 from ntm.accel import rewrites
+from ntm.accel.memory_kernels import CosineSimilarity, CosineSimilarityGrad
 from ntm.accel.modes import keep_storage
 from ntm.lasagne import layers
 from tests.small_ntm import binary_sequences, small_ntm
@@ -61,7 +62,8 @@ def test_each_backend_gets_its_rewrites():
 
     c, c_others = node_rewriters("c")
     assert c == common | {rewrites.inline_softmax, rewrites.sum_in_order,
-                          rewrites.scan_buffer_per_state}
+                          rewrites.scan_buffer_per_state, rewrites.merge_similarities,
+                          rewrites.merge_similarity_gradients}
     assert [type(r) for r in c_others] == [rewrites.SumInOrderInplace]
     assert node_rewriters("numba") == (common | {rewrites.split_as_slices}, [])
     assert node_rewriters("jax") == (common, [])
@@ -141,6 +143,68 @@ def test_ntm_step_in_the_c_backend_has_no_symbolic_softmax_and_matches():
     assert state_counts(compiled)[0] == 0
     for expected, actual in zip(reference(x), compiled(x), strict=True):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def inner_nodes(fgraph, op_class):
+    """Nodes of ``op_class`` in a graph and in the inner graphs of its scans."""
+    found = [node for node in fgraph.apply_nodes if isinstance(node.op, op_class)]
+    for node in fgraph.apply_nodes:
+        if isinstance(node.op, Scan):
+            found += inner_nodes(node.op.fgraph, op_class)
+    return found
+
+
+def test_similarities_of_one_memory_and_their_gradients_are_merged_with_the_same_values():
+    """Two similarities of one memory become one op of both keys, a third of another memory
+    stays apart; the gradients' memory parts are one op's, summed in the addition."""
+    rng = np.random.RandomState(4)
+    B, N, W = 3, 9, 20
+    keys = [pt.tensor(f"k{i}", dtype="float32", shape=(None, h, W))
+            for i, h in enumerate((1, 2, 1))]
+    memory, other = (pt.tensor(name, dtype="float32", shape=(None, N, W))
+                     for name in ("memory", "other"))
+    weights = [rng.normal(0, 1, (B, h, N)).astype("float32") for h in (1, 2, 1)]
+    inputs = keys + [memory, other]
+    similarities = [CosineSimilarity(1e-6)(k, m)
+                    for k, m in zip(keys, (memory, memory, other))]
+    cost = sum(pt.sum(s * w) for s, w in zip(similarities, weights))
+    outputs = similarities + pytensor.grad(cost, inputs)
+    values = ([rng.normal(0, 1, (B, h, W)).astype("float32") for h in (1, 2, 1)]
+              + [rng.normal(0, 1, (B, N, W)).astype("float32") for _ in range(2)])
+    merged = pytensor.function(inputs, outputs, mode=ntm.accel.mode("CVM"))
+    apart = pytensor.function(inputs, outputs, mode=accelerated_without(
+        "CVM", rewrites.merge_similarities, rewrites.merge_similarity_gradients))
+    fgraph = merged.maker.fgraph
+    assert sorted(n.inputs[0].type.shape[1] for n in inner_nodes(fgraph, CosineSimilarity)) \
+        == [1, 3]
+    assert sorted(n.inputs[0].type.shape[1]
+                  for n in inner_nodes(fgraph, CosineSimilarityGrad)) == [1, 3]
+    assert len(inner_nodes(apart.maker.fgraph, CosineSimilarityGrad)) == 3
+    for got, expected in zip(merged(*values), apart(*values), strict=True):
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
+
+
+def test_the_ntm_step_computes_its_similarities_in_one_op_each_way():
+    """The read and the write head address one memory: the forward scan's step has one
+    similarity of both keys, the backward scan's step one gradient of both (the scans compile
+    their steps in the mode they name, so the comparison is with the plain graph)."""
+    l_input, l_ntm = small_ntm(memory_shape=(9, 20))
+    params = layers.get_all_params(l_ntm, trainable=True)
+
+    def outputs():
+        output = layers.get_output(l_ntm)
+        return [output] + pytensor.grad(pt.sum(pt.sqr(output)), params)
+
+    x = binary_sequences()
+    reference = pytensor.function([l_input.input_var], outputs(), mode="FAST_COMPILE")
+    with ntm.accel.accelerated("CVM") as mode:
+        merged = pytensor.function([l_input.input_var], outputs(), mode=mode)
+    for op_class in (CosineSimilarity, CosineSimilarityGrad):
+        assert [n.inputs[0].type.shape[1]
+                for n in inner_nodes(merged.maker.fgraph, op_class)] == [2]
+    for got, expected in zip(merged(x), reference(x), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("axis", [1, -1])
