@@ -178,7 +178,7 @@ class Addressing(_MemoryOp):
         """
 
     def c_support_code(self, **kwargs):
-        return super().c_support_code(**kwargs) + [_C_SUPPORT]
+        return super().c_support_code(**kwargs) + [C_EXP_LOG, _C_SUPPORT]
 
 
 def _pack_saved(content, u, gamma):
@@ -274,7 +274,7 @@ class AddressingGrad(_GradientOp):
             outputs[i][0] = value.astype(K.dtype, copy=False)
 
     def c_support_code(self, **kwargs):
-        return super().c_support_code(**kwargs) + [_C_SUPPORT]
+        return super().c_support_code(**kwargs) + [C_EXP_LOG, _C_SUPPORT]
 
     def c_code(self, node, name, inputs, outputs, sub):
         names = dict(zip(("K", "beta", "gate", "s", "gamma", "prev")
@@ -313,8 +313,9 @@ class AddressingGrad(_GradientOp):
         }}
         """
 
-# C kernels (support code of both ops), on top of ntm.accel.memory_kernels' helpers.
-_C_SUPPORT = r"""
+# C kernels (support code of both ops), on top of ntm.accel.memory_kernels' helpers: exp and
+# log apart, since ntm.accel.tanh_kernel uses them too.
+C_EXP_LOG = r"""
 /* exp and log of single-precision values, inline (no call into the C library per value, so
    that the compiler vectorises the loops over a row; within a few ulp of the C library's):
    the argument reduced by powers of 2, then a short series on what is left.
@@ -373,7 +374,9 @@ template <> inline float ntm_log<float>(float x) { return ntm_logf(x); }
 /* x^y for x > 0 */
 template <typename T> static inline T ntm_pow(T x, T y) { return std::pow(x, y); }
 template <> inline float ntm_pow<float>(float x, float y) { return ntm_expf(y * ntm_logf(x)); }
+"""
 
+_C_SUPPORT = r"""
 /* The content weighting softmax(beta K) of one (batch, head) row, in `content`. (Not
    inlined, as ntm_sharpen_row: the forward pass and a gradient that computes it again run
    the same code, so that they find the same bits.) */

@@ -63,7 +63,7 @@ def test_each_backend_gets_its_rewrites():
     c, c_others = node_rewriters("c")
     assert c == common | {rewrites.inline_softmax, rewrites.sum_in_order,
                           rewrites.scan_buffer_per_state, rewrites.merge_similarities,
-                          rewrites.merge_similarity_gradients}
+                          rewrites.merge_similarity_gradients, rewrites.tanh_kernel}
     assert [type(r) for r in c_others] == [rewrites.SumInOrderInplace]
     assert node_rewriters("numba") == (common | {rewrites.split_as_slices}, [])
     assert node_rewriters("jax") == (common, [])
