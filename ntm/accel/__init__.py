@@ -8,6 +8,8 @@ fast through PyTensor's public extension points only:
   OpenMP threads by :mod:`~ntm.accel.kernel_threads` only where a call is large enough to
   pay, or as :func:`ntm.accel.kernel_threads.set_threads` says), put in the graph through
   :class:`~ntm.accel.fused.FusedImplementation`;
+- a tangent of float32 arrays in one vectorised loop (:mod:`~ntm.accel.tanh_kernel`), put in
+  place of PyTensor's by a rewrite;
 - graph rewrites (:mod:`~ntm.accel.rewrites`) given to the modes that :func:`mode` builds,
   never registered in PyTensor's own rewrite database;
 - intermediate storage kept between calls (:mod:`~ntm.accel.modes`);
