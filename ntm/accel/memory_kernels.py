@@ -41,6 +41,14 @@ Every op has three implementations computing the same loops: C code for PyTensor
 (``CVM``, ``C``), a Numba function for ``NUMBA``, and NumPy (``perform``) for the Python linker.
 Tests check each against an independent NumPy computation and finite differences.
 
+The C code is compiled for the memory's row width where the graph knows it, and for one or two
+keys. Rows are short (tens of values), so a sum along each row, reduced horizontally, costs
+more than its arithmetic: where the compiler targets AVX2, the single-precision kernels keep
+each row's sums in vectors and reduce eight rows' vectors together (the similarities' dot
+products and squares, the read and write weightings' gradients), and keep the keys, the erase
+and add vectors and their gradients in vector registers for a whole pass. Elsewhere, and in
+double precision, the same loops are left to the compiler.
+
 The heads use these ops inside :func:`ntm.accel.accelerated` (through
 :class:`ntm.accel.fused.FusedImplementation`); elsewhere they build the same equations from
 ordinary tensor operations (:mod:`ntm.implementation`), which any backend, JAX included, can
