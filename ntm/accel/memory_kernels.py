@@ -159,7 +159,8 @@ static inline void ntm_axpy(T alpha, const T* __restrict__ x, T* __restrict__ y,
     for (npy_intp i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+/* (NTM_NO_ROWS_AT_ONCE: the loops left to the compiler, as on other processors.) */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(NTM_NO_ROWS_AT_ONCE)
 #include <immintrin.h>
 /* Single-precision rows eight at a time: each row's sum kept in its own vector over the row,
    then the eight vectors reduced together (three rounds of pairwise sums), instead of one

@@ -323,6 +323,70 @@ def test_rows_of_a_width_known_when_compiling(dtype, num_heads, width):
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
 
 
+def without_avx2(op_class):
+    """``op_class`` compiled as for a processor without AVX2 (``NTM_NO_ROWS_AT_ONCE``; PyTensor
+    spells out the processor's features after an op's own flags, so ``-mno-avx2`` would not
+    stay): its C code must then not contain the kernels' eight-rows path, or it fails to
+    compile."""
+
+    class Plain(op_class):
+        def c_compile_args(self, **kwargs):
+            return super().c_compile_args(**kwargs) + ["-DNTM_NO_ROWS_AT_ONCE"]
+
+        def c_support_code(self, **kwargs):
+            return super().c_support_code(**kwargs) + [
+                '#ifdef NTM_ROWS_AT_ONCE\n#error "the AVX2 path is compiled"\n#endif\n']
+
+    # a class of this module, by name, so that PyTensor can pickle the op for its cache key
+    Plain.__name__ = Plain.__qualname__ = f"{op_class.__name__}WithoutAVX2"
+    Plain.__module__ = __name__
+    globals()[Plain.__name__] = Plain
+    return Plain
+
+
+WITHOUT_AVX2 = {op_class: without_avx2(op_class)
+                for op_class in (CosineSimilarity, CosineSimilarityGrad, MemoryWrite,
+                                 MemoryWriteGrad, MemoryRead, MemoryReadGrad)}
+
+
+@pytest.mark.parametrize("num_heads", [1, 2])
+@pytest.mark.parametrize("width", [5, 20])
+def test_single_precision_kernels_without_avx2_compute_what_they_compute_with_it(num_heads,
+                                                                                  width):
+    """Where the compiler does not target AVX2 the kernels' loops are left to it: the same
+    values as the eight-rows path (which the other tests check against NumPy)."""
+    rng = np.random.RandomState(6)
+    B, N, W, H = 3, 11, width, num_heads
+    shapes = {"keys": (B, H, W), "memory": (B, N, W), "weights": (B, H, N),
+              "erase": (B, H, W), "add": (B, H, W), "similarity_grad": (B, H, N),
+              "memory_grad": (B, N, W), "read_grad": (B, H, W)}
+    variables = {name: pt.tensor(name, dtype="float32", shape=(None, None, shape[2]))
+                 for name, shape in shapes.items()}
+    values = {name: rng.normal(0, 1, shape).astype("float32") for name, shape in shapes.items()}
+    values["weights"] = rng.dirichlet(np.ones(N), (B, H)).astype("float32")
+    values["erase"] = rng.uniform(0, 1, (B, H, W)).astype("float32")
+    calls = [(CosineSimilarity, (1e-6,), ("keys", "memory")),
+             (CosineSimilarityGrad, (1e-6,), ("keys", "memory", "similarity_grad")),
+             (MemoryWrite, (), ("memory", "weights", "erase", "add")),
+             (MemoryWriteGrad, (), ("memory", "weights", "erase", "add", "memory_grad")),
+             (MemoryRead, (), ("weights", "memory")),
+             (MemoryReadGrad, (), ("weights", "memory", "read_grad"))]
+    for op_class, arguments, names in calls:
+        inputs = [variables[name] for name in names]
+
+        def outputs(cls):
+            result = cls(*arguments)(*inputs)
+            return result if isinstance(result, list) else [result]
+
+        with_avx2 = pytensor.function(inputs, outputs(op_class), mode="CVM")
+        without = pytensor.function(inputs, outputs(WITHOUT_AVX2[op_class]), mode="CVM")
+        given = [values[name] for name in names]
+        for got, expected in zip(without(*given), with_avx2(*given), strict=True):
+            assert got.shape == expected.shape and got.dtype == np.float32
+            np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5,
+                                       err_msg=op_class.__name__)
+
+
 def test_every_kernel_and_gradient_compiles_into_one_module_with_the_whole_graph_c_linker():
     """PyTensor's ``c`` linker puts a whole graph in one C module: the kernels' shared C code
     must then be included once (each op gives it as parts of a list, which the linker
