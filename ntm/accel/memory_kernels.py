@@ -309,8 +309,9 @@ static inline void ntm_write_grad_rows8(const float* __restrict__ Mb,
         ntm_store_lanes(dw + n, ntm_sum8(sums), count);
     }
     for (int v = 0; v < NV; ++v) {
-        ntm_store_lanes(de + 8 * v, _mm256_add_ps(dev[0][v], dev[1][v]), v + 1 < NV ? 8 : W - 8 * v);
-        ntm_store_lanes(da + 8 * v, _mm256_add_ps(dav[0][v], dav[1][v]), v + 1 < NV ? 8 : W - 8 * v);
+        const int count = v + 1 < NV ? 8 : W - 8 * v;
+        ntm_store_lanes(de + 8 * v, _mm256_add_ps(dev[0][v], dev[1][v]), count);
+        ntm_store_lanes(da + 8 * v, _mm256_add_ps(dav[0][v], dav[1][v]), count);
     }
 }
 #endif
@@ -537,7 +538,8 @@ static NTMK_NOINLINE void ntm_write_grad_one(const T* __restrict__ M, const T* _
                 reinterpret_cast<const float*>(Wt + b * N),
                 reinterpret_cast<const float*>(E + b * W),
                 reinterpret_cast<const float*>(A + b * W),
-                reinterpret_cast<const float*>(G + b * N * W), reinterpret_cast<float*>(dM + b * N * W),
+                reinterpret_cast<const float*>(G + b * N * W),
+                reinterpret_cast<float*>(dM + b * N * W),
                 reinterpret_cast<float*>(dW + b * N), reinterpret_cast<float*>(dE + b * W),
                 reinterpret_cast<float*>(dA + b * W), N);
         return;

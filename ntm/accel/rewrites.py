@@ -247,7 +247,7 @@ def _merge_similarity_gradients(fgraph, node):
     if merged is None:
         return None
     grads = [node.inputs[i].owner for i in merged]
-    (memory, op) = grads[0].inputs[1], grads[0].op
+    memory, op = grads[0].inputs[1], grads[0].op
     d_keys, d_memory = op(pt.join(1, *[g.inputs[0] for g in grads]), memory,
                           pt.join(1, *[g.inputs[2] for g in grads]))
     inputs = [d_memory if i == merged[0] else x for i, x in enumerate(node.inputs)
@@ -472,9 +472,9 @@ def mode_rewrites(backend):
 
     The positions are PyTensor's phases: the scan rewrites in this order before those that
     remove a scan's unused inputs and outputs and shrink its buffers (1.605); the softmax, the
-    addressing, the similarity and the tangent rewrites right after ``specialize`` (2); the sum after the
-    elementwise fusion (49), the buffers of their own just before the in-place rewrites (50.05)
-    and the sum's in-place version among them (50.x).
+    addressing, the similarity and the tangent rewrites right after ``specialize`` (2); the sum
+    after the elementwise fusion (49), the buffers of their own just before the in-place
+    rewrites (50.05) and the sum's in-place version among them (50.x).
     """
     rewrites = [
         (dfs_rewriter(scan_zero_gradient_taps, ignore_newtrees=True), 1.604),
