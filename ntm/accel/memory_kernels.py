@@ -176,10 +176,17 @@ static inline __m256 ntm_sum8(const __m256* s) {
                          _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-/* Lanes below W % 8 set: the mask of a row's last, partial vector. */
+/* The mask of a row's last vector: its lanes below W % 8 set, or all of them when W is a
+   multiple of 8. */
 static inline __m256i ntm_tail_mask(npy_intp W) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(W % 8)), lanes);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(W % 8 ? (int)(W % 8) : 8), lanes);
+}
+
+/* Vector v of NV covering a row at p: the last one loaded under the tail mask (the lanes past
+   the row read as 0, and nothing past it is touched). */
+static inline __m256 ntm_load_part(const float* p, int v, int NV, __m256i tail) {
+    return v + 1 < NV ? _mm256_loadu_ps(p + 8 * v) : _mm256_maskload_ps(p + 8 * v, tail);
 }
 
 /* The first `count` (1 to 8) lanes of x stored at out; not a masked store, which some
@@ -197,7 +204,13 @@ static inline void ntm_store_lanes(float* __restrict__ out, __m256 x, int count)
     for (int i = 0; i < count; ++i) out[i] = lanes[i];
 }
 
-/* out[j] = x . rows[j] for the 8 rows at rows (row j at rows + j W); x == rows: their squares */
+/* Vector v of NV covering a row of W values at p, stored (the last one only up to W). */
+static inline void ntm_store_part(float* p, __m256 x, int v, int NV, npy_intp W) {
+    ntm_store_lanes(p + 8 * v, x, v + 1 < NV ? 8 : (int)(W - 8 * v));
+}
+
+/* out[j] = x . rows[j] for the 8 rows at rows (row j at rows + j W), or with `squares`
+   rows[j] . rows[j] (x unused). */
 template <int WC>
 static inline void ntm_dots8(const float* __restrict__ rows, const float* __restrict__ x,
                              bool squares, npy_intp W_, __m256i tail, float* __restrict__ out) {
@@ -230,12 +243,11 @@ static inline void ntm_cosine_grad_rows8(const float* __restrict__ kb,
                                          const float* __restrict__ s, float* __restrict__ dMb,
                                          float* __restrict__ dk, npy_intp N) {
     constexpr int W = WC > 0 ? WC : 1, H = HC > 0 ? HC : 1, NV = (W + 7) / 8;
-    const __m256i tail = W % 8 ? ntm_tail_mask(W) : _mm256_set1_epi32(-1);
+    const __m256i tail = ntm_tail_mask(W);
     __m256 keys[H][NV], grads[H][NV];
     for (int h = 0; h < H; ++h)
         for (int v = 0; v < NV; ++v) {
-            keys[h][v] = v + 1 < NV ? _mm256_loadu_ps(kb + h * W + 8 * v)
-                                    : _mm256_maskload_ps(kb + h * W + 8 * v, tail);
+            keys[h][v] = ntm_load_part(kb + h * W, v, NV, tail);
             grads[h][v] = _mm256_setzero_ps();
         }
     for (npy_intp n = 0; n < N; ++n) {
@@ -245,19 +257,18 @@ static inline void ntm_cosine_grad_rows8(const float* __restrict__ kb,
         __m256 an[H];
         for (int h = 0; h < H; ++h) an[h] = _mm256_set1_ps(a[h * N + n]);
         for (int v = 0; v < NV; ++v) {
-            const __m256 r = v + 1 < NV ? _mm256_loadu_ps(row + 8 * v)
-                                        : _mm256_maskload_ps(row + 8 * v, tail);
+            const __m256 r = ntm_load_part(row, v, NV, tail);
             __m256 d = _mm256_mul_ps(minus_s, r);
             for (int h = 0; h < H; ++h) {
                 d = _mm256_fmadd_ps(an[h], keys[h][v], d);
                 grads[h][v] = _mm256_fmadd_ps(an[h], r, grads[h][v]);
             }
-            ntm_store_lanes(drow + 8 * v, d, v + 1 < NV ? 8 : W - 8 * v);
+            ntm_store_part(drow, d, v, NV, W);
         }
     }
     for (int h = 0; h < H; ++h)
         for (int v = 0; v < NV; ++v)
-            ntm_store_lanes(dk + h * W + 8 * v, grads[h][v], v + 1 < NV ? 8 : W - 8 * v);
+            ntm_store_part(dk + h * W, grads[h][v], v, NV, W);
 }
 
 /* ntm_write_grad_one over single-precision rows of a width WC known when compiling: each row's
@@ -271,14 +282,14 @@ static inline void ntm_write_grad_rows8(const float* __restrict__ Mb,
                                         float* __restrict__ dw, float* __restrict__ de,
                                         float* __restrict__ da, npy_intp N) {
     constexpr int W = WC > 0 ? WC : 1, NV = (W + 7) / 8;
-    const __m256i tail = W % 8 ? ntm_tail_mask(W) : _mm256_set1_epi32(-1);
+    const __m256i tail = ntm_tail_mask(W);
     const __m256 one = _mm256_set1_ps(1.0f);
     /* the erase and add gradients in two sets, of the even and the odd rows, so that each
        addition waits for the one two rows before */
     __m256 ev[NV], av[NV], dev[2][NV], dav[2][NV];
     for (int v = 0; v < NV; ++v) {
-        ev[v] = v + 1 < NV ? _mm256_loadu_ps(e + 8 * v) : _mm256_maskload_ps(e + 8 * v, tail);
-        av[v] = v + 1 < NV ? _mm256_loadu_ps(a + 8 * v) : _mm256_maskload_ps(a + 8 * v, tail);
+        ev[v] = ntm_load_part(e, v, NV, tail);
+        av[v] = ntm_load_part(a, v, NV, tail);
         dev[0][v] = dav[0][v] = dev[1][v] = dav[1][v] = _mm256_setzero_ps();
     }
     for (npy_intp n = 0; n < N; n += 8) {
@@ -292,15 +303,12 @@ static inline void ntm_write_grad_rows8(const float* __restrict__ Mb,
             float* drow = dMb + (n + j) * W;
             const __m256 wn = _mm256_set1_ps(w[n + j]);
             for (int v = 0; v < NV; ++v) {
-                const bool full = v + 1 < NV;
-                const __m256 r = full ? _mm256_loadu_ps(row + 8 * v)
-                                      : _mm256_maskload_ps(row + 8 * v, tail);
-                const __m256 gv = full ? _mm256_loadu_ps(g + 8 * v)
-                                       : _mm256_maskload_ps(g + 8 * v, tail);
+                const __m256 r = ntm_load_part(row, v, NV, tail);
+                const __m256 gv = ntm_load_part(g, v, NV, tail);
                 const __m256 q = _mm256_mul_ps(gv, r);
                 /* dM = g (1 - w e), dw += g a - q e, de -= q w, da += g w */
-                ntm_store_lanes(drow + 8 * v, _mm256_mul_ps(gv, _mm256_fnmadd_ps(wn, ev[v], one)),
-                                full ? 8 : W - 8 * v);
+                ntm_store_part(drow, _mm256_mul_ps(gv, _mm256_fnmadd_ps(wn, ev[v], one)), v, NV,
+                               W);
                 sums[j] = _mm256_fnmadd_ps(q, ev[v], _mm256_fmadd_ps(gv, av[v], sums[j]));
                 dev[j % 2][v] = _mm256_fnmadd_ps(q, wn, dev[j % 2][v]);
                 dav[j % 2][v] = _mm256_fmadd_ps(gv, wn, dav[j % 2][v]);
@@ -309,9 +317,8 @@ static inline void ntm_write_grad_rows8(const float* __restrict__ Mb,
         ntm_store_lanes(dw + n, ntm_sum8(sums), count);
     }
     for (int v = 0; v < NV; ++v) {
-        const int count = v + 1 < NV ? 8 : W - 8 * v;
-        ntm_store_lanes(de + 8 * v, _mm256_add_ps(dev[0][v], dev[1][v]), count);
-        ntm_store_lanes(da + 8 * v, _mm256_add_ps(dav[0][v], dav[1][v]), count);
+        ntm_store_part(de, _mm256_add_ps(dev[0][v], dev[1][v]), v, NV, W);
+        ntm_store_part(da, _mm256_add_ps(dav[0][v], dav[1][v]), v, NV, W);
     }
 }
 #endif

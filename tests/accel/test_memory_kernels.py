@@ -350,7 +350,7 @@ WITHOUT_AVX2 = {op_class: without_avx2(op_class)
 
 
 @pytest.mark.parametrize("num_heads", [1, 2])
-@pytest.mark.parametrize("width", [5, 20])
+@pytest.mark.parametrize("width", [5, 16, 20])  # a partial last vector, none, one
 def test_single_precision_kernels_without_avx2_compute_what_they_compute_with_it(num_heads,
                                                                                   width):
     """Where the compiler does not target AVX2 the kernels' loops are left to it: the same
