@@ -4,7 +4,7 @@ An NTM's heads squash their keys and add vectors with :math:`\tanh`: three small
 time step for the copy model, and three more in the backward step, whose gradient
 :math:`\bar y (1 - \tanh^2 x)` computes the tangent again. PyTensor's C code calls the C
 library's ``tanhf`` once per value, in a loop that the compiler does not vectorise, which
-makes these six small arrays cost about a tenth of a batch-16 step.
+makes these six small arrays cost as much as a pass over the memory (``docs/performance.md``).
 :class:`Tanh` computes the same function with the library's single-precision ``exp`` (inline,
 vectorised; :mod:`ntm.accel.addressing_kernels`) in one loop over contiguous values:
 
@@ -19,10 +19,11 @@ clamped to 20, where :math:`\tanh` is 1 in single precision. Within 2 ulp of the
 value (the C library's ``tanhf`` is within 1.4 here); ``NaN`` stays ``NaN``. Double precision
 calls ``std::tanh``.
 
-Its gradient is :math:`\bar y (1 - y^2)` of the output :math:`y`, not of the input: where the
-output is kept (the NTM's scan outputs its keys for the backward pass) the tangent is not
-computed again. :data:`ntm.accel.rewrites.tanh_kernel` puts it in place of PyTensor's ``tanh``
-of float32 arrays in the C backends.
+Its gradient is :math:`\bar y (1 - y^2)` of the output :math:`y`, not of the input, for a
+graph built with the op. :data:`ntm.accel.rewrites.tanh_kernel` puts it in place of
+PyTensor's ``tanh`` of float32 arrays in the C backends when a function is compiled, after its
+gradient was built: there the gradient's own tangent (PyTensor's, of the input) becomes the
+op too, one vectorised loop more.
 """
 import numpy as np
 import pytensor.tensor as pt
