@@ -19,15 +19,18 @@ from ntm.lasagne import layers
 from tests.small_ntm import binary_sequences, small_ntm
 
 
+def inner_nodes(fgraph, op_class):
+    """Nodes of ``op_class`` in a graph and in the inner graphs of its scans."""
+    found = [node for node in fgraph.apply_nodes if isinstance(node.op, op_class)]
+    for node in fgraph.apply_nodes:
+        if isinstance(node.op, Scan):
+            found += inner_nodes(node.op.fgraph, op_class)
+    return found
+
+
 def symbolic_softmax_nodes(fgraph):
     """Softmax/LogSoftmax nodes in a graph and in the inner graphs of its scans."""
-    found = []
-    for node in fgraph.apply_nodes:
-        if isinstance(node.op, (Softmax, LogSoftmax)):
-            found.append(node)
-        if isinstance(node.op, Scan):
-            found += symbolic_softmax_nodes(node.op.fgraph)
-    return found
+    return inner_nodes(fgraph, (Softmax, LogSoftmax))
 
 
 def numpy_softmax(x, axis):
@@ -125,33 +128,30 @@ def state_counts(function):
     return tuple(int(count) for count in counts)
 
 
-def test_ntm_step_in_the_c_backend_has_no_symbolic_softmax_and_matches():
-    l_input, l_ntm = small_ntm()
+def plain_and_accelerated_ntm(**kwargs):
+    """The small NTM's output and parameter gradients (``small_ntm(**kwargs)``), compiled from
+    the plain graph in FAST_COMPILE and inside ``ntm.accel.accelerated("CVM")``, and inputs."""
+    l_input, l_ntm = small_ntm(**kwargs)
     params = layers.get_all_params(l_ntm, trainable=True)
 
     def outputs():
         output = layers.get_output(l_ntm)
         return [output] + pytensor.grad(pt.sum(pt.sqr(output)), params)
 
-    x = binary_sequences()
     reference = pytensor.function([l_input.input_var], outputs(), mode="FAST_COMPILE")
     with ntm.accel.accelerated("CVM") as mode:
         compiled = pytensor.function([l_input.input_var], outputs(), mode=mode)
+    return reference, compiled, binary_sequences()
+
+
+def test_ntm_step_in_the_c_backend_has_no_symbolic_softmax_and_matches():
+    reference, compiled, x = plain_and_accelerated_ntm()
     assert symbolic_softmax_nodes(compiled.maker.fgraph) == []
     scans = [node for node in compiled.maker.fgraph.apply_nodes if isinstance(node.op, Scan)]
     assert len(scans) == 2  # forward and backward (ntm.recurrence): no mit-mot state
     assert state_counts(compiled)[0] == 0
     for expected, actual in zip(reference(x), compiled(x), strict=True):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
-
-
-def inner_nodes(fgraph, op_class):
-    """Nodes of ``op_class`` in a graph and in the inner graphs of its scans."""
-    found = [node for node in fgraph.apply_nodes if isinstance(node.op, op_class)]
-    for node in fgraph.apply_nodes:
-        if isinstance(node.op, Scan):
-            found += inner_nodes(node.op.fgraph, op_class)
-    return found
 
 
 def test_similarities_of_one_memory_and_their_gradients_are_merged_with_the_same_values():
@@ -189,17 +189,7 @@ def test_the_ntm_step_computes_its_similarities_in_one_op_each_way():
     """The read and the write head address one memory: the forward scan's step has one
     similarity of both keys, the backward scan's step one gradient of both (the scans compile
     their steps in the mode they name, so the comparison is with the plain graph)."""
-    l_input, l_ntm = small_ntm(memory_shape=(9, 20))
-    params = layers.get_all_params(l_ntm, trainable=True)
-
-    def outputs():
-        output = layers.get_output(l_ntm)
-        return [output] + pytensor.grad(pt.sum(pt.sqr(output)), params)
-
-    x = binary_sequences()
-    reference = pytensor.function([l_input.input_var], outputs(), mode="FAST_COMPILE")
-    with ntm.accel.accelerated("CVM") as mode:
-        merged = pytensor.function([l_input.input_var], outputs(), mode=mode)
+    reference, merged, x = plain_and_accelerated_ntm(memory_shape=(9, 20))
     for op_class in (CosineSimilarity, CosineSimilarityGrad):
         assert [n.inputs[0].type.shape[1]
                 for n in inner_nodes(merged.maker.fgraph, op_class)] == [2]
