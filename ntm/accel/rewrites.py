@@ -98,7 +98,7 @@ are those of the same equations; only the order of the additions over the keys d
 :data:`tanh_kernel` is for the C backends: PyTensor's ``tanh`` of a float32 array becomes
 :class:`~ntm.accel.tanh_kernel.Tanh`, one vectorised loop instead of a call of the C library's
 ``tanhf`` per value (the heads' keys and add vectors, and the tangents their gradients
-compute again). Its values are within 2 ulp of the exact tangent, as the C library's are.
+compute again). Its values are within 2 ulp of the exact tangent.
 """
 import dataclasses
 
